@@ -1,0 +1,24 @@
+"""Dependencies shared by routes (``Annotated`` aliases)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from facerec.errors import ServiceUnavailableError
+from facerec.state import AppState
+
+
+def get_state(request: Request) -> AppState:
+    """The initialised services, or 503 until they are (or when start-up failed)."""
+    state: AppState | None = getattr(request.app.state, "facerec", None)
+    if state is None or not state.ready:
+        reason = state.startup_error if state is not None and state.startup_error else "starting"
+        raise ServiceUnavailableError(
+            "the service is not initialised yet", code="not_ready", reason=reason
+        )
+    return state
+
+
+StateDep = Annotated[AppState, Depends(get_state)]

@@ -1,0 +1,105 @@
+"""Health, readiness, metrics and the model list."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from facerec import __version__
+from facerec.api.deps import StateDep
+from facerec.state import AppState
+
+router = APIRouter(tags=["System"])
+
+
+class Health(BaseModel):
+    status: str = "ok"
+    version: str = __version__
+
+
+class Readiness(BaseModel):
+    ready: bool
+    components: dict[str, str]
+    reason: str | None = None
+
+
+class ModelOut(BaseModel):
+    name: str
+    task: str
+    family: str
+    version: str
+    source: str = Field(description="pypi:<package> or pack:<name> (downloaded or imported file)")
+    license: str
+    description: str
+    installed: bool
+    not_installed_reason: str = ""
+    loaded: bool
+    memory_bytes: int
+    execution_provider: str
+    last_used_seconds_ago: float | None = None
+
+
+class ModelsResponse(BaseModel):
+    success: bool = True
+    models: list[ModelOut]
+    memory_budget_bytes: int
+    memory_kind: str = Field(description="ram, or vram when a CUDA provider is active")
+    memory_loaded_bytes: int
+    providers: list[str]
+
+
+@router.get("/health", response_model=Health, summary="Liveness: the process is up")
+async def health() -> Health:
+    return Health()
+
+
+@router.get(
+    "/ready",
+    response_model=Readiness,
+    summary="Readiness: models and storage initialised (503 until then)",
+    responses={503: {"model": Readiness}},
+)
+async def ready(request: Request) -> Response:
+    state: AppState | None = getattr(request.app.state, "facerec", None)
+    if state is None:
+        body = Readiness(ready=False, components={}, reason="starting")
+        return JSONResponse(status_code=503, content=body.model_dump())
+    body = Readiness(ready=state.ready, components=state.components, reason=state.startup_error)
+    return JSONResponse(status_code=200 if state.ready else 503, content=body.model_dump())
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+async def metrics(request: Request) -> Response:
+    state: AppState | None = getattr(request.app.state, "facerec", None)
+    payload = state.metrics.render() if state is not None else b""
+    return Response(payload, media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+@router.get("/api/models", response_model=ModelsResponse, summary="Every model the service knows")
+async def list_models(state: StateDep) -> ModelsResponse:
+    models = [
+        ModelOut(
+            name=s.name,
+            task=s.task,
+            family=s.family,
+            version=s.version,
+            source=s.source,
+            license=s.license,
+            description=s.description,
+            installed=s.installed,
+            not_installed_reason=s.not_installed_reason,
+            loaded=s.loaded,
+            memory_bytes=s.memory_bytes,
+            execution_provider=s.provider,
+            last_used_seconds_ago=None if s.last_used_seconds_ago is None else round(s.last_used_seconds_ago, 1),
+        )
+        for s in state.models.status()
+    ]
+    return ModelsResponse(
+        models=models,
+        memory_budget_bytes=state.models.budget_bytes,
+        memory_kind=state.models.memory_kind,
+        memory_loaded_bytes=state.models.loaded_bytes(),
+        providers=list(state.models.runtime.providers),
+    )

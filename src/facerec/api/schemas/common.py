@@ -1,0 +1,69 @@
+"""Shapes shared by every endpoint: the error envelope and face geometry."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class ErrorBody(BaseModel):
+    code: str = Field(description="Stable machine-readable reason, e.g. `invalid_image`.")
+    message: str
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class ErrorResponse(BaseModel):
+    success: bool = False
+    error: ErrorBody
+
+
+class BoundingBox(BaseModel):
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+    width: float
+    height: float
+
+
+class Point(BaseModel):
+    x: float
+    y: float
+
+
+class Landmarks(BaseModel):
+    left_eye: Point
+    right_eye: Point
+    nose: Point
+    mouth_left: Point
+    mouth_right: Point
+
+
+class QualityOut(BaseModel):
+    score: float = Field(description="0-100; weighted mean of the factors.")
+    factors: dict[str, float] = Field(
+        description="Each 0-100: size, sharpness, exposure, pose, detector."
+    )
+    reasons: list[str] = Field(
+        default_factory=list,
+        description="Quality-bar misses: too_small, blurred, overexposed, underexposed, "
+        "extreme_pose, occluded_landmarks, low_detector_score.",
+    )
+
+
+class ImageInfo(BaseModel):
+    width: int
+    height: int
+    channels: int
+    format: str
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorResponse, "description": "Bad input (invalid base64, not an image, ...)"},
+    413: {"model": ErrorResponse, "description": "File or image over the size limit"},
+    415: {"model": ErrorResponse, "description": "Unsupported image format (GIF, SVG, PDF, ...)"},
+    422: {"model": ErrorResponse, "description": "Validation error or unusable face"},
+    429: {"model": ErrorResponse, "description": "Inference queue full; retry"},
+    503: {"model": ErrorResponse, "description": "Service not initialised yet"},
+}

@@ -1,0 +1,147 @@
+"""The FastAPI application: ``create_app(settings)``.
+
+The lifespan builds :class:`~facerec.state.AppState` and starts initialisation (migrations, model
+preload) in the background; until it finishes every API route answers 503 and ``/ready`` says so,
+while ``/health`` already answers. Everything is closed on shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request, Response
+from starlette.routing import Match
+
+from facerec import __version__
+from facerec.api.errors import envelope, install_error_handlers
+from facerec.api.routes import detection, system
+from facerec.config import Settings
+from facerec.domain.detection import DetectionService
+from facerec.executor import InferenceExecutor
+from facerec.inference.manager import ModelManager
+from facerec.inference.registry import build_models
+from facerec.metrics import Metrics
+from facerec.state import AppState
+
+logger = logging.getLogger(__name__)
+
+DESCRIPTION = """
+Self-hosted face recognition: detection with 5-point landmarks and quality, enrollment, 1:N
+identification, 1:1 verification and liveness.
+
+Every error answers with one envelope and a stable code:
+`{"success": false, "error": {"code": "invalid_image", "message": "...", "details": {}}}`.
+"""
+
+# Base64 inflates by 4/3; JSON fields and whitespace add a little more.
+BODY_OVERHEAD = 1.5
+
+
+def build_state(settings: Settings) -> AppState:
+    metrics = Metrics()
+    models = ModelManager(build_models(settings), settings.models, events=metrics)
+    return AppState(
+        settings=settings,
+        metrics=metrics,
+        models=models,
+        executor=InferenceExecutor(settings.server.executor_threads, settings.server.max_pending_jobs),
+        detection=DetectionService(models, settings.limits),
+    )
+
+
+async def initialise(state: AppState) -> None:
+    """Slow start-up work; flips ``state.ready`` when done."""
+    try:
+        state.components["models"] = "loading"
+        await asyncio.to_thread(state.models.preload, state.settings.models.preload)
+        state.components["models"] = "ok"
+        state.ready = True
+        logger.info("facerec %s ready", __version__)
+    except Exception as exc:
+        state.startup_error = f"{type(exc).__name__}: {exc}"
+        state.components["models"] = "failed"
+        logger.exception("start-up failed; the API answers 503 until restarted")
+
+
+async def idle_unloader(state: AppState) -> None:
+    ttl = state.settings.models.idle_unload_seconds
+    if ttl <= 0:
+        return
+    period = max(1.0, min(60.0, ttl / 4))
+    while True:
+        await asyncio.sleep(period)
+        await asyncio.to_thread(state.models.unload_idle)
+
+
+def route_template(request: Request) -> str:
+    for route in request.app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match == Match.FULL:
+            return str(getattr(route, "path", request.url.path))
+    return "unmatched"
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state = build_state(settings)
+        app.state.facerec = state
+        tasks = [asyncio.create_task(initialise(state)), asyncio.create_task(idle_unloader(state))]
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            state.ready = False
+            state.executor.shutdown()
+            state.models.unload_all()
+
+    app = FastAPI(
+        title="facerec",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.facerec = None
+    install_error_handlers(app)
+    app.include_router(system.router)
+    app.include_router(detection.router)
+
+    body_limit = int(settings.limits.max_upload_bytes * BODY_OVERHEAD) + 64 * 1024
+
+    @app.middleware("http")
+    async def limits_and_metrics(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        started = time.perf_counter()
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > body_limit:
+            response: Response = envelope(
+                413,
+                "payload_too_large",
+                f"request body is larger than the limit of {body_limit} bytes",
+                {"limit_bytes": body_limit},
+            )
+        else:
+            response = await call_next(request)
+        state: AppState | None = getattr(request.app.state, "facerec", None)
+        if state is not None:
+            route = route_template(request)
+            state.metrics.requests.labels(route, request.method, str(response.status_code)).inc()
+            state.metrics.request_seconds.labels(route, request.method).observe(
+                time.perf_counter() - started
+            )
+            if response.status_code == 429:
+                state.metrics.overloaded.inc()
+        return response
+
+    return app

@@ -1,0 +1,117 @@
+"""Command line: ``facerec serve | check | models ... | db upgrade``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+from facerec.config import Settings
+
+
+def _settings_with(args: argparse.Namespace) -> Settings:
+    """Settings from the environment, with command-line options on top.
+
+    Options are also written to the environment so that uvicorn's worker processes, which build
+    their own Settings, see them too.
+    """
+    overrides = {
+        "FACEREC_SERVER__HOST": getattr(args, "host", None),
+        "FACEREC_SERVER__PORT": getattr(args, "port", None),
+        "FACEREC_SERVER__WORKERS": getattr(args, "workers", None),
+        "FACEREC_SERVER__LOG_LEVEL": getattr(args, "log_level", None),
+        "FACEREC_SERVER__LOG_DIR": getattr(args, "log_dir", None),
+    }
+    for key, value in overrides.items():
+        if value is not None:
+            os.environ[key] = str(value)
+    return Settings()
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from facerec.checks import format_table, run_checks
+
+    results = run_checks(_settings_with(args), with_models=not args.skip_models)
+    print(format_table(results))
+    return 0 if all(r.ok for r in results) else 1
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from facerec.checks import format_table, run_checks
+    from facerec.logging_setup import configure_logging
+
+    settings = _settings_with(args)
+    configure_logging(settings.server)
+    if not args.skip_checks:
+        results = run_checks(settings)
+        failed = [r for r in results if not r.ok]
+        if failed:
+            print(format_table(results), file=sys.stderr)
+            print("\nfacerec: system checks failed; not starting.", file=sys.stderr)
+            return 2
+    server = settings.server
+    uvicorn.run(
+        "facerec.app:create_app",
+        factory=True,
+        host=server.host,
+        port=server.port,
+        workers=server.workers,
+        log_level=server.log_level,
+        log_config=None,  # keep our handlers (console + rotating file)
+    )
+    return 0
+
+
+def cmd_models_list(args: argparse.Namespace) -> int:
+    from facerec.inference.manager import ModelManager
+    from facerec.inference.registry import build_models
+
+    settings = Settings()
+    manager = ModelManager(build_models(settings), settings.models)
+    for status in manager.status():
+        state = "installed" if status.installed else f"not installed ({status.not_installed_reason})"
+        print(f"{status.name:<14} {status.task:<10} {status.source:<32} {state}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="facerec", description="Face recognition service")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the HTTP service")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--workers", type=int)
+    serve.add_argument("--log-level", choices=["debug", "info", "warning", "error", "critical"])
+    serve.add_argument("--log-dir")
+    serve.add_argument("--skip-checks", action="store_true", help="start without system checks")
+    serve.set_defaults(func=cmd_serve)
+
+    check = sub.add_parser("check", help="print the system checks as a table")
+    check.add_argument("--skip-models", action="store_true", help="skip loading the models")
+    check.set_defaults(func=cmd_check)
+
+    models = sub.add_parser("models", help="list, pull, import or convert models")
+    models_sub = models.add_subparsers(dest="models_command", required=True)
+    listing = models_sub.add_parser("list", help="every known model and whether it is installed")
+    listing.set_defaults(func=cmd_models_list)
+    for register in EXTRA_COMMANDS:
+        register(sub, models_sub)
+    return parser
+
+
+# Later features add their sub-commands here: (top-level subparsers, `models` subparsers) -> None.
+EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction, argparse._SubParsersAction], None]] = []  # type: ignore[type-arg]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    return func(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,107 @@
+"""Detection service: decoded image → faces with quality, filtered and ordered.
+
+Resize policy: the detector sees the image downscaled so its longer side is at most
+``limits.detect_max_side`` pixels (RetinaFace's anchors cover faces of 16-512 px, and a 4000 px
+photo would cost 60x the time for no gain); boxes and landmarks are mapped back to the original
+image's pixels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import cv2
+import numpy as np
+
+from facerec.config import LimitSettings
+from facerec.domain.timing import StageTimer
+from facerec.inference.base import FaceDetector
+from facerec.inference.images import DecodedImage, decode_image
+from facerec.inference.manager import ModelManager
+from facerec.inference.quality import QualityBar, QualityReport, assess
+from facerec.inference.types import BBox, Detection, ImageBGR, ModelTask
+
+
+@dataclass(frozen=True)
+class DetectOptions:
+    model_name: str | None = "auto"
+    conf_threshold: float = 0.5
+    iou_threshold: float = 0.4
+    max_faces: int = 50
+    min_quality: float = 0.0
+
+
+@dataclass(frozen=True)
+class DetectedFace:
+    detection: Detection
+    quality: QualityReport
+
+
+@dataclass(frozen=True)
+class DetectionResult:
+    faces: list[DetectedFace]
+    filtered_low_quality: int
+    model_used: str
+    image: DecodedImage
+
+
+def scale_detection(face: Detection, factor: float) -> Detection:
+    box = face.bbox
+    landmarks = None if face.landmarks is None else (face.landmarks * factor).astype(np.float32)
+    scaled = BBox(box.x1 * factor, box.y1 * factor, box.x2 * factor, box.y2 * factor)
+    return replace(face, bbox=scaled, landmarks=landmarks)
+
+
+class DetectionService:
+    def __init__(self, models: ModelManager, limits: LimitSettings, bar: QualityBar | None = None) -> None:
+        self._models = models
+        self._limits = limits
+        self.bar = bar or QualityBar()
+
+    def decode(self, data: bytes, timer: StageTimer) -> DecodedImage:
+        with timer.stage("decode"):
+            return decode_image(data, self._limits)
+
+    def resolve(self, model_name: str | None) -> str:
+        return self._models.resolve(ModelTask.DETECTION, model_name)
+
+    def detect_faces(
+        self, image: ImageBGR, options: DetectOptions, timer: StageTimer
+    ) -> tuple[str, list[Detection]]:
+        """Raw detections in original-image pixels, best first (no quality filtering)."""
+        name = self.resolve(options.model_name)
+        height, width = image.shape[:2]
+        factor = min(1.0, self._limits.detect_max_side / max(height, width))
+        small = image
+        if factor < 1.0:
+            size = (max(1, round(width * factor)), max(1, round(height * factor)))
+            small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        with self._models.use(name, FaceDetector) as detector, timer.stage("detect", name):
+            faces = detector.detect(
+                small,
+                conf_threshold=options.conf_threshold,
+                iou_threshold=options.iou_threshold,
+                max_faces=options.max_faces,
+            )
+        if factor < 1.0:
+            faces = [scale_detection(f, 1.0 / factor) for f in faces]
+        return name, [replace(f, bbox=f.bbox.clipped(width, height)) for f in faces]
+
+    def detect(self, data: bytes, options: DetectOptions, timer: StageTimer) -> DetectionResult:
+        self.resolve(options.model_name)  # an unknown model is the client's first problem
+        image = self.decode(data, timer)
+        return self.detect_decoded(image, options, timer)
+
+    def detect_decoded(
+        self, image: DecodedImage, options: DetectOptions, timer: StageTimer
+    ) -> DetectionResult:
+        name, faces = self.detect_faces(image.pixels, options, timer)
+        with timer.stage("quality"):
+            assessed = [DetectedFace(f, assess(image.pixels, f, self.bar)) for f in faces]
+        kept = [f for f in assessed if f.quality.score >= options.min_quality]
+        return DetectionResult(
+            faces=kept,
+            filtered_low_quality=len(assessed) - len(kept),
+            model_used=name,
+            image=image,
+        )
