@@ -18,7 +18,10 @@ from pathlib import Path
 import psutil
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
-HEADER = "# Benchmarks\n\nEvery section is written by the script named in it; rerun the command to refresh it.\n"
+HEADER = (
+    "# Benchmarks\n\n"
+    "Every section is written by the script named in it; rerun the command to refresh it.\n"
+)
 
 
 def machine() -> str:

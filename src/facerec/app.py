@@ -49,7 +49,9 @@ def build_state(settings: Settings) -> AppState:
         settings=settings,
         metrics=metrics,
         models=models,
-        executor=InferenceExecutor(settings.server.executor_threads, settings.server.max_pending_jobs),
+        executor=InferenceExecutor(
+            settings.server.executor_threads, settings.server.max_pending_jobs
+        ),
         detection=DetectionService(models, settings.limits),
     )
 

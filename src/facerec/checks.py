@@ -21,7 +21,7 @@ class CheckResult:
 
 
 def _python() -> str:
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036 - the package can be installed by hand anywhere
         raise RuntimeError(f"Python {sys.version.split()[0]} found; 3.11 or newer is required")
     return sys.version.split()[0]
 

@@ -72,7 +72,9 @@ def cmd_models_list(args: argparse.Namespace) -> int:
     settings = Settings()
     manager = ModelManager(build_models(settings), settings.models)
     for status in manager.status():
-        state = "installed" if status.installed else f"not installed ({status.not_installed_reason})"
+        state = (
+            "installed" if status.installed else f"not installed ({status.not_installed_reason})"
+        )
         print(f"{status.name:<14} {status.task:<10} {status.source:<32} {state}")
     return 0
 

@@ -50,7 +50,9 @@ def status_for(error: errors.FaceRecError) -> int:
     return 500
 
 
-def envelope(status: int, code: str, message: str, details: dict[str, Any] | None = None) -> JSONResponse:
+def envelope(
+    status: int, code: str, message: str, details: dict[str, Any] | None = None
+) -> JSONResponse:
     body = {"success": False, "error": {"code": code, "message": message, "details": details or {}}}
     headers = {"Retry-After": "1"} if status in (429, 503) else None
     return JSONResponse(status_code=status, content=jsonable_encoder(body), headers=headers)
@@ -61,7 +63,9 @@ async def facerec_error_handler(request: Request, exc: Exception) -> JSONRespons
         return await unhandled_error_handler(request, exc)
     status = status_for(exc)
     if status >= 500:
-        logger.error("%s %s failed: %s (%s)", request.method, request.url.path, exc.message, exc.code)
+        logger.error(
+            "%s %s failed: %s (%s)", request.method, request.url.path, exc.message, exc.code
+        )
     return envelope(status, exc.code, exc.message, exc.details)
 
 
@@ -77,7 +81,9 @@ async def validation_error_handler(request: Request, exc: Exception) -> JSONResp
         }
         for p in problems
     ]
-    missing_body = any(p.get("type") == "missing" and tuple(p.get("loc", ())) == ("body",) for p in problems)
+    missing_body = any(
+        p.get("type") == "missing" and tuple(p.get("loc", ())) == ("body",) for p in problems
+    )
     if missing_body:
         return envelope(400, "empty_body", "the request has no body", {"fields": fields})
     return envelope(422, "validation_error", "some request fields are invalid", {"fields": fields})

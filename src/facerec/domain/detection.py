@@ -53,7 +53,9 @@ def scale_detection(face: Detection, factor: float) -> Detection:
 
 
 class DetectionService:
-    def __init__(self, models: ModelManager, limits: LimitSettings, bar: QualityBar | None = None) -> None:
+    def __init__(
+        self, models: ModelManager, limits: LimitSettings, bar: QualityBar | None = None
+    ) -> None:
         self._models = models
         self._limits = limits
         self.bar = bar or QualityBar()
@@ -75,7 +77,9 @@ class DetectionService:
         small = image
         if factor < 1.0:
             size = (max(1, round(width * factor)), max(1, round(height * factor)))
-            small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+            small = np.asarray(
+                cv2.resize(image, size, interpolation=cv2.INTER_AREA), dtype=np.uint8
+            )
         with self._models.use(name, FaceDetector) as detector, timer.stage("detect", name):
             faces = detector.detect(
                 small,

@@ -189,9 +189,7 @@ class ModelManager:
     def _make_room(self, name: str, needed: int) -> None:
         with self._lock:
             loaded = [
-                (s.last_used, n, s)
-                for n, s in self._slots.items()
-                if n != name and s.model.loaded
+                (s.last_used, n, s) for n, s in self._slots.items() if n != name and s.model.loaded
             ]
             used = sum(s.model.weights_bytes() for _, _, s in loaded)
             victims: list[tuple[str, _Slot]] = []
@@ -207,15 +205,18 @@ class ModelManager:
         if used + needed > self.budget_bytes:
             logger.warning(
                 "model %s (%d bytes) exceeds the free %s budget (%d of %d bytes used)",
-                name, needed, self.memory_kind, used, self.budget_bytes,
+                name,
+                needed,
+                self.memory_kind,
+                used,
+                self.budget_bytes,
             )
 
     def _unload_slot(self, name: str, slot: _Slot, event: str) -> bool:
-        with slot.lock:
-            with self._lock:
-                if slot.in_use or not slot.model.loaded:
-                    return False
-                slot.model.unload()
+        with slot.lock, self._lock:
+            if slot.in_use or not slot.model.loaded:
+                return False
+            slot.model.unload()
         logger.info("unloaded model %s (%s)", name, event)
         self._events.model_event(name, event)
         self._events.model_memory(name, 0)

@@ -54,7 +54,7 @@ def _face_crop(image: ImageBGR, face: Detection) -> NDArray[np.uint8]:
     h, w = image.shape[:2]
     box = face.bbox.clipped(w, h)
     x1, y1 = int(box.x1), int(box.y1)
-    x2, y2 = max(int(math.ceil(box.x2)), x1 + 1), max(int(math.ceil(box.y2)), y1 + 1)
+    x2, y2 = max(math.ceil(box.x2), x1 + 1), max(math.ceil(box.y2), y1 + 1)
     crop = image[y1:y2, x1:x2]
     gray = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY) if crop.size else np.zeros((1, 1), np.uint8)
     return np.asarray(gray, dtype=np.uint8)
@@ -62,7 +62,9 @@ def _face_crop(image: ImageBGR, face: Detection) -> NDArray[np.uint8]:
 
 def pose_measurements(landmarks: NDArray[np.float32]) -> dict[str, float]:
     """Roll (degrees), yaw ratio and pitch offset from the five landmarks."""
-    left_eye, right_eye, nose, left_mouth, right_mouth = (landmarks[i].astype(float) for i in range(5))
+    left_eye, right_eye, nose, left_mouth, right_mouth = (
+        landmarks[i].astype(float) for i in range(5)
+    )
     eye_vec = right_eye - left_eye
     eye_dist = float(np.hypot(*eye_vec)) or 1.0
     roll = math.degrees(math.atan2(eye_vec[1], eye_vec[0]))

@@ -34,7 +34,9 @@ def _response(
     )
 
 
-async def _detect(state: AppState, data: bytes, options: DetectOptions) -> tuple[DetectionResult, StageTimer]:
+async def _detect(
+    state: AppState, data: bytes, options: DetectOptions
+) -> tuple[DetectionResult, StageTimer]:
     timer = StageTimer(state.metrics.stage)
     result = await state.executor.run(state.detection.detect, data, options, timer)
     if result.filtered_low_quality:

@@ -92,7 +92,9 @@ async def list_models(state: StateDep) -> ModelsResponse:
             loaded=s.loaded,
             memory_bytes=s.memory_bytes,
             execution_provider=s.provider,
-            last_used_seconds_ago=None if s.last_used_seconds_ago is None else round(s.last_used_seconds_ago, 1),
+            last_used_seconds_ago=None
+            if s.last_used_seconds_ago is None
+            else round(s.last_used_seconds_ago, 1),
         )
         for s in state.models.status()
     ]

@@ -67,7 +67,9 @@ class HogDetector(FaceDetector):
     def _create_session(self, runtime: RuntimeOptions) -> Any:
         import dlib
 
-        return HogSession(dlib.get_frontal_face_detector(), dlib.shape_predictor(shape_predictor_path()))
+        return HogSession(
+            dlib.get_frontal_face_detector(), dlib.shape_predictor(shape_predictor_path())
+        )
 
     def detect(
         self,
@@ -90,12 +92,18 @@ class HogDetector(FaceDetector):
         boxes = np.array(
             [[r.left(), r.top(), r.right() + 1, r.bottom() + 1] for r in rects], dtype=np.float32
         )
-        keep = [i for i in nms(boxes, scores.astype(np.float32), iou_threshold) if scores[i] >= conf_threshold]
+        keep = [
+            i
+            for i in nms(boxes, scores.astype(np.float32), iou_threshold)
+            if scores[i] >= conf_threshold
+        ]
         faces: list[Detection] = []
         for index in keep[:max_faces]:
             rect = rects[index]
             box = BBox(*(float(v) for v in boxes[index])).clipped(width, height)
-            shape = session.predictor(rgb, dlib.rectangle(rect.left(), rect.top(), rect.right(), rect.bottom()))
+            shape = session.predictor(
+                rgb, dlib.rectangle(rect.left(), rect.top(), rect.right(), rect.bottom())
+            )
             parts = np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float32)
             faces.append(Detection(box, float(scores[index]), five_points_from_dlib(parts, box)))
         return faces

@@ -1,0 +1,200 @@
+"""Detection latency three ways in one run, on the sample photos shipped in PyPI wheels.
+
+1. raw model: the onnxruntime session alone on a prepared tensor (RetinaFace);
+2. model wrapper: ``RetinaFaceDetector.detect`` (pre/post-processing, anchors, NMS);
+3. service function: ``DetectionService.detect`` on encoded bytes (decode, resize policy, detect,
+   quality);
+4. HTTP: POST /api/face-detection/detect to a real ``facerec serve`` process on localhost.
+
+The service's overhead over the raw model is the figure we steer by. Also reports peak RSS of the
+bench process and of the server process.
+
+    .venv/bin/python -m bench.bench_detection [--runs 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import os
+import resource
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import numpy as np
+import psutil
+
+from bench.report import percentile, write_section
+from facerec.config import LimitSettings, ModelSettings
+from facerec.domain.detection import DetectionService, DetectOptions
+from facerec.domain.timing import StageTimer
+from facerec.inference.base import RuntimeOptions
+from facerec.inference.detectors.retinaface import MEAN_BGR, RetinaFaceDetector
+from facerec.inference.images import decode_image
+from facerec.inference.manager import ModelManager
+from tests.images import astronaut_png, encode, grace_hopper_jpeg
+
+
+def timed(fn: Callable[[], object], runs: int, warmup: int = 5) -> list[float]:
+    for _ in range(warmup):
+        fn()
+    samples = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - started) * 1000)
+    return samples
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class RssSampler(threading.Thread):
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.process = psutil.Process(pid)
+        self.peak = 0
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                rss = self.process.memory_info().rss
+                rss += sum(c.memory_info().rss for c in self.process.children(recursive=True))
+                self.peak = max(self.peak, rss)
+            except psutil.Error:
+                return
+            time.sleep(0.05)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=100)
+    args = parser.parse_args()
+
+    photos = {
+        "grace_hopper.jpg (512x600)": grace_hopper_jpeg(),
+        "astronaut.png (512x512)": astronaut_png(),
+    }
+    photos["composite 2048x2400 JPEG"] = encode(
+        np.asarray(
+            __import__("PIL.Image", fromlist=["Image"])
+            .open(__import__("io").BytesIO(grace_hopper_jpeg()))
+            .resize((2048, 2400))
+        ),
+        "JPEG",
+        quality=90,
+    )
+    runtime = RuntimeOptions(intra_op_threads=2)
+    detector = RetinaFaceDetector()
+    detector.load(runtime)
+    manager = ModelManager({"retinaface": detector}, ModelSettings(preload=[]))
+    service = DetectionService(manager, LimitSettings())
+    options = DetectOptions(model_name="retinaface")
+
+    port = free_port()
+    tmp = Path(tempfile.mkdtemp(prefix="facerec-bench-"))
+    env = dict(
+        os.environ,
+        FACEREC_DB__URL=f"sqlite+aiosqlite:///{tmp / 'bench.db'}",
+        FACEREC_SERVER__LOG_DIR=str(tmp / "logs"),
+        FACEREC_SERVER__LOG_LEVEL="warning",
+        FACEREC_MODELS__MODEL_DIR=str(tmp / "models"),
+    )
+    server = subprocess.Popen(
+        [sys.executable, "-m", "facerec.cli", "serve", "--port", str(port), "--skip-checks"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    sampler = RssSampler(server.pid)
+    sampler.start()
+    rows = []
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                try:
+                    if client.get("/ready").status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                time.sleep(0.2)
+            for name, data in photos.items():
+                image = decode_image(data, LimitSettings()).pixels
+                side = max(image.shape[:2])
+                scaled = image
+                if side > 1024:
+                    import cv2
+
+                    f = 1024 / side
+                    scaled = cv2.resize(image, (round(image.shape[1] * f), round(image.shape[0] * f)))
+                h, w = scaled.shape[:2]
+                ph, pw = -(-h // 32) * 32, -(-w // 32) * 32
+                tensor = np.zeros((1, 3, ph, pw), np.float32)
+                tensor[0, :, :h, :w] = (scaled.astype(np.float32) - MEAN_BGR).transpose(2, 0, 1)
+                raw = timed(lambda t=tensor: detector.session.run(None, {"input": t}), args.runs)
+                wrapper = timed(
+                    lambda s=scaled: detector.detect(
+                        s, conf_threshold=0.5, iou_threshold=0.4, max_faces=50
+                    ),
+                    args.runs,
+                )
+                func = timed(lambda d=data: service.detect(d, options, StageTimer()), args.runs)
+                payload = {"image_base64": base64.b64encode(data).decode()}
+
+                def http_call(p: dict[str, str] = payload) -> None:
+                    response = client.post("/api/face-detection/detect", json=payload)
+                    response.raise_for_status()
+
+                http = timed(http_call, args.runs)
+                rows.append((name, raw, wrapper, func, http))
+    finally:
+        sampler.stop.set()
+        server.terminate()
+        server.wait(timeout=30)
+
+    bench_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    lines = [
+        f"{args.runs} runs per cell after 5 warm-up runs; milliseconds, p50 / p95. onnxruntime "
+        "intra-op threads = 2, spinning off.",
+        "",
+        "| image | raw ONNX session | detector wrapper | service function | HTTP (JSON base64) "
+        "| HTTP overhead over raw (p50) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, raw, wrapper, func, http in rows:
+
+        def cell(values: list[float]) -> str:
+            return f"{percentile(values, 50):.1f} / {percentile(values, 95):.1f}"
+
+        overhead = percentile(http, 50) - percentile(raw, 50)
+        lines.append(
+            f"| {name} | {cell(raw)} | {cell(wrapper)} | {cell(func)} | {cell(http)} "
+            f"| +{overhead:.1f} ms |"
+        )
+    lines += [
+        "",
+        f"Peak RSS: bench process {bench_rss:.0f} MiB (one detector loaded, images decoded); "
+        f"server process {sampler.peak / 2**20:.0f} MiB.",
+        "",
+        "The service function adds image decoding (JPEG/PNG), the resize policy and the quality "
+        "score; HTTP adds base64, JSON and the ASGI stack.",
+    ]
+    body = "\n".join(lines)
+    print(body)
+    write_section("detection", "Detection latency (raw model, service, HTTP)", body)
+
+
+if __name__ == "__main__":
+    main()

