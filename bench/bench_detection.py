@@ -30,6 +30,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import psutil
+from tests.images import astronaut_png, encode, grace_hopper_jpeg
 
 from bench.report import percentile, write_section
 from facerec.config import LimitSettings, ModelSettings
@@ -39,7 +40,6 @@ from facerec.inference.base import RuntimeOptions
 from facerec.inference.detectors.retinaface import MEAN_BGR, RetinaFaceDetector
 from facerec.inference.images import decode_image
 from facerec.inference.manager import ModelManager
-from tests.images import astronaut_png, encode, grace_hopper_jpeg
 
 
 def timed(fn: Callable[[], object], runs: int, warmup: int = 5) -> list[float]:
@@ -138,7 +138,9 @@ def main() -> None:
                     import cv2
 
                     f = 1024 / side
-                    scaled = cv2.resize(image, (round(image.shape[1] * f), round(image.shape[0] * f)))
+                    scaled = cv2.resize(
+                        image, (round(image.shape[1] * f), round(image.shape[0] * f))
+                    )
                 h, w = scaled.shape[:2]
                 ph, pw = -(-h // 32) * 32, -(-w // 32) * 32
                 tensor = np.zeros((1, 3, ph, pw), np.float32)
@@ -154,7 +156,7 @@ def main() -> None:
                 payload = {"image_base64": base64.b64encode(data).decode()}
 
                 def http_call(p: dict[str, str] = payload) -> None:
-                    response = client.post("/api/face-detection/detect", json=payload)
+                    response = client.post("/api/face-detection/detect", json=p)
                     response.raise_for_status()
 
                 http = timed(http_call, args.runs)
