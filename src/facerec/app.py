@@ -15,18 +15,28 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, Response
+from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.routing import Match
 
 from facerec import __version__
 from facerec.api.errors import envelope, install_error_handlers
-from facerec.api.routes import detection, system
+from facerec.api.routes import detection, liveness, persons, recognition, system
+from facerec.cache.factory import create_cache
 from facerec.config import Settings
 from facerec.domain.detection import DetectionService
+from facerec.domain.faces import FacePipeline
+from facerec.domain.gallery import GalleryService, PersonCache
 from facerec.executor import InferenceExecutor
 from facerec.inference.manager import ModelManager
 from facerec.inference.registry import build_models
 from facerec.metrics import Metrics
 from facerec.state import AppState
+from facerec.storage.engine import create_engine
+from facerec.storage.migrate import upgrade_database
+from facerec.storage.pgvector import PgVectorSearcher, has_pgvector
+from facerec.storage.protocols import FaceSearcher
+from facerec.storage.registry import IndexOptions, IndexRegistry
+from facerec.storage.sql_repository import SqlGalleryRepository
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +55,7 @@ BODY_OVERHEAD = 1.5
 def build_state(settings: Settings) -> AppState:
     metrics = Metrics()
     models = ModelManager(build_models(settings), settings.models, events=metrics)
+    detection = DetectionService(models, settings.limits)
     return AppState(
         settings=settings,
         metrics=metrics,
@@ -52,13 +63,75 @@ def build_state(settings: Settings) -> AppState:
         executor=InferenceExecutor(
             settings.server.executor_threads, settings.server.max_pending_jobs
         ),
-        detection=DetectionService(models, settings.limits),
+        detection=detection,
+        pipeline=FacePipeline(models, detection, settings.liveness.threshold),
     )
+
+
+async def repository_has_pgvector(engine: AsyncEngine) -> bool:
+    async with engine.connect() as conn:
+        return await has_pgvector(conn)
+
+
+async def open_storage(state: AppState) -> None:
+    """Database (migrated), cache and vector search, wired into the gallery service."""
+    settings = state.settings
+    state.components["database"] = "migrating"
+    engine = create_engine(settings.db)
+    state.engine = engine
+    await upgrade_database(settings, engine=engine)
+    repository = SqlGalleryRepository(engine)
+    state.components["database"] = engine.dialect.name
+    state.cache = create_cache(
+        settings, on_error=lambda op: state.metrics.cache_errors.labels(backend="redis").inc()
+    )
+    state.components["cache"] = "redis" if settings.cache.redis_url else "memory"
+    person_cache = PersonCache(state.cache, float(settings.cache.ttl_seconds))
+    searcher: FaceSearcher
+    backend = settings.index.backend
+    if backend == "auto":
+        backend = "pgvector" if await repository_has_pgvector(engine) else "memory"
+    if backend == "pgvector":
+        searcher = PgVectorSearcher(engine)
+    else:
+        state.index = IndexRegistry(
+            repository,
+            IndexOptions(
+                hnsw_threshold=settings.index.hnsw_threshold, index_dir=settings.index.index_dir
+            ),
+            on_persons_changed=person_cache.purge_persons,
+        )
+        await state.index.sync()
+        searcher = state.index
+    state.components["index"] = backend
+    state._gallery = GalleryService(
+        repository=repository,
+        searcher=searcher,
+        pipeline=state.pipeline,
+        executor=state.executor,
+        cache=person_cache,
+        metrics_stage=state.metrics.stage,
+        liveness_default=settings.liveness.check_by_default,
+        max_images=settings.limits.max_images_per_request,
+    )
+
+
+async def close_storage(state: AppState) -> None:
+    if state.index is not None:
+        try:
+            await state.index.save()
+        except Exception:
+            logger.exception("could not save the vector index snapshot")
+    if state.cache is not None:
+        await state.cache.close()
+    if state.engine is not None:
+        await state.engine.dispose()
 
 
 async def initialise(state: AppState) -> None:
     """Slow start-up work; flips ``state.ready`` when done."""
     try:
+        await open_storage(state)
         state.components["models"] = "loading"
         await asyncio.to_thread(state.models.preload, state.settings.models.preload)
         state.components["models"] = "ok"
@@ -66,7 +139,9 @@ async def initialise(state: AppState) -> None:
         logger.info("facerec %s ready", __version__)
     except Exception as exc:
         state.startup_error = f"{type(exc).__name__}: {exc}"
-        state.components["models"] = "failed"
+        for name, value in state.components.items():
+            if value in ("migrating", "loading"):
+                state.components[name] = "failed"
         logger.exception("start-up failed; the API answers 503 until restarted")
 
 
@@ -106,6 +181,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             state.ready = False
             state.executor.shutdown()
             state.models.unload_all()
+            await close_storage(state)
 
     app = FastAPI(
         title="facerec",
@@ -117,6 +193,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(system.router)
     app.include_router(detection.router)
+    app.include_router(recognition.router)
+    app.include_router(persons.router)
+    app.include_router(liveness.router)
 
     body_limit = int(settings.limits.max_upload_bytes * BODY_OVERHEAD) + 64 * 1024
 

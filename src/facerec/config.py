@@ -61,6 +61,23 @@ class ModelSettings(BaseModel):
     default_embedder: str = "auto"
 
 
+class IndexSettings(BaseModel):
+    # auto: pgvector inside PostgreSQL when the extension is there, else in-process.
+    backend: Literal["auto", "memory", "pgvector"] = "auto"
+    # Faces in one (collection, embedding space) before the in-process index switches
+    # from exact search to HNSW.
+    hnsw_threshold: int = Field(20_000, ge=1)
+    # Where HNSW snapshots are persisted (so a restart does not rebuild); None: not persisted.
+    index_dir: Path | None = Path("data/index")
+
+
+class LivenessSettings(BaseModel):
+    # check_liveness default for add-face, register-multiple and recognize.
+    check_by_default: bool = False
+    # live_score at or above this is live (chosen from measurement, see BENCHMARKS.md).
+    threshold: float = Field(0.5, ge=0.0, le=1.0)
+
+
 class LimitSettings(BaseModel):
     max_upload_bytes: int = Field(15 * 1024 * 1024, ge=1024)
     max_pixels: int = Field(40_000_000, ge=1)
@@ -83,6 +100,8 @@ class Settings(BaseSettings):
     cache: CacheSettings = Field(default_factory=CacheSettings)
     models: ModelSettings = Field(default_factory=ModelSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
+    index: IndexSettings = Field(default_factory=IndexSettings)
+    liveness: LivenessSettings = Field(default_factory=LivenessSettings)
     # Shortcuts documented in the README: FACEREC_DATABASE_URL and FACEREC_REDIS_URL.
     database_url: str | None = None
     redis_url: str | None = None

@@ -4,10 +4,21 @@ from __future__ import annotations
 
 from facerec.api.schemas.common import BoundingBox, ImageInfo, Landmarks, Point, QualityOut
 from facerec.api.schemas.detection import DetectedFaceOut
+from facerec.api.schemas.recognition import (
+    CollectionOut,
+    FaceInfo,
+    FaceOut,
+    LivenessOut,
+    MatchOut,
+    PersonOut,
+)
 from facerec.domain.detection import DetectedFace
+from facerec.domain.faces import FaceProbe, LivenessVerdict
+from facerec.domain.gallery import Match
 from facerec.inference.images import DecodedImage
 from facerec.inference.quality import QualityReport
 from facerec.inference.types import BBox, Detection
+from facerec.storage.models import Collection, Face, Person
 
 
 def bbox_out(box: BBox) -> BoundingBox:
@@ -51,4 +62,75 @@ def face_out(face: DetectedFace, with_landmarks: bool) -> DetectedFaceOut:
 def image_info(image: DecodedImage) -> ImageInfo:
     return ImageInfo(
         width=image.width, height=image.height, channels=image.channels, format=image.format
+    )
+
+
+def liveness_out(verdict: LivenessVerdict | None) -> LivenessOut | None:
+    if verdict is None:
+        return None
+    return LivenessOut(
+        is_live=verdict.is_live,
+        live_score=round(verdict.live_score, 4),
+        threshold=verdict.threshold,
+        model_used=verdict.model,
+        per_model={k: round(v, 4) for k, v in verdict.per_model.items()},
+    )
+
+
+def face_info(probe: FaceProbe) -> FaceInfo:
+    return FaceInfo(
+        bbox=bbox_out(probe.detection.bbox),
+        confidence=round(probe.detection.score, 4),
+        quality=quality_out(probe.quality),
+        liveness=liveness_out(probe.liveness),
+    )
+
+
+def person_out(person: Person) -> PersonOut:
+    return PersonOut(
+        person_id=person.id,
+        person_name=person.name,
+        collection=person.collection,
+        employee_id=person.employee_id,
+        department=person.department,
+        position=person.position,
+        metadata=dict(person.metadata),
+        face_count=person.face_count,
+        created_at=person.created_at,
+        updated_at=person.updated_at,
+    )
+
+
+def match_out(match: Match) -> MatchOut:
+    person = match.person
+    return MatchOut(
+        person_id=match.person_id,
+        person_name=person.name if person else None,
+        employee_id=person.employee_id if person else None,
+        collection=person.collection if person else None,
+        metadata=dict(person.metadata) if person else {},
+        face_id=match.face_id,
+        similarity=round(match.similarity, 4),
+        distance=round(match.distance, 4),
+        margin=None if match.margin is None else round(match.margin, 4),
+        is_match=match.is_match,
+    )
+
+
+def face_record_out(face: Face) -> FaceOut:
+    return FaceOut(
+        face_id=face.id,
+        space=face.space,
+        quality=face.quality,
+        bbox=bbox_out(face.bbox) if face.bbox is not None else None,
+        created_at=face.created_at,
+    )
+
+
+def collection_out(collection: Collection) -> CollectionOut:
+    return CollectionOut(
+        name=collection.name,
+        description=collection.description,
+        person_count=collection.person_count,
+        created_at=collection.created_at,
     )

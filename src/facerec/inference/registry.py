@@ -11,6 +11,9 @@ from facerec.config import Settings
 from facerec.inference.base import Model
 from facerec.inference.detectors.hog import HogDetector
 from facerec.inference.detectors.retinaface import RetinaFaceDetector
+from facerec.inference.embedders.dlib_resnet import DlibResNetEmbedder
+from facerec.inference.embedders.onnx_embedder import MOBILEFACENET_SPEC, OnnxArcFaceEmbedder
+from facerec.inference.liveness.minifasnet import MiniFASNetLiveness
 from facerec.inference.types import ModelInfo, ModelTask
 from facerec.inference.unavailable import UnavailableModel
 
@@ -29,9 +32,15 @@ def _reserved(name: str, task: ModelTask, family: str, how: str) -> UnavailableM
 
 
 def build_models(settings: Settings) -> dict[str, Model]:
+    model_dir = settings.models.model_dir
     models: dict[str, Model] = {
         "retinaface": RetinaFaceDetector(),
         "hog": HogDetector(),
+        "dlib_resnet": DlibResNetEmbedder(),
+        "mobilefacenet": OnnxArcFaceEmbedder(MOBILEFACENET_SPEC, model_dir / "mobilefacenet"),
+        "minifasnet": MiniFASNetLiveness(
+            model_dir / "minifasnet", threshold=settings.liveness.threshold
+        ),
     }
     pack_hint = "the {name} model pack is planned but not supported by this version"
     for name, family in (("scrfd", "scrfd"), ("yunet", "yunet"), ("yolov8-face", "yolo")):

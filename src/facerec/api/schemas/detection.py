@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from facerec.api.schemas.common import BoundingBox, ImageInfo, Landmarks, QualityOut
+from facerec.api.schemas.recognition import LivenessOut
 
 EXAMPLE_B64 = "/9j/4AAQSkZJRgABAQAAAQABAAD/2wBD..."
 
@@ -38,6 +39,9 @@ class DetectionRequest(BaseModel):
         40.0, ge=0.0, le=100.0, description="Faces with a lower quality score are left out."
     )
     return_landmarks: bool = Field(False, description="Include the 5-point landmarks.")
+    check_liveness: bool = Field(
+        False, description="Add a passive liveness verdict to each face (503 when unavailable)."
+    )
 
 
 class DetectedFaceOut(BaseModel):
@@ -46,6 +50,7 @@ class DetectedFaceOut(BaseModel):
     landmarks: Landmarks | None = None
     quality_score: float
     quality: QualityOut
+    liveness: LivenessOut | None = None
 
 
 class DetectionResponse(BaseModel):

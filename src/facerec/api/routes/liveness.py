@@ -1,0 +1,77 @@
+"""Anti-spoofing: is each face in the image a live person or a presentation attack?"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, UploadFile
+
+from facerec.api.convert import bbox_out, image_info
+from facerec.api.deps import StateDep
+from facerec.api.schemas.common import ERROR_RESPONSES
+from facerec.api.schemas.liveness import LivenessFace, LivenessRequest, LivenessResponse
+from facerec.api.uploads import read_upload
+from facerec.domain.detection import DetectOptions
+from facerec.domain.timing import StageTimer
+from facerec.inference.images import decode_base64
+from facerec.state import AppState
+
+router = APIRouter(prefix="/api/face-antispoofing", tags=["Anti-spoofing"], responses=ERROR_RESPONSES)
+
+
+async def _check(
+    state: AppState,
+    data: bytes,
+    options: DetectOptions,
+    threshold: float | None,
+    filename: str | None = None,
+) -> LivenessResponse:
+    timer = StageTimer(state.metrics.stage)
+    result = await state.executor.run(state.pipeline.check_liveness, data, options, threshold, timer)
+    faces = [
+        LivenessFace(
+            bbox=bbox_out(face.bbox),
+            confidence=round(face.score, 4),
+            is_live=verdict.is_live,
+            live_score=round(verdict.live_score, 4),
+            threshold=verdict.threshold,
+            model_used=verdict.model,
+            per_model={k: round(v, 4) for k, v in verdict.per_model.items()},
+        )
+        for face, verdict in zip(result.faces, result.verdicts, strict=True)
+    ]
+    return LivenessResponse(
+        faces_detected=len(faces),
+        faces=faces,
+        model_used=result.model,
+        detector_used=result.detector,
+        processing_time=round(timer.total, 4),
+        timings={k: round(v, 4) for k, v in timer.stages.items()},
+        image_info=image_info(result.image),
+        filename=filename,
+    )
+
+
+@router.post("/detect", response_model=LivenessResponse, summary="Liveness of every face (JSON)")
+async def detect(body: LivenessRequest, state: StateDep) -> LivenessResponse:
+    data = decode_base64(body.image_base64, state.settings.limits)
+    options = DetectOptions(
+        model_name=body.detector, conf_threshold=body.conf_threshold, max_faces=body.max_faces
+    )
+    return await _check(state, data, options, body.threshold)
+
+
+@router.post(
+    "/detect-upload", response_model=LivenessResponse, summary="Liveness of every face (multipart)"
+)
+async def detect_upload(
+    state: StateDep,
+    file: Annotated[UploadFile, File()],
+    detector: Annotated[str, Form()] = "auto",
+    threshold: Annotated[float | None, Form(ge=0.0, le=1.0)] = None,
+    conf_threshold: Annotated[float, Form(ge=0.0, le=1.0)] = 0.5,
+    max_faces: Annotated[int, Form(ge=1, le=100)] = 20,
+) -> LivenessResponse:
+    data = await read_upload(file, state.settings.limits.max_upload_bytes)
+    options = DetectOptions(model_name=detector, conf_threshold=conf_threshold, max_faces=max_faces)
+    return await _check(state, data, options, threshold, file.filename)

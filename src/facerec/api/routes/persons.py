@@ -1,0 +1,99 @@
+"""Persons and collections (galleries). Deleting a person is erasure: every embedding, cached copy
+and index entry of that person goes."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from facerec.api.convert import collection_out, face_record_out, person_out
+from facerec.api.deps import StateDep
+from facerec.api.schemas.common import ERROR_RESPONSES
+from facerec.api.schemas.recognition import (
+    CollectionIn,
+    CollectionListResponse,
+    CollectionOut,
+    DeletedResponse,
+    PersonDetailResponse,
+    PersonListResponse,
+    PersonOut,
+    PersonPatchRequest,
+)
+from facerec.storage.models import UNSET, PersonPatch, check_collection_name
+
+router = APIRouter(prefix="/api/face-recognition", tags=["Persons and collections"], responses=ERROR_RESPONSES)
+
+
+@router.get("/persons", response_model=PersonListResponse, summary="List persons (cursor pagination)")
+async def list_persons(
+    state: StateDep,
+    collection: Annotated[str | None, Query()] = None,
+    name: Annotated[str | None, Query(description="Case-insensitive substring")] = None,
+    employee_id: Annotated[str | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+) -> PersonListResponse:
+    page = await state.gallery.repository.list_persons(
+        collection=collection, name=name, employee_id=employee_id, limit=limit, cursor=cursor
+    )
+    return PersonListResponse(persons=[person_out(p) for p in page.items], next_cursor=page.next_cursor)
+
+
+@router.get("/persons/{person_id}", response_model=PersonDetailResponse, summary="One person")
+async def get_person(person_id: str, state: StateDep) -> PersonDetailResponse:
+    person = await state.gallery.repository.get_person(person_id)
+    faces = await state.gallery.repository.list_faces(person_id)
+    return PersonDetailResponse(person=person_out(person), faces=[face_record_out(f) for f in faces])
+
+
+@router.patch("/persons/{person_id}", response_model=PersonOut, summary="Rename, edit metadata")
+async def patch_person(person_id: str, body: PersonPatchRequest, state: StateDep) -> PersonOut:
+    fields = body.model_fields_set
+    patch = PersonPatch(
+        name=body.person_name if "person_name" in fields and body.person_name else UNSET,
+        metadata=body.metadata if "metadata" in fields and body.metadata is not None else UNSET,
+        department=body.department if "department" in fields else UNSET,
+        position=body.position if "position" in fields else UNSET,
+    )
+    return person_out(await state.gallery.update_person(person_id, patch))
+
+
+@router.delete("/persons/{person_id}", response_model=DeletedResponse, summary="Erase a person")
+async def delete_person(person_id: str, state: StateDep) -> DeletedResponse:
+    erasure = await state.gallery.delete_person(person_id)
+    return DeletedResponse(deleted_persons=len(erasure.person_ids), deleted_faces=len(erasure.face_ids))
+
+
+@router.delete(
+    "/persons/{person_id}/faces/{face_id}", response_model=DeletedResponse, summary="Erase one face"
+)
+async def delete_face(person_id: str, face_id: str, state: StateDep) -> DeletedResponse:
+    erasure = await state.gallery.delete_face(person_id, face_id)
+    return DeletedResponse(deleted_persons=0, deleted_faces=len(erasure.face_ids))
+
+
+@router.post("/collections", response_model=CollectionOut, status_code=201, summary="Create a gallery")
+async def create_collection(body: CollectionIn, state: StateDep) -> CollectionOut:
+    created = await state.gallery.repository.create_collection(
+        check_collection_name(body.name), body.description
+    )
+    return collection_out(created)
+
+
+@router.get("/collections", response_model=CollectionListResponse, summary="List galleries")
+async def list_collections(state: StateDep) -> CollectionListResponse:
+    items = await state.gallery.repository.list_collections()
+    return CollectionListResponse(collections=[collection_out(c) for c in items])
+
+
+@router.delete(
+    "/collections/{name}",
+    response_model=DeletedResponse,
+    summary="Delete a gallery (force=true erases its persons too)",
+)
+async def delete_collection(
+    name: str, state: StateDep, force: Annotated[bool, Query()] = False
+) -> DeletedResponse:
+    erasure = await state.gallery.delete_collection(name, force)
+    return DeletedResponse(deleted_persons=len(erasure.person_ids), deleted_faces=len(erasure.face_ids))

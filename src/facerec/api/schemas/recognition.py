@@ -1,0 +1,276 @@
+"""Recognition contract: enrollment, 1:N identification, 1:1 verification, persons, collections.
+
+Field names follow the seed's Face Recognition router; additions are optional.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from facerec.api.schemas.common import BoundingBox, QualityOut
+from facerec.domain.faces import ProcessingMode
+
+IMG = "data:image/jpeg;base64,/9j/4AAQSkZJRgABAQAAAQABAAD/2wBD..."
+NO_NS = ConfigDict(protected_namespaces=())
+
+
+class LivenessOut(BaseModel):
+    is_live: bool
+    live_score: float
+    threshold: float
+    model_used: str
+    per_model: dict[str, float] = Field(default_factory=dict)
+
+
+class FaceInfo(BaseModel):
+    bbox: BoundingBox
+    confidence: float
+    quality: QualityOut
+    liveness: LivenessOut | None = None
+
+
+class PersonOut(BaseModel):
+    person_id: str
+    person_name: str
+    collection: str
+    employee_id: str | None = None
+    department: str | None = None
+    position: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    face_count: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class AddFaceRequest(BaseModel):
+    model_config = ConfigDict(
+        protected_namespaces=(),
+        json_schema_extra={
+            "examples": [
+                {
+                    "person_name": "Grace Hopper",
+                    "person_id": "emp-0042",
+                    "face_image_base64": IMG,
+                    "model_name": "auto",
+                    "metadata": {"team": "compilers"},
+                }
+            ]
+        },
+    )
+
+    person_name: str = Field(min_length=1, max_length=200)
+    person_id: str | None = Field(
+        None, description="Omit for a new UUID; an existing id appends a face to that person."
+    )
+    face_image_base64: str
+    model_name: str = Field("auto", description="Embedder: `auto`, `dlib_resnet`, `mobilefacenet`...")
+    metadata: dict[str, Any] | None = None
+    collection: str = Field("default", description="Gallery the person belongs to.")
+    fast_mode: bool = Field(False, description="Skip the quality bar (same as processing_mode=fast).")
+    processing_mode: ProcessingMode = ProcessingMode.BALANCED
+    check_liveness: bool | None = Field(None, description="Reject spoofs; default from settings.")
+
+
+class AddFaceResponse(BaseModel):
+    model_config = NO_NS
+
+    success: bool = True
+    person_id: str
+    person_name: str
+    face_id: str
+    embedding_extracted: bool = True
+    model_used: str
+    face_quality: float
+    face: FaceInfo
+    person: PersonOut
+    processing_time: float
+
+
+class RegisterMultipleRequest(BaseModel):
+    model_config = ConfigDict(
+        protected_namespaces=(),
+        json_schema_extra={
+            "examples": [
+                {
+                    "full_name": "Grace Hopper",
+                    "employee_id": "E-1906",
+                    "department": "Navy",
+                    "position": "Rear Admiral",
+                    "model_name": "auto",
+                    "images": [IMG, IMG],
+                    "metadata": {"badge": "A-12"},
+                }
+            ]
+        },
+    )
+
+    full_name: str = Field(min_length=1, max_length=200)
+    employee_id: str = Field(min_length=1, max_length=64)
+    department: str | None = Field(None, max_length=200)
+    position: str | None = Field(None, max_length=200)
+    model_name: str = "auto"
+    images: list[str] = Field(description="Base64 images, one face each.")
+    metadata: dict[str, Any] | None = None
+    collection: str = "default"
+    replace: bool = Field(False, description="Replace an existing employee's faces and record.")
+    processing_mode: ProcessingMode = ProcessingMode.BALANCED
+    check_liveness: bool | None = None
+
+
+class ImageResult(BaseModel):
+    index: int
+    accepted: bool
+    face_id: str | None = None
+    reason: str | None = Field(None, description="Error code when rejected.")
+    message: str | None = None
+    details: dict[str, Any] = Field(default_factory=dict)
+    face_quality: float | None = None
+
+
+class RegisterMultipleResponse(BaseModel):
+    model_config = NO_NS
+
+    success: bool = True
+    person: PersonOut
+    created: bool
+    images_total: int
+    images_accepted: int
+    images_rejected: int
+    results: list[ImageResult]
+    model_used: str
+    processing_time: float
+
+
+class RecognizeRequest(BaseModel):
+    model_config = ConfigDict(
+        protected_namespaces=(),
+        json_schema_extra={
+            "examples": [
+                {"face_image_base64": IMG, "gallery": "default", "top_k": 5, "similarity_threshold": 0.5}
+            ]
+        },
+    )
+
+    face_image_base64: str
+    gallery: str | dict[str, list[list[float]]] | None = Field(
+        None,
+        description="A collection name, or an inline map person id → embeddings; "
+        "omitted: the `default` collection.",
+    )
+    model_name: str = "auto"
+    top_k: int = Field(5, ge=1, le=100)
+    similarity_threshold: float = Field(
+        0.5,
+        ge=0.0,
+        le=1.0,
+        description="0.5 is each model's calibrated decision threshold; higher is stricter.",
+    )
+    processing_mode: ProcessingMode = ProcessingMode.BALANCED
+    check_liveness: bool | None = None
+    min_quality: float = Field(0.0, ge=0.0, le=100.0, description="Refuse faces below this quality.")
+
+
+class MatchOut(BaseModel):
+    person_id: str
+    person_name: str | None = None
+    employee_id: str | None = None
+    collection: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    face_id: str | None = None
+    similarity: float
+    distance: float
+    margin: float | None = Field(
+        None, description="Similarity above the next person's (None for the last match)."
+    )
+    is_match: bool = Field(description="similarity ≥ similarity_threshold")
+
+
+class RecognizeResponse(BaseModel):
+    model_config = NO_NS
+
+    success: bool = True
+    matches_found: int
+    matches: list[MatchOut]
+    best_match: MatchOut | None
+    unknown: bool = Field(description="True when no one clears the threshold (open set).")
+    confidence_scores: list[float]
+    model_used: str
+    face: FaceInfo
+    processing_time: float
+
+
+class CompareRequest(BaseModel):
+    model_config = NO_NS
+
+    face1_image_base64: str
+    face2_image_base64: str
+    model_name: str = "auto"
+    processing_mode: ProcessingMode = ProcessingMode.BALANCED
+
+
+class CompareResponse(BaseModel):
+    model_config = NO_NS
+
+    success: bool = True
+    is_same_person: bool
+    similarity_score: float
+    distance: float
+    threshold: float = Field(description="The model's calibrated distance threshold.")
+    confidence: float = Field(description="Confidence in is_same_person, 0.5-1.")
+    model_used: str
+    face1: FaceInfo
+    face2: FaceInfo
+    processing_time: float
+
+
+class PersonPatchRequest(BaseModel):
+    person_name: str | None = Field(None, min_length=1, max_length=200)
+    metadata: dict[str, Any] | None = None
+    department: str | None = None
+    position: str | None = None
+
+
+class PersonListResponse(BaseModel):
+    success: bool = True
+    persons: list[PersonOut]
+    next_cursor: str | None
+
+
+class FaceOut(BaseModel):
+    face_id: str
+    space: str
+    quality: float
+    bbox: BoundingBox | None = None
+    created_at: datetime
+
+
+class PersonDetailResponse(BaseModel):
+    success: bool = True
+    person: PersonOut
+    faces: list[FaceOut]
+
+
+class DeletedResponse(BaseModel):
+    success: bool = True
+    deleted_persons: int
+    deleted_faces: int
+
+
+class CollectionIn(BaseModel):
+    name: str = Field(min_length=1, max_length=64)
+    description: str = ""
+
+
+class CollectionOut(BaseModel):
+    name: str
+    description: str
+    person_count: int
+    created_at: datetime
+
+
+class CollectionListResponse(BaseModel):
+    success: bool = True
+    collections: list[CollectionOut]

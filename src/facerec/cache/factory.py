@@ -1,0 +1,21 @@
+"""Build the configured cache: Redis when ``cache.redis_url`` is set, memory otherwise."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from facerec.cache.base import Cache
+from facerec.cache.memory import MemoryCache
+from facerec.cache.redis_cache import RedisCache
+from facerec.config import Settings
+
+
+def create_cache(settings: Settings, *, on_error: Callable[[str], None] | None = None) -> Cache:
+    """``on_error(operation)`` is called on each Redis failure (a Prometheus counter's inc)."""
+    if settings.cache.redis_url:
+        return RedisCache(
+            settings.cache.redis_url,
+            default_ttl=float(settings.cache.ttl_seconds),
+            on_error=on_error,
+        )
+    return MemoryCache(settings.cache.memory_max_items, float(settings.cache.ttl_seconds))

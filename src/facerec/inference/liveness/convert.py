@@ -1,0 +1,344 @@
+"""MiniFASNet PyTorch state dicts → ONNX, checked against PyTorch before they are installed.
+
+``convert_minifasnet`` converts one file; ``convert_pack`` (CLI ``facerec models convert
+minifasnet --src DIR --dest DIR``) converts the pack from local files; ``pull_pack`` (CLI
+``facerec models pull minifasnet``) downloads them from the pinned upstream commit first. Every
+source file's SHA-256 is checked against :data:`~facerec.inference.liveness.pack.MINIFASNET_PACK`
+and a pack directory only ever holds a complete, verified set: files are written to a temporary
+directory and moved into place at the end.
+
+State-dict keys, handled explicitly (everything else must match the network, ``strict=True``):
+
+- ``module.`` prefixes (upstream trained under ``DataParallel``) are removed;
+- a ``MultiFTNet`` training checkpoint nests the classifier under ``model.`` (removed) and adds
+  ``FTGenerator.*``, the auxiliary Fourier-spectrum head used only as a training loss: those keys
+  are dropped and listed in :attr:`ConvertReport.ignored_keys`. The published files have none.
+
+Only this module and :mod:`.minifasnet_net` import torch, and only inside functions here, so the
+CLI can import this module without it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+import urllib.request
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from facerec.errors import FaceRecError, ModelLoadError
+from facerec.inference.base import RuntimeOptions, onnx_session
+from facerec.inference.liveness.minifasnet import softmax
+from facerec.inference.liveness.pack import MINIFASNET_PACK, ModelPack, PackFile
+
+logger = logging.getLogger(__name__)
+
+OPSET = 17
+INPUT_NAME = "input"
+OUTPUT_NAME = "logits"
+# ONNX Runtime vs PyTorch, max |Δ logit| beyond which the export is refused (measured ~2e-6).
+DEFAULT_TOLERANCE = 1e-3
+MAX_DOWNLOAD_BYTES = 64 * 1024 * 1024
+MANIFEST_NAME = "manifest.json"
+TORCH_HINT = "pip install 'facerec[convert]' (torch==2.13.0)"
+
+Downloader = Callable[[str, Path], None]
+
+
+class ConverterMissingError(FaceRecError):
+    """PyTorch (only needed to convert, never to serve) is not installed."""
+
+    default_code = "converter_missing"
+
+
+class ConversionError(ModelLoadError):
+    """The weights do not fit the network, or the ONNX graph disagrees with PyTorch."""
+
+    default_code = "conversion_failed"
+
+
+class ChecksumMismatchError(ModelLoadError):
+    default_code = "checksum_mismatch"
+
+
+class DownloadError(FaceRecError):
+    default_code = "download_failed"
+
+
+@dataclass(frozen=True)
+class ConvertReport:
+    variant: str
+    source: str
+    source_sha256: str
+    onnx_path: str
+    onnx_sha256: str
+    opset: int
+    ignored_keys: tuple[str, ...]
+    samples: int
+    max_abs_diff: float  # logits, onnxruntime vs torch, over all samples
+    max_prob_diff: float  # softmax, same samples
+    torch_version: str
+
+    def summary(self) -> str:
+        ignored = (
+            f", ignored {len(self.ignored_keys)} FTGenerator keys" if self.ignored_keys else ""
+        )
+        return (
+            f"{self.variant}: {Path(self.source).name} → {Path(self.onnx_path).name} "
+            f"(opset {self.opset}, {self.samples} samples, max |Δlogit| {self.max_abs_diff:.2e}"
+            f"{ignored})"
+        )
+
+
+def require_torch() -> ModuleType:
+    try:
+        import torch
+    except ImportError as exc:
+        raise ConverterMissingError(
+            f"converting MiniFASNet weights needs PyTorch: {TORCH_HINT}"
+        ) from exc
+    return torch
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def clean_state_dict(state: Mapping[str, Any]) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """Keys as the network names them, and the training-only keys that were dropped."""
+    cleaned: dict[str, Any] = {}
+    ignored: list[str] = []
+    for key, value in state.items():
+        name = key.removeprefix("module.")
+        if name.startswith("FTGenerator."):
+            ignored.append(key)
+            continue
+        cleaned[name.removeprefix("model.")] = value
+    return cleaned, tuple(ignored)
+
+
+def load_network(pth_path: Path, variant: str, input_size: int = 80) -> tuple[Any, tuple[str, ...]]:
+    """The network in eval mode with the weights loaded strictly, and the ignored keys."""
+    torch = require_torch()
+    from facerec.inference.liveness.minifasnet_net import MiniFASNet
+
+    try:
+        state = torch.load(pth_path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle, zip and torch errors alike: not a usable state dict
+        raise ConversionError(
+            f"cannot read {pth_path.name} as a PyTorch state dict: {exc}"
+        ) from exc
+    if not isinstance(state, Mapping):
+        raise ConversionError(f"{pth_path.name} holds a {type(state).__name__}, not a state dict")
+    cleaned, ignored = clean_state_dict(state)
+    net = MiniFASNet(variant, input_size)
+    try:
+        net.load_state_dict(cleaned, strict=True)
+    except RuntimeError as exc:  # missing/unexpected keys or shape mismatches, all listed
+        raise ConversionError(
+            f"{pth_path.name} does not match {variant}: {exc}", variant=variant
+        ) from exc
+    net.eval()
+    return net, ignored
+
+
+def default_samples(input_size: int = 80, count: int = 4) -> NDArray[np.float32]:
+    """Deterministic check inputs in the network's range (BGR 0..255): noise and flat grey."""
+    rng = np.random.default_rng(20240601)
+    noise = rng.uniform(0.0, 255.0, size=(count - 1, 3, input_size, input_size))
+    grey = np.full((1, 3, input_size, input_size), 128.0)
+    return np.concatenate([noise, grey]).astype(np.float32)
+
+
+def convert_minifasnet(
+    pth_path: Path,
+    out_onnx_path: Path,
+    variant: str,
+    *,
+    input_size: int = 80,
+    opset: int = OPSET,
+    sample_inputs: NDArray[np.float32] | None = None,
+    tolerance: float = DEFAULT_TOLERANCE,
+) -> ConvertReport:
+    """Strict-load ``pth_path`` into ``variant``, export ONNX with a dynamic batch, then run
+    onnxruntime and torch on ``sample_inputs`` (N, 3, S, S float BGR 0..255; default
+    :func:`default_samples`) and refuse the export if the logits differ by more than
+    ``tolerance``. ``out_onnx_path`` appears only once it passed."""
+    if opset < OPSET:
+        raise ValueError(f"opset must be ≥ {OPSET}")
+    torch = require_torch()
+    import onnx
+
+    pth_path, out_onnx_path = Path(pth_path), Path(out_onnx_path)
+    net, ignored = load_network(pth_path, variant, input_size)
+    samples = default_samples(input_size) if sample_inputs is None else sample_inputs
+    samples = np.ascontiguousarray(samples, dtype=np.float32)
+
+    out_onnx_path.parent.mkdir(parents=True, exist_ok=True)
+    partial = out_onnx_path.with_name(out_onnx_path.name + ".partial")
+    try:
+        with warnings.catch_warnings():
+            # The TorchScript exporter is deprecated in favour of the dynamo one, which needs
+            # onnxscript (not a dependency); it is still the supported path in torch 2.13.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            torch.onnx.export(
+                net,
+                (torch.zeros(1, 3, input_size, input_size),),
+                str(partial),
+                input_names=[INPUT_NAME],
+                output_names=[OUTPUT_NAME],
+                dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+                opset_version=opset,
+                do_constant_folding=True,
+                dynamo=False,
+            )
+        model = onnx.load(str(partial))
+        for key, value in {
+            "facerec.variant": variant,
+            "facerec.input": f"BGR float 0..255, 1x3x{input_size}x{input_size}, dynamic batch",
+            "facerec.source_sha256": sha256_file(pth_path),
+        }.items():
+            model.metadata_props.add(key=key, value=value)
+        onnx.checker.check_model(model)
+        onnx.save(model, str(partial))
+
+        with torch.no_grad():
+            expected = net(torch.from_numpy(samples)).numpy()
+        session = onnx_session(partial, RuntimeOptions())
+        got = session.run(None, {INPUT_NAME: samples})[0]
+        single = session.run(None, {INPUT_NAME: samples[:1]})[0]
+        diff = float(max(np.abs(got - expected).max(), np.abs(single - expected[:1]).max()))
+        prob_diff = float(np.abs(softmax(got) - softmax(expected)).max())
+        if not diff <= tolerance:
+            raise ConversionError(
+                f"{variant}: ONNX output differs from PyTorch by {diff:.3g} (> {tolerance})",
+                variant=variant,
+                max_abs_diff=diff,
+            )
+        os.replace(partial, out_onnx_path)
+    finally:
+        partial.unlink(missing_ok=True)
+
+    report = ConvertReport(
+        variant=variant,
+        source=str(pth_path),
+        source_sha256=sha256_file(pth_path),
+        onnx_path=str(out_onnx_path),
+        onnx_sha256=sha256_file(out_onnx_path),
+        opset=opset,
+        ignored_keys=ignored,
+        samples=int(samples.shape[0]),
+        max_abs_diff=diff,
+        max_prob_diff=prob_diff,
+        torch_version=str(torch.__version__),
+    )
+    logger.info("converted %s", report.summary())
+    return report
+
+
+def _check_sha256(path: Path, spec: PackFile) -> None:
+    actual = sha256_file(path)
+    if actual != spec.sha256:
+        raise ChecksumMismatchError(
+            f"{path.name}: SHA-256 {actual} is not the published {spec.sha256}",
+            file=spec.source_name,
+        )
+
+
+def convert_pack(
+    src_dir: Path,
+    dest_dir: Path,
+    *,
+    pack: ModelPack = MINIFASNET_PACK,
+    verify_sha256: bool = True,
+    sample_inputs: NDArray[np.float32] | None = None,
+) -> list[ConvertReport]:
+    """Convert every file of ``pack`` found in ``src_dir`` (upstream file names) into
+    ``dest_dir``, which is filled only when all of them convert; writes ``manifest.json``."""
+    src_dir, dest_dir = Path(src_dir), Path(dest_dir)
+    sources = [src_dir / spec.source_name for spec in pack.files]
+    missing = [path.name for path in sources if not path.is_file()]
+    if missing:
+        raise FileNotFoundError(f"{src_dir} lacks {', '.join(missing)}")
+    require_torch()
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    reports: list[ConvertReport] = []
+    with tempfile.TemporaryDirectory(dir=dest_dir, prefix=".convert-") as work:
+        staging = Path(work)
+        for spec, source in zip(pack.files, sources, strict=True):
+            if verify_sha256:
+                _check_sha256(source, spec)
+            reports.append(
+                convert_minifasnet(
+                    source,
+                    staging / spec.onnx_name,
+                    spec.variant,
+                    input_size=spec.input_size,
+                    sample_inputs=sample_inputs,
+                )
+            )
+        installed = []
+        for spec, report in zip(pack.files, reports, strict=True):
+            os.replace(staging / spec.onnx_name, dest_dir / spec.onnx_name)
+            installed.append(_with_path(report, dest_dir / spec.onnx_name))
+    manifest = {"pack": pack.as_dict(), "converted": [asdict(r) for r in installed]}
+    (dest_dir / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+    return installed
+
+
+def _with_path(report: ConvertReport, path: Path) -> ConvertReport:
+    return ConvertReport(**{**asdict(report), "onnx_path": str(path)})
+
+
+def download_url(url: str, dest: Path, timeout: float = 60.0) -> None:
+    """Stream ``url`` to ``dest`` (at most :data:`MAX_DOWNLOAD_BYTES`)."""
+    if not url.startswith("https://"):
+        raise DownloadError(f"refusing a non-HTTPS model URL: {url}")
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response, open(dest, "wb") as out:
+            total = 0
+            while chunk := response.read(1 << 20):
+                total += len(chunk)
+                if total > MAX_DOWNLOAD_BYTES:
+                    raise DownloadError(f"{url} is larger than {MAX_DOWNLOAD_BYTES} bytes")
+                out.write(chunk)
+    except OSError as exc:  # URLError, HTTPError and timeouts are all OSError
+        raise DownloadError(f"cannot download {url}: {exc}", url=url) from exc
+
+
+def pull_pack(
+    dest_dir: Path,
+    *,
+    pack: ModelPack = MINIFASNET_PACK,
+    download: Downloader | None = None,
+) -> list[ConvertReport]:
+    """Download the pack's upstream files, check their SHA-256, convert into ``dest_dir``.
+
+    ``download(url, path)`` is injectable (tests, mirrors); the default streams over HTTPS.
+    """
+    require_torch()
+    fetch = download or download_url
+    dest_dir = Path(dest_dir)
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=dest_dir, prefix=".download-") as work:
+        staging = Path(work)
+        for spec in pack.files:
+            target = staging / spec.source_name
+            logger.info("downloading %s", spec.url)
+            fetch(spec.url, target)
+            _check_sha256(target, spec)
+        return convert_pack(staging, dest_dir, pack=pack)

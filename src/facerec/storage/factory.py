@@ -1,0 +1,32 @@
+"""Build the vector searcher the options ask for, over a repository's engine."""
+
+from __future__ import annotations
+
+from facerec.errors import ServiceUnavailableError
+from facerec.storage.pgvector import PgVectorSearcher, repository_has_pgvector
+from facerec.storage.protocols import FaceSearcher
+from facerec.storage.registry import IndexOptions, IndexRegistry, PersonsChanged
+from facerec.storage.sql_repository import SqlGalleryRepository
+
+
+async def create_searcher(
+    repository: SqlGalleryRepository,
+    options: IndexOptions | None = None,
+    *,
+    on_persons_changed: PersonsChanged | None = None,
+) -> FaceSearcher:
+    """``memory``: exact → HNSW in this process, synced by the change log.
+    ``pgvector``: HNSW inside PostgreSQL; fails when the extension is not there.
+    ``auto``: pgvector when the extension is there, memory otherwise."""
+    options = options or IndexOptions()
+    available = await repository_has_pgvector(repository)
+    if options.backend == "pgvector" or (options.backend == "auto" and available):
+        if not available:
+            raise ServiceUnavailableError(
+                "index backend pgvector needs PostgreSQL with the vector extension",
+                code="pgvector_unavailable",
+            )
+        return PgVectorSearcher(repository.engine, ef_search=options.pgvector_ef_search)
+    if options.backend not in ("memory", "auto"):
+        raise ValueError(f"unknown index backend {options.backend!r}: memory or pgvector")
+    return IndexRegistry(repository, options, on_persons_changed=on_persons_changed)

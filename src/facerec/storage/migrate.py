@@ -1,0 +1,60 @@
+"""Apply the Alembic migrations shipped in ``storage/migrations`` (no alembic.ini needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import text
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from facerec.config import Settings
+from facerec.storage.engine import create_engine, writer
+from facerec.storage.pgvector import ensure_pgvector
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+# Several API processes may start at once: they take turns (PostgreSQL advisory lock; SQLite's
+# BEGIN IMMEDIATE write lock), and the later ones find nothing left to do.
+_MIGRATION_LOCK = 7_301_652_001
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+async def upgrade_database(
+    settings: Settings, *, engine: AsyncEngine | None = None, revision: str = "head"
+) -> None:
+    """Bring the database at ``settings.db.url`` (or ``engine``) to ``revision``."""
+    owned = engine is None
+    engine = engine or create_engine(settings.db)
+    try:
+        async with writer(engine).begin() as conn:
+            if conn.dialect.name == "postgresql":
+                await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK})
+            await conn.run_sync(_upgrade, revision)
+    finally:
+        if owned:
+            await engine.dispose()
+
+
+def _upgrade(connection: Connection, revision: str) -> None:
+    command.upgrade(alembic_config(connection), revision)
+    if revision == "head":
+        # Covers pgvector installed after revision 0002 ran: creates and backfills the table now.
+        ensure_pgvector(connection)
+
+
+async def database_revision(engine: AsyncEngine) -> str | None:
+    """The applied revision, or None for a database never migrated."""
+    async with engine.connect() as conn:
+        return await conn.run_sync(
+            lambda sync: MigrationContext.configure(sync).get_current_revision()
+        )

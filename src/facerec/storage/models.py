@@ -1,0 +1,195 @@
+"""Gallery domain values: frozen dataclasses passed between storage, index and services."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import Enum
+from typing import Any, Final, Literal
+
+import numpy as np
+from numpy.typing import NDArray
+
+from facerec.errors import InvalidInputError
+from facerec.inference.types import BBox
+
+Metric = Literal["l2", "cosine"]
+DEFAULT_COLLECTION: Final = "default"
+
+_COLLECTION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,63}$")
+_SPACE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@/+-]{0,127}$")
+
+
+class _Unset(Enum):
+    UNSET = "unset"
+
+
+UNSET: Final = _Unset.UNSET
+"""A patch field left as UNSET is not changed; None clears an optional field."""
+
+
+@dataclass(frozen=True)
+class Collection:
+    name: str
+    description: str
+    created_at: datetime
+    person_count: int = 0
+
+
+@dataclass(frozen=True)
+class Person:
+    id: str
+    name: str
+    collection: str
+    employee_id: str | None
+    department: str | None
+    position: str | None
+    metadata: Mapping[str, Any]
+    created_at: datetime
+    updated_at: datetime
+    face_count: int = 0
+
+
+@dataclass(frozen=True)
+class Face:
+    id: str
+    person_id: str
+    collection: str
+    space: str
+    quality: float
+    bbox: BBox | None
+    image_sha256: str | None
+    created_at: datetime
+    # Only loaded when asked for (``with_embeddings=True``): listing faces does not need it.
+    embedding: NDArray[np.float32] | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class NewPerson:
+    name: str
+    collection: str = DEFAULT_COLLECTION
+    id: str | None = None  # None: a UUID is generated
+    employee_id: str | None = None
+    department: str | None = None
+    position: str | None = None
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class NewFace:
+    space: str
+    embedding: NDArray[np.float32] = field(compare=False, repr=False)
+    quality: float = 0.0
+    bbox: BBox | None = None
+    image_sha256: str | None = None
+    id: str | None = None  # None: a UUID is generated
+
+
+@dataclass(frozen=True)
+class PersonPatch:
+    name: str | _Unset = UNSET
+    employee_id: str | _Unset | None = UNSET
+    department: str | _Unset | None = UNSET
+    position: str | _Unset | None = UNSET
+    metadata: Mapping[str, Any] | _Unset = UNSET  # replaces the whole mapping
+
+
+@dataclass(frozen=True)
+class PersonPage:
+    items: list[Person]
+    next_cursor: str | None  # opaque; None when this is the last page
+
+
+@dataclass(frozen=True)
+class EmbeddingSpace:
+    """An embedding space: vectors of different spaces are never compared."""
+
+    name: str  # e.g. "dlib_resnet@1"
+    dim: int
+    metric: Metric
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    person_id: str
+    face_id: str
+    distance: float
+
+
+@dataclass(frozen=True)
+class Erasure:
+    """What a delete removed, so the caller can purge caches (person keys and image results).
+
+    ``person_ids``: persons erased. ``updated_person_ids``: persons that lost faces (their cached
+    records are stale). ``image_sha256s``: images whose cached detection/embedding results
+    produced the erased faces.
+    """
+
+    person_ids: tuple[str, ...] = ()
+    face_ids: tuple[str, ...] = ()
+    image_sha256s: tuple[str, ...] = ()
+    updated_person_ids: tuple[str, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.person_ids or self.face_ids)
+
+
+@dataclass(frozen=True)
+class Registration:
+    person: Person
+    faces: list[Face]
+    created: bool  # False: an existing person was replaced
+    removed: Erasure  # old faces dropped by ``replace=True``
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def check_collection_name(name: str) -> str:
+    if not _COLLECTION_RE.match(name):
+        raise InvalidInputError(
+            "collection names are 1-64 characters: letters, digits, '_', '.', '-'",
+            code="invalid_collection_name",
+            collection=name[:80],
+        )
+    return name
+
+
+def check_id(value: str, what: str) -> str:
+    if not _ID_RE.match(value):
+        raise InvalidInputError(
+            f"{what} ids are 1-64 characters: letters, digits, '_', '.', ':', '@', '-'",
+            code=f"invalid_{what}_id",
+            value=value[:80],
+        )
+    return value
+
+
+def check_space_name(name: str) -> str:
+    if not _SPACE_RE.match(name):
+        raise InvalidInputError(
+            "embedding space ids are 1-128 characters: letters, digits, '_.:@/+-'",
+            code="invalid_embedding_space",
+            space=name[:140],
+        )
+    return name
+
+
+def as_vector(embedding: NDArray[Any], dim: int | None = None) -> NDArray[np.float32]:
+    """A contiguous 1-D float32 copy of ``embedding``; rejects NaN/inf and wrong sizes."""
+    vector = np.ascontiguousarray(np.asarray(embedding, dtype=np.float32).reshape(-1))
+    if vector.size == 0 or (dim is not None and vector.size != dim):
+        raise InvalidInputError(
+            f"embedding has {vector.size} values, expected {dim}",
+            code="embedding_dim_mismatch",
+            expected=dim,
+            got=int(vector.size),
+        )
+    if not np.isfinite(vector).all():
+        raise InvalidInputError("embedding contains NaN or infinity", code="invalid_embedding")
+    return vector

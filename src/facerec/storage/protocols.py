@@ -1,0 +1,153 @@
+"""Storage protocols: the gallery repository, what the vector indexes read, and vector search.
+
+``SqlGalleryRepository`` implements :class:`GalleryRepository` and :class:`IndexSource` on SQLite
+and PostgreSQL. ``IndexRegistry`` (in-process exact/HNSW) and ``PgVectorSearcher`` implement
+:class:`FaceSearcher`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Protocol, Self, runtime_checkable
+
+import numpy as np
+from numpy.typing import NDArray
+
+from facerec.storage.models import (
+    Collection,
+    EmbeddingSpace,
+    Erasure,
+    Face,
+    Metric,
+    NewFace,
+    NewPerson,
+    Person,
+    PersonPage,
+    PersonPatch,
+    Registration,
+    SearchHit,
+)
+
+ChangeOp = Literal["face_add", "face_remove", "person_upsert", "person_remove", "collection_remove"]
+
+
+@dataclass(frozen=True)
+class Change:
+    """One row of the change log, written in the transaction of the change it records."""
+
+    seq: int
+    op: ChangeOp
+    person_id: str | None
+    face_id: str | None
+    collection: str | None
+    space: str | None
+
+
+@dataclass(frozen=True)
+class LogState:
+    last_seq: int  # highest committed seq, 0 for an empty log
+    pruned_through: int  # rows with seq <= this may be gone: older positions must rebuild
+
+
+@dataclass(frozen=True)
+class IndexRows:
+    """Faces of one (collection, space): ids, owners and a (n, dim) float32 matrix."""
+
+    face_ids: list[str]
+    person_ids: list[str]
+    vectors: NDArray[np.float32] = field(repr=False)
+
+
+@dataclass(frozen=True)
+class FaceVector:
+    face_id: str
+    person_id: str
+    collection: str
+    space: str
+    vector: NDArray[np.float32] = field(repr=False)
+
+
+class GalleryRepository(Protocol):
+    """Persons, faces and collections. Every method is one transaction."""
+
+    async def create_collection(self, name: str, description: str = "") -> Collection: ...
+    async def list_collections(self) -> list[Collection]: ...
+    async def get_collection(self, name: str) -> Collection: ...
+    async def delete_collection(self, name: str, *, force: bool = False) -> Erasure: ...
+
+    async def ensure_space(self, space: EmbeddingSpace) -> EmbeddingSpace: ...
+    async def get_space(self, name: str) -> EmbeddingSpace: ...
+
+    async def create_person(self, person: NewPerson) -> Person: ...
+    async def get_person(self, person_id: str) -> Person: ...
+    async def get_person_by_employee_id(self, employee_id: str) -> Person: ...
+    async def list_persons(
+        self,
+        *,
+        collection: str | None = None,
+        name: str | None = None,
+        employee_id: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> PersonPage: ...
+    async def update_person(self, person_id: str, patch: PersonPatch) -> Person: ...
+    async def delete_person(self, person_id: str) -> Erasure: ...
+
+    async def add_faces(
+        self, person_id: str, faces: Sequence[NewFace], *, create: NewPerson | None = None
+    ) -> list[Face]: ...
+    async def list_faces(self, person_id: str, *, with_embeddings: bool = False) -> list[Face]: ...
+    async def get_face(self, face_id: str, *, with_embeddings: bool = False) -> Face: ...
+    async def delete_face(self, face_id: str) -> Erasure: ...
+    async def register_person(
+        self, person: NewPerson, faces: Sequence[NewFace], *, replace: bool = False
+    ) -> Registration: ...
+
+
+class IndexSource(Protocol):
+    """What an in-process index needs from the database to build and follow the gallery."""
+
+    async def log_state(self) -> LogState: ...
+    async def changes_since(self, seq: int, limit: int) -> list[Change]: ...
+    async def index_rows(self, collection: str, space: str) -> IndexRows: ...
+    async def face_vectors(self, face_ids: Iterable[str]) -> list[FaceVector]: ...
+    async def get_space(self, name: str) -> EmbeddingSpace: ...
+
+
+@runtime_checkable
+class FaceSearcher(Protocol):
+    async def search(
+        self, collection: str, space: str, query: NDArray[np.float32], k: int = 1
+    ) -> list[SearchHit]:
+        """Up to ``k`` persons, nearest first, each with its nearest face; never mixes spaces."""
+        ...
+
+
+class VectorIndex(Protocol):
+    """An in-process index of one (collection, space), keyed by face id."""
+
+    dim: int
+    metric: Metric
+
+    def __len__(self) -> int: ...
+    def __contains__(self, face_id: object) -> bool: ...
+    def add(self, ids: Sequence[str], vectors: NDArray[np.float32]) -> None:
+        """Add rows; an id already present is replaced."""
+        ...
+
+    def remove(self, ids: Iterable[str]) -> int:
+        """Remove ids (unknown ones are ignored); returns how many were present."""
+        ...
+
+    def search(self, query: NDArray[np.float32], k: int) -> tuple[list[str], NDArray[np.float32]]:
+        """The ``k`` nearest ids and their distances (L2, or 1 - cos), nearest first."""
+        ...
+
+
+class PersistentVectorIndex(VectorIndex, Protocol):
+    def save(self, path: Path) -> None: ...
+
+    @classmethod
+    def load(cls, path: Path) -> Self: ...

@@ -1,0 +1,544 @@
+"""The gallery repository on SQLAlchemy Core: one implementation for SQLite and PostgreSQL.
+
+Every public method is one transaction. Every change to faces or persons also appends change-log
+rows in that transaction (see :mod:`facerec.storage.registry` for how other processes use them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import delete, func, insert, or_, select, tuple_, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from facerec.errors import ConflictError, InvalidInputError, NotFoundError
+from facerec.inference.types import BBox
+from facerec.storage import pgvector
+from facerec.storage.models import (
+    DEFAULT_COLLECTION,
+    UNSET,
+    Collection,
+    EmbeddingSpace,
+    Erasure,
+    Face,
+    NewFace,
+    NewPerson,
+    Person,
+    PersonPage,
+    PersonPatch,
+    Registration,
+    as_vector,
+    check_collection_name,
+    check_id,
+    check_space_name,
+    new_id,
+)
+from facerec.storage.schema import collections, embedding_spaces, faces, persons
+from facerec.storage.sql_index_source import SqlIndexSource
+from facerec.storage.sql_support import (
+    bbox_json,
+    change,
+    decode_cursor,
+    duplicate_employee,
+    encode_cursor,
+    face_columns_light,
+    insert_ignore,
+    is_employee_conflict,
+    log_changes,
+    person_columns,
+    to_collection,
+    to_face,
+    to_person,
+    utcnow,
+    write_transaction,
+)
+
+MAX_PAGE = 1000
+_person_count = (
+    select(func.count())
+    .select_from(persons)
+    .where(persons.c.collection == collections.c.name)
+    .correlate(collections)
+    .scalar_subquery()
+    .label("person_count")
+)
+
+
+def _person_not_found(person_id: str) -> NotFoundError:
+    return NotFoundError(
+        f"person {person_id!r} not found", code="person_not_found", person_id=person_id
+    )
+
+
+def _collection_not_found(name: str) -> NotFoundError:
+    return NotFoundError(
+        f"collection {name!r} not found", code="collection_not_found", collection=name
+    )
+
+
+class SqlGalleryRepository(SqlIndexSource):
+    """:class:`GalleryRepository` and :class:`IndexSource` on one ``AsyncEngine``."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        super().__init__(engine)
+        self._pgvector: bool | None = None
+
+    # ---- collections -------------------------------------------------------------------------
+
+    async def create_collection(self, name: str, description: str = "") -> Collection:
+        check_collection_name(name)
+        async with write_transaction(self._engine) as conn:
+            now = utcnow()
+            values = {"name": name, "description": description, "created_at": now}
+            if not await insert_ignore(conn, collections, values, "name"):
+                raise ConflictError(
+                    f"collection {name!r} already exists", code="collection_exists", collection=name
+                )
+        return Collection(name, description, now, 0)
+
+    async def list_collections(self) -> list[Collection]:
+        async with self._engine.connect() as conn:
+            rows = await conn.execute(select(*collections.c, _person_count).order_by("name"))
+            return [to_collection(r) for r in rows]
+
+    async def get_collection(self, name: str) -> Collection:
+        async with self._engine.connect() as conn:
+            query = select(*collections.c, _person_count).where(collections.c.name == name)
+            row = (await conn.execute(query)).first()
+        if row is None:
+            raise _collection_not_found(name)
+        return to_collection(row)
+
+    async def delete_collection(self, name: str, *, force: bool = False) -> Erasure:
+        if name == DEFAULT_COLLECTION:
+            raise ConflictError(
+                "the default collection cannot be deleted", code="default_collection"
+            )
+        async with write_transaction(self._engine) as conn:
+            await self._require_collection(conn, name)
+            person_ids = list(
+                (await conn.execute(select(persons.c.id).where(persons.c.collection == name)))
+                .scalars()
+                .all()
+            )
+            if person_ids and not force:
+                raise ConflictError(
+                    f"collection {name!r} has {len(person_ids)} persons; use force to erase them",
+                    code="collection_not_empty",
+                    collection=name,
+                    person_count=len(person_ids),
+                )
+            removed = (
+                await conn.execute(
+                    select(faces.c.id, faces.c.image_sha256).where(faces.c.collection == name)
+                )
+            ).all()
+            await conn.execute(delete(faces).where(faces.c.collection == name))
+            await conn.execute(delete(persons).where(persons.c.collection == name))
+            await conn.execute(delete(collections).where(collections.c.name == name))
+            # One collection_remove drops the whole index; no per-face rows needed.
+            await log_changes(
+                conn,
+                [change("person_remove", person_id=p, collection=name) for p in person_ids]
+                + [change("collection_remove", collection=name)],
+            )
+        return Erasure(
+            person_ids=tuple(person_ids),
+            face_ids=tuple(r[0] for r in removed),
+            image_sha256s=tuple(sorted({r[1] for r in removed if r[1]})),
+        )
+
+    # ---- embedding spaces --------------------------------------------------------------------
+
+    async def ensure_space(self, space: EmbeddingSpace) -> EmbeddingSpace:
+        """Register an embedding space (idempotent). Faces can only be stored in a known space."""
+        check_space_name(space.name)
+        if space.dim <= 0 or space.metric not in ("l2", "cosine"):
+            raise InvalidInputError(
+                "an embedding space needs dim > 0 and metric l2 or cosine",
+                code="invalid_embedding_space",
+            )
+        async with write_transaction(self._engine) as conn:
+            values = {**vars(space), "created_at": utcnow()}
+            await insert_ignore(conn, embedding_spaces, values, "name")
+        stored = await self.get_space(space.name)
+        if stored != space:
+            raise ConflictError(
+                f"embedding space {space.name!r} is registered as {stored.dim}-D {stored.metric}",
+                code="embedding_space_mismatch",
+                space=space.name,
+            )
+        return stored
+
+    # ---- persons -----------------------------------------------------------------------------
+
+    async def create_person(self, person: NewPerson) -> Person:
+        async with write_transaction(self._engine) as conn:
+            await self._require_collection(conn, person.collection)
+            values = self._person_values(person)
+            if person.employee_id is not None:
+                await self._check_employee_free(conn, person.employee_id, None)
+            try:
+                inserted = await insert_ignore(conn, persons, values, "id")
+            except IntegrityError as exc:
+                raise self._integrity(exc, person.employee_id) from exc
+            if not inserted:
+                raise ConflictError(
+                    f"person {values['id']!r} already exists",
+                    code="person_exists",
+                    person_id=values["id"],
+                )
+            await log_changes(conn, [change("person_upsert", person_id=values["id"])])
+            return await self._load_person(conn, values["id"])
+
+    async def get_person(self, person_id: str) -> Person:
+        async with self._engine.connect() as conn:
+            return await self._load_person(conn, person_id)
+
+    async def get_person_by_employee_id(self, employee_id: str) -> Person:
+        async with self._engine.connect() as conn:
+            query = select(*person_columns).where(persons.c.employee_id == employee_id)
+            row = (await conn.execute(query)).first()
+        if row is None:
+            raise NotFoundError(
+                f"no person with employee_id {employee_id!r}",
+                code="person_not_found",
+                employee_id=employee_id,
+            )
+        return to_person(row)
+
+    async def list_persons(
+        self,
+        *,
+        collection: str | None = None,
+        name: str | None = None,
+        employee_id: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> PersonPage:
+        if limit < 1:
+            raise InvalidInputError("limit must be at least 1", code="invalid_limit")
+        limit = min(limit, MAX_PAGE)
+        query = select(*person_columns)
+        if collection is not None:
+            query = query.where(persons.c.collection == collection)
+        if name:
+            query = query.where(persons.c.name.icontains(name, autoescape=True))
+        if employee_id is not None:
+            query = query.where(persons.c.employee_id == employee_id)
+        if cursor:
+            after = decode_cursor(cursor)
+            query = query.where(tuple_(persons.c.created_at, persons.c.id) > tuple_(*after))
+        query = query.order_by(persons.c.created_at, persons.c.id).limit(limit + 1)
+        async with self._engine.connect() as conn:
+            if collection is not None:
+                await self._require_collection(conn, collection)
+            items = [to_person(r) for r in await conn.execute(query)]
+        more = len(items) > limit
+        items = items[:limit]
+        last = items[-1] if more else None
+        return PersonPage(items, encode_cursor(last.created_at, last.id) if last else None)
+
+    async def update_person(self, person_id: str, patch: PersonPatch) -> Person:
+        values: dict[str, Any] = {
+            key: value
+            for key, value in vars(patch).items()
+            if value is not UNSET and key != "metadata"
+        }
+        if patch.metadata is not UNSET:
+            values["metadata"] = dict(patch.metadata)
+        if "name" in values and not str(values["name"]).strip():
+            raise InvalidInputError("a person needs a name", code="invalid_name")
+        async with write_transaction(self._engine) as conn:
+            employee_id = values.get("employee_id")
+            if employee_id is not None:
+                await self._check_employee_free(conn, employee_id, person_id)
+            values["updated_at"] = utcnow()
+            try:
+                result = await conn.execute(
+                    update(persons).where(persons.c.id == person_id).values(**values)
+                )
+            except IntegrityError as exc:
+                raise self._integrity(exc, employee_id) from exc
+            if result.rowcount == 0:
+                raise _person_not_found(person_id)
+            await log_changes(conn, [change("person_upsert", person_id=person_id)])
+            return await self._load_person(conn, person_id)
+
+    async def delete_person(self, person_id: str) -> Erasure:
+        """Erasure: the person, its faces and embeddings (pgvector rows cascade) are deleted."""
+        async with write_transaction(self._engine) as conn:
+            removed = await self._drop_faces(conn, faces.c.person_id == person_id)
+            result = await conn.execute(delete(persons).where(persons.c.id == person_id))
+            if result.rowcount == 0:
+                raise _person_not_found(person_id)
+            await log_changes(conn, [change("person_remove", person_id=person_id)])
+        return Erasure(
+            person_ids=(person_id,),
+            face_ids=removed.face_ids,
+            image_sha256s=removed.image_sha256s,
+        )
+
+    # ---- faces -------------------------------------------------------------------------------
+
+    async def add_faces(
+        self, person_id: str, faces_: Sequence[NewFace], *, create: NewPerson | None = None
+    ) -> list[Face]:
+        """Append faces; with ``create``, the person is created first unless it exists.
+
+        Concurrent calls for the same new id create one person: the insert ignores a primary
+        key conflict and the faces are appended to whichever call's row won.
+        """
+        check_id(person_id, "person")
+        if create is not None and create.id not in (None, person_id):
+            raise InvalidInputError("create.id differs from person_id", code="invalid_person_id")
+        async with write_transaction(self._engine) as conn:
+            if create is not None:
+                await self._require_collection(conn, create.collection)
+                values = self._person_values(create, person_id)
+                try:
+                    if await insert_ignore(conn, persons, values, "id"):
+                        await log_changes(conn, [change("person_upsert", person_id=person_id)])
+                except IntegrityError as exc:
+                    raise self._integrity(exc, create.employee_id) from exc
+            row = (
+                await conn.execute(select(persons.c.collection).where(persons.c.id == person_id))
+            ).first()
+            if row is None:
+                raise _person_not_found(person_id)
+            added = await self._insert_faces(conn, person_id, row[0], faces_)
+            await conn.execute(
+                update(persons).where(persons.c.id == person_id).values(updated_at=utcnow())
+            )
+            return added
+
+    async def list_faces(self, person_id: str, *, with_embeddings: bool = False) -> list[Face]:
+        columns = faces.c if with_embeddings else face_columns_light
+        async with self._engine.connect() as conn:
+            await self._load_person(conn, person_id)
+            query = (
+                select(*columns)
+                .where(faces.c.person_id == person_id)
+                .order_by(faces.c.created_at, faces.c.id)
+            )
+            return [to_face(r) for r in await conn.execute(query)]
+
+    async def get_face(self, face_id: str, *, with_embeddings: bool = False) -> Face:
+        columns = faces.c if with_embeddings else face_columns_light
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(select(*columns).where(faces.c.id == face_id))).first()
+        if row is None:
+            raise NotFoundError(
+                f"face {face_id!r} not found", code="face_not_found", face_id=face_id
+            )
+        return to_face(row)
+
+    async def delete_face(self, face_id: str) -> Erasure:
+        async with write_transaction(self._engine) as conn:
+            removed = await self._drop_faces(conn, faces.c.id == face_id)
+            if not removed.face_ids:
+                raise NotFoundError(
+                    f"face {face_id!r} not found", code="face_not_found", face_id=face_id
+                )
+        return removed
+
+    async def register_person(
+        self, person: NewPerson, faces_: Sequence[NewFace], *, replace: bool = False
+    ) -> Registration:
+        """Create a person with its faces, all or nothing.
+
+        An existing person (same id, or same employee_id) is a conflict unless ``replace``: then
+        its fields are overwritten and its old faces erased, in the same transaction.
+        """
+        async with write_transaction(self._engine) as conn:
+            await self._require_collection(conn, person.collection)
+            clauses = [persons.c.id == person.id] if person.id else []
+            if person.employee_id is not None:
+                clauses.append(persons.c.employee_id == person.employee_id)
+            query = select(persons.c.id, persons.c.employee_id).where(or_(*clauses))
+            found = (await conn.execute(query)).all() if clauses else []
+            by_id = next((r[0] for r in found if r[0] == person.id), None)
+            by_employee = next(
+                (r[0] for r in found if r[1] is not None and r[1] == person.employee_id), None
+            )
+            if by_employee is not None and (
+                not replace or (person.id is not None and by_employee != person.id)
+            ):
+                raise duplicate_employee(person.employee_id)
+            target = by_id or by_employee
+            if target is not None and not replace:
+                raise ConflictError(
+                    f"person {target!r} already exists", code="person_exists", person_id=target
+                )
+            removed = Erasure()
+            if target is not None:
+                person_id = target
+                removed = await self._drop_faces(conn, faces.c.person_id == person_id)
+                values = self._person_values(person, person_id)
+                del values["created_at"], values["id"]
+                await conn.execute(update(persons).where(persons.c.id == person_id).values(values))
+            else:
+                values = self._person_values(person)
+                person_id = values["id"]
+                try:
+                    await conn.execute(insert(persons).values(values))
+                except IntegrityError as exc:
+                    raise self._integrity(exc, person.employee_id) from exc
+            await log_changes(conn, [change("person_upsert", person_id=person_id)])
+            added = await self._insert_faces(conn, person_id, person.collection, faces_)
+            return Registration(
+                await self._load_person(conn, person_id), added, target is None, removed
+            )
+
+    # ---- internals ---------------------------------------------------------------------------
+
+    def _person_values(self, person: NewPerson, person_id: str | None = None) -> dict[str, Any]:
+        if not person.name.strip():
+            raise InvalidInputError("a person needs a name", code="invalid_name")
+        now = utcnow()
+        return {
+            "id": check_id(person_id or person.id or new_id(), "person"),
+            "collection": person.collection,
+            "name": person.name,
+            "employee_id": person.employee_id,
+            "department": person.department,
+            "position": person.position,
+            "metadata": dict(person.metadata),
+            "created_at": now,
+            "updated_at": now,
+        }
+
+    async def _load_person(self, conn: AsyncConnection, person_id: str) -> Person:
+        row = (await conn.execute(select(*person_columns).where(persons.c.id == person_id))).first()
+        if row is None:
+            raise _person_not_found(person_id)
+        return to_person(row)
+
+    async def _require_collection(self, conn: AsyncConnection, name: str) -> None:
+        query = select(collections.c.name).where(collections.c.name == name)
+        if (await conn.execute(query)).first() is None:
+            raise _collection_not_found(name)
+
+    async def _check_employee_free(
+        self, conn: AsyncConnection, employee_id: str, person_id: str | None
+    ) -> None:
+        query = select(persons.c.id).where(persons.c.employee_id == employee_id)
+        owner = (await conn.execute(query)).scalar()
+        if owner is not None and owner != person_id:
+            raise duplicate_employee(employee_id)
+
+    def _integrity(self, exc: IntegrityError, employee_id: str | None) -> Exception:
+        if is_employee_conflict(exc):
+            return duplicate_employee(employee_id)
+        return ConflictError("the change conflicts with stored data", code="conflict")
+
+    async def _has_pgvector(self, conn: AsyncConnection) -> bool:
+        if self._pgvector is None:
+            self._pgvector = await pgvector.has_pgvector(conn)
+        return self._pgvector
+
+    async def _insert_faces(
+        self, conn: AsyncConnection, person_id: str, collection: str, new: Sequence[NewFace]
+    ) -> list[Face]:
+        if not new:
+            return []
+        now = utcnow()
+        rows: list[dict[str, Any]] = []
+        spaces: dict[str, EmbeddingSpace] = {}
+        for face in new:
+            if face.space not in spaces:
+                spaces[face.space] = await self._space_or_invalid(conn, face.space)
+            vector = as_vector(face.embedding, spaces[face.space].dim)
+            rows.append(
+                {
+                    "id": check_id(face.id, "face") if face.id else new_id(),
+                    "person_id": person_id,
+                    "collection": collection,
+                    "space": face.space,
+                    "embedding": vector.astype("<f4").tobytes(),
+                    "quality": float(face.quality),
+                    "bbox": bbox_json(face.bbox),
+                    "image_sha256": face.image_sha256,
+                    "created_at": now,
+                    "vector": vector,
+                }
+            )
+        try:
+            await conn.execute(
+                insert(faces), [{k: v for k, v in r.items() if k != "vector"} for r in rows]
+            )
+        except IntegrityError as exc:
+            raise ConflictError("a face id is already stored", code="duplicate_face_id") from exc
+        if await self._has_pgvector(conn):
+            await pgvector.insert_vectors(conn, [{**r, "face_id": r["id"]} for r in rows])
+            for space in spaces.values():
+                await pgvector.ensure_index(conn, collection, space)
+        await log_changes(
+            conn,
+            [
+                change(
+                    "face_add",
+                    person_id=person_id,
+                    face_id=r["id"],
+                    collection=collection,
+                    space=r["space"],
+                )
+                for r in rows
+            ],
+        )
+        return [to_face_from_values(r) for r in rows]
+
+    async def _space_or_invalid(self, conn: AsyncConnection, name: str) -> EmbeddingSpace:
+        try:
+            return await self._space_in(conn, name)
+        except NotFoundError as exc:
+            raise InvalidInputError(
+                f"embedding space {name!r} is not registered",
+                code="unknown_embedding_space",
+                space=name,
+            ) from exc
+
+    async def _drop_faces(self, conn: AsyncConnection, where: Any) -> Erasure:
+        removed = (
+            await conn.execute(
+                select(
+                    faces.c.id,
+                    faces.c.person_id,
+                    faces.c.collection,
+                    faces.c.space,
+                    faces.c.image_sha256,
+                ).where(where)
+            )
+        ).all()
+        if not removed:
+            return Erasure()
+        await conn.execute(delete(faces).where(where))
+        await log_changes(
+            conn,
+            [
+                change("face_remove", person_id=r[1], face_id=r[0], collection=r[2], space=r[3])
+                for r in removed
+            ],
+        )
+        return Erasure(
+            face_ids=tuple(r[0] for r in removed),
+            image_sha256s=tuple(sorted({r[4] for r in removed if r[4]})),
+            updated_person_ids=tuple(sorted({r[1] for r in removed})),
+        )
+
+
+def to_face_from_values(values: dict[str, Any]) -> Face:
+    bbox = values["bbox"]
+    return Face(
+        id=values["id"],
+        person_id=values["person_id"],
+        collection=values["collection"],
+        space=values["space"],
+        quality=values["quality"],
+        bbox=BBox(*bbox) if bbox else None,
+        image_sha256=values["image_sha256"],
+        created_at=values["created_at"],
+        embedding=values["vector"],
+    )

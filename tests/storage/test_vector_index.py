@@ -1,0 +1,145 @@
+"""Vector indexes: exact vs brute force, HNSW vs exact, real deletion, persistence."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from numpy.typing import NDArray
+
+from facerec.errors import InvalidInputError
+from facerec.storage.models import Metric
+from facerec.storage.vector_index import ExactIndex, HnswIndex
+
+
+def clustered(
+    n_ids: int, per_id: int, dim: int, seed: int = 0
+) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+    """Identity centres and ``per_id`` noisy samples of each (like faces of people)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((n_ids, dim)).astype(np.float32)
+    samples = np.repeat(centres, per_id, axis=0) + 0.15 * rng.standard_normal(
+        (n_ids * per_id, dim)
+    ).astype(np.float32)
+    return centres, samples.astype(np.float32)
+
+
+def brute(data: NDArray[np.float32], q: NDArray[np.float32], metric: Metric) -> NDArray[np.float64]:
+    if metric == "l2":
+        return np.linalg.norm(data.astype(np.float64) - q, axis=1)
+    d = data / np.linalg.norm(data, axis=1, keepdims=True)
+    return 1.0 - d @ (q / np.linalg.norm(q))
+
+
+@pytest.mark.parametrize("metric", ["l2", "cosine"])
+def test_exact_matches_brute_force(metric: Metric) -> None:
+    _, data = clustered(50, 4, 16)
+    ids = [f"f{i}" for i in range(len(data))]
+    index = ExactIndex(16, metric, capacity=8)  # forces growth
+    index.add(ids, data)
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        q = rng.standard_normal(16).astype(np.float32)
+        got, dist = index.search(q, 5)
+        expected = brute(data, q, metric)
+        order = np.argsort(expected)[:5]
+        assert got == [ids[i] for i in order]
+        np.testing.assert_allclose(dist, expected[order], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["exact", "hnsw"])
+def test_remove_and_replace(kind: str) -> None:
+    _, data = clustered(20, 3, 8)
+    ids = [f"f{i}" for i in range(len(data))]
+    index = ExactIndex(8, "l2") if kind == "exact" else HnswIndex(8, "l2")
+    index.add(ids, data)
+    assert len(index) == 60
+    assert index.remove(["f0", "f1", "missing"]) == 2
+    assert "f0" not in index and len(index) == 58
+    got, _ = index.search(data[0], 58)
+    assert "f0" not in got and "f1" not in got and len(got) == 58
+    # Re-adding an id replaces its vector.
+    index.add(["f2"], data[59:60])
+    got, dist = index.search(data[59], 2)
+    assert set(got) == {"f2", "f59"} and float(dist[0]) < 1e-3
+    assert len(index) == 58
+    with pytest.raises(InvalidInputError):
+        index.add(["x"], np.zeros((1, 9), np.float32))
+    with pytest.raises(InvalidInputError):
+        index.search(np.zeros(9, np.float32), 1)
+
+
+def test_empty_indexes() -> None:
+    for index in (ExactIndex(4, "l2"), HnswIndex(4, "cosine")):
+        ids, dist = index.search(np.ones(4, np.float32), 3)
+        assert ids == [] and dist.size == 0
+
+
+@pytest.mark.parametrize("metric", ["l2", "cosine"])
+def test_hnsw_recall_vs_exact(metric: Metric) -> None:
+    centres, data = clustered(2000, 3, 32, seed=3)
+    ids = [f"f{i}" for i in range(len(data))]
+    exact = ExactIndex(32, metric)
+    exact.add(ids, data)
+    hnsw = HnswIndex(32, metric, threads=2)
+    hnsw.add(ids, data)
+    rng = np.random.default_rng(4)
+    picks = rng.integers(0, len(centres), 200)
+    queries = centres[picks] + 0.15 * rng.standard_normal((200, 32)).astype(np.float32)
+    agree = 0
+    for q in queries:
+        e_ids, e_dist = exact.search(q, 1)
+        h_ids, h_dist = hnsw.search(q, 1)
+        agree += e_ids[0] == h_ids[0]
+        if e_ids[0] == h_ids[0]:
+            np.testing.assert_allclose(h_dist, e_dist, rtol=1e-3, atol=1e-4)
+    assert agree / len(queries) >= 0.99
+
+
+def test_hnsw_persistence_round_trip(tmp_path: Path) -> None:
+    _, data = clustered(100, 2, 16)
+    ids = [f"f{i}" for i in range(len(data))]
+    index = HnswIndex(16, "cosine", expansion_search=77)
+    index.add(ids, data)
+    index.remove(["f5"])
+    path = tmp_path / "idx" / "a.hnsw"
+    index.save(path, extra={"seq": 12})
+    loaded, extra = HnswIndex.load_with_extra(path)
+    assert extra == {"seq": 12}
+    assert len(loaded) == len(index) == 199
+    assert loaded.metric == "cosine" and loaded.expansion_search == 77
+    for q in data[:20]:
+        assert loaded.search(q, 3)[0] == index.search(q, 3)[0]
+    loaded.add(["new"], data[5:6])  # keys continue after the saved ones
+    assert loaded.search(data[5], 1)[0] == ["new"]
+    assert not list(path.parent.glob("*.tmp"))
+
+
+def test_hnsw_erasure_scrubs_vector_bytes(tmp_path: Path) -> None:
+    """Removed vectors do not survive in the index memory that a snapshot writes out."""
+    rng = np.random.default_rng(7)
+    index = HnswIndex(16, "l2")
+    live: dict[str, NDArray[np.float32]] = {}
+    erased: dict[str, NDArray[np.float32]] = {}
+    counter = 0
+    for _ in range(150):
+        if rng.random() < 0.6 or not live:
+            n = int(rng.integers(1, 12))
+            new_ids = [f"f{counter + i}" for i in range(n)]
+            counter += n
+            vectors = (rng.standard_normal((n, 16)) * 1000).astype(np.float32)
+            index.add(new_ids, vectors)
+            live.update(zip(new_ids, vectors, strict=True))
+        else:
+            doomed = list(
+                rng.choice(list(live), int(rng.integers(1, min(8, len(live)) + 1)), replace=False)
+            )
+            index.remove(doomed)
+            for face_id in doomed:
+                erased[face_id] = live.pop(face_id)
+    path = tmp_path / "x.hnsw"
+    index.save(path)
+    raw = path.read_bytes()
+    assert erased and not any(v.tobytes() in raw for v in erased.values())
+    assert all(v.tobytes() in raw for v in live.values())
