@@ -6,14 +6,16 @@ rows without an identity are skipped; images sharing a ``dup_group=`` note (resi
 re-encodes, derived crops of one photo) are collapsed to the largest one, so a same-person pair is
 always two independent photos.
 
-Pipeline per image, as in the service: decode → RetinaFace on the image scaled to ≤ 1024 px →
-largest face scoring ≥ 0.9 → each embedder. Pairs: every same-identity pair, and every (``--pairs full``) or an
-equal number of seeded random (``--pairs balanced``) different-identity pairs.
+Pipeline per image, as in the service: decode → RetinaFace (or ``--detector hog``) on the image
+scaled to ≤ 1024 px → largest face scoring ≥ 0.9 → each embedder. Pairs: every same-identity
+pair, and every (``--pairs full``) or an equal number of seeded random (``--pairs balanced``)
+different-identity pairs.
 
 Run from the repository root::
 
     .venv/bin/python bench/bench_verification.py [--manifest CSV | --folder DIR]
-        [--model-dir DIR] [--compare-alignment] [--num-jitters N] [--show-errors] [--no-write]
+        [--model-dir DIR] [--detector hog] [--variants] [--num-jitters N]
+        [--show-errors] [--no-write]
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ import re
 import sys
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import cv2
@@ -41,7 +44,8 @@ from bench.report import percentile, write_section  # noqa: E402
 from facerec.config import LimitSettings  # noqa: E402
 from facerec.domain.detection import scale_detection  # noqa: E402
 from facerec.errors import FaceRecError  # noqa: E402
-from facerec.inference.base import FaceEmbedder, RuntimeOptions  # noqa: E402
+from facerec.inference.base import FaceDetector, FaceEmbedder, RuntimeOptions  # noqa: E402
+from facerec.inference.detectors.hog import HogDetector  # noqa: E402
 from facerec.inference.detectors.retinaface import RetinaFaceDetector  # noqa: E402
 from facerec.inference.embedders.dlib_resnet import DlibResNetEmbedder  # noqa: E402
 from facerec.inference.embedders.onnx_embedder import (  # noqa: E402
@@ -56,6 +60,10 @@ DEFAULT_MODEL_DIRS = (REPO.parent / "shared" / "models", REPO / "data" / "models
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 DETECT_MAX_SIDE = 1024
 CONFIDENT = 0.9
+DETECTORS: dict[str, Callable[[], FaceDetector]] = {
+    "retinaface": RetinaFaceDetector,
+    "hog": HogDetector,
+}
 FMR_TARGETS = (1e-1, 1e-2, 1e-3)
 _DUP = re.compile(r"dup_group=(\w+)")
 
@@ -107,7 +115,7 @@ def read_folder(folder: Path) -> list[Photo]:
     ]
 
 
-def detect_largest(detector: RetinaFaceDetector, image: ImageBGR) -> Detection | None:
+def detect_largest(detector: FaceDetector, image: ImageBGR) -> Detection | None:
     height, width = image.shape[:2]
     factor = min(1.0, DETECT_MAX_SIDE / max(height, width))
     small = image
@@ -123,9 +131,9 @@ def detect_largest(detector: RetinaFaceDetector, image: ImageBGR) -> Detection |
     return scale_detection(best, 1.0 / factor) if factor < 1.0 else best
 
 
-def load_faces(photos: list[Photo]) -> tuple[list[Face], list[str]]:
+def load_faces(photos: list[Photo], detector_name: str) -> tuple[list[Face], list[str]]:
     """Largest face of each photo, one photo per duplicate group; and the photos without a face."""
-    detector = RetinaFaceDetector()
+    detector = DETECTORS[detector_name]()
     detector.load(RuntimeOptions())
     limits = LimitSettings()
     faces: list[Face] = []
@@ -200,8 +208,13 @@ def accuracy(result: Result, threshold: float) -> tuple[float, float]:
 def best_threshold(result: Result) -> tuple[float, float]:
     """The threshold maximising balanced accuracy (midpoint between observed distances)."""
     values = np.unique(np.concatenate([result.same, result.different]))
-    candidates = np.concatenate([[values[0] - 1e-6], (values[1:] + values[:-1]) / 2, [values[-1] + 1e-6]])
-    scored = [(accuracy(result, float(t))[1], -abs(float(t) - result.threshold), float(t)) for t in candidates]
+    candidates = np.concatenate(
+        [[values[0] - 1e-6], (values[1:] + values[:-1]) / 2, [values[-1] + 1e-6]]
+    )
+    scored = [
+        (accuracy(result, float(t))[1], -abs(float(t) - result.threshold), float(t))
+        for t in candidates
+    ]
     balanced, _, threshold = max(scored)
     return threshold, balanced
 
@@ -211,7 +224,7 @@ def roc_row(result: Result, target: float) -> str:
     if n_diff * target < 1:
         return f"| {target:g} | n/a ({n_diff} different pairs) | |"
     ordered = np.sort(result.different)
-    allowed = int(math.floor(target * n_diff))
+    allowed = math.floor(target * n_diff)
     threshold = float(ordered[allowed]) if allowed < n_diff else float("inf")
     tmr = float(np.mean(result.same < threshold))
     return f"| {target:g} | {tmr:.2%} | {threshold:.3f} |"
@@ -260,8 +273,8 @@ def report(result: Result, embedder: FaceEmbedder) -> str:
         f"- pairs: {result.same.size} same-person, {result.different.size} different-person",
         f"- accuracy at the calibrated threshold: **{balanced:.2%}** balanced "
         f"(1 - (FMR+FNMR)/2); {acc:.2%} over all pairs",
-        f"- FMR {fmr:.3%} ({int(round(fmr * result.different.size))} false matches), "
-        f"FNMR {fnmr:.2%} ({int(round(fnmr * result.same.size))} false non-matches)",
+        f"- FMR {fmr:.3%} ({round(fmr * result.different.size)} false matches), "
+        f"FNMR {fnmr:.2%} ({round(fnmr * result.same.size)} false non-matches)",
         f"- best threshold on this set: {best_t:.3f} → {best_acc:.2%} balanced (optimistic: "
         "chosen on the same pairs)",
         f"- distances: same median {median_same:.3f} (p95 "
@@ -285,7 +298,8 @@ def report(result: Result, embedder: FaceEmbedder) -> str:
 def find_model_dir(explicit: Path | None) -> Path | None:
     candidates = (explicit,) if explicit else DEFAULT_MODEL_DIRS
     for directory in candidates:
-        if directory and (directory / MOBILEFACENET_SPEC.pack / MOBILEFACENET_SPEC.file_name).is_file():
+        spec = MOBILEFACENET_SPEC
+        if directory and (directory / spec.pack / spec.file_name).is_file():
             return directory
     return None
 
@@ -294,19 +308,19 @@ def build_embedders(args: argparse.Namespace) -> list[tuple[str, FaceEmbedder]]:
     embedders: list[tuple[str, FaceEmbedder]] = [
         ("dlib_resnet", DlibResNetEmbedder(num_jitters=args.num_jitters))
     ]
-    if args.compare_alignment:
-        embedders.append(
+    if args.variants:
+        embedders += [
             (
                 "dlib_resnet [alignment=shape_predictor]",
                 DlibResNetEmbedder(alignment="shape_predictor", num_jitters=args.num_jitters),
-            )
-        )
+            ),
+            ("dlib_resnet [num_jitters=5]", DlibResNetEmbedder(num_jitters=5)),
+        ]
     model_dir = find_model_dir(args.model_dir)
     if model_dir is not None:
         embedders.append(("mobilefacenet", OnnxArcFaceEmbedder(MOBILEFACENET_SPEC, model_dir)))
-        if args.compare_alignment:
-            spec = MOBILEFACENET_SPEC
-            no_mirror = type(spec)(**{**spec.__dict__, "mirror_sum": False})
+        if args.variants:
+            no_mirror = replace(MOBILEFACENET_SPEC, mirror_sum=False)
             embedders.append(
                 ("mobilefacenet [no mirror sum]", OnnxArcFaceEmbedder(no_mirror, model_dir))
             )
@@ -322,12 +336,14 @@ def main(argv: list[str] | None = None) -> int:
     source.add_argument("--folder", type=Path, help="folder of person/*.jpg")
     parser.add_argument("--model-dir", type=Path, help="model packs (<dir>/mobilefacenet/...)")
     parser.add_argument("--pairs", choices=("full", "balanced"), default="full")
+    parser.add_argument("--detector", choices=sorted(DETECTORS), default="retinaface")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--num-jitters", type=int, default=0, help="dlib jitters (0 = none)")
     parser.add_argument(
-        "--compare-alignment",
+        "--variants",
         action="store_true",
-        help="also run dlib with the other alignment and MobileFaceNet without mirror sum",
+        help="also run dlib with the shape-predictor alignment and with 5 jitters, and "
+        "MobileFaceNet without the mirror sum",
     )
     parser.add_argument("--show-errors", action="store_true", help="list misjudged pairs")
     parser.add_argument("--no-write", action="store_true", help="do not touch BENCHMARKS.md")
@@ -341,8 +357,8 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"no manifest at {manifest}: pass --manifest or --folder")
         photos, source_name = read_manifest(manifest), str(manifest)
 
-    faces, missing = load_faces(photos)
-    identities = defaultdict(int)
+    faces, missing = load_faces(photos, args.detector)
+    identities: defaultdict[str, int] = defaultdict(int)
     for face in faces:
         identities[face.photo.identity] += 1
     pairs = make_pairs(faces, args.pairs, args.seed)
@@ -350,9 +366,9 @@ def main(argv: list[str] | None = None) -> int:
         f"Data: `{source_name}`: {len(photos)} labelled real photos → {len(faces)} after "
         f"collapsing duplicates, {len(identities)} identities "
         f"({sum(1 for n in identities.values() if n > 1)} with ≥ 2 photos); "
-        f"no face found in {len(missing)}. Detector: retinaface (largest face of score ≥ "
-        f"{CONFIDENT}, image ≤ {DETECT_MAX_SIDE} px). Pairs: {args.pairs}. A pair is judged \"same\" when distance < "
-        "threshold."
+        f"no face found in {len(missing)}. Detector: {args.detector} (largest face of score ≥ "
+        f"{CONFIDENT}, image ≤ {DETECT_MAX_SIDE} px). Pairs: {args.pairs}. "
+        'A pair is judged "same" when distance < threshold.'
     )
     print(header)
     for path in missing:

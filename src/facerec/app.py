@@ -64,7 +64,9 @@ def build_state(settings: Settings) -> AppState:
             settings.server.executor_threads, settings.server.max_pending_jobs
         ),
         detection=detection,
-        pipeline=FacePipeline(models, detection, settings.liveness.threshold),
+        pipeline=FacePipeline(
+            models, detection, settings.liveness.threshold, settings.liveness.min_context_ratio
+        ),
     )
 
 

@@ -100,13 +100,10 @@ def build_parser() -> argparse.ArgumentParser:
     models_sub = models.add_subparsers(dest="models_command", required=True)
     listing = models_sub.add_parser("list", help="every known model and whether it is installed")
     listing.set_defaults(func=cmd_models_list)
-    for register in EXTRA_COMMANDS:
-        register(sub, models_sub)
+    from facerec import packs_cli
+
+    packs_cli.register(sub, models_sub)
     return parser
-
-
-# Later features add their sub-commands here: (top-level subparsers, `models` subparsers) -> None.
-EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction, argparse._SubParsersAction], None]] = []  # type: ignore[type-arg]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

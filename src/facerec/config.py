@@ -74,8 +74,12 @@ class IndexSettings(BaseModel):
 class LivenessSettings(BaseModel):
     # check_liveness default for add-face, register-multiple and recognize.
     check_by_default: bool = False
-    # live_score at or above this is live (chosen from measurement, see BENCHMARKS.md).
-    threshold: float = Field(0.5, ge=0.0, le=1.0)
+    # live_score at or above this is live: the middle of the gap between the spoof and the live
+    # samples of faces-dev (BENCHMARKS.md, "Liveness").
+    threshold: float = Field(0.4, ge=0.0, le=1.0)
+    # Faces whose box cannot be enlarged this many times inside the image (tight crops) get no
+    # verdict: the model judges the face's surroundings and scores such crops as spoofs.
+    min_context_ratio: float = Field(1.5, ge=1.0)
 
 
 class LimitSettings(BaseModel):

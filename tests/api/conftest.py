@@ -42,3 +42,39 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
 
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
+
+
+@pytest.fixture(scope="session")
+def pack_model_dir(tmp_path_factory: pytest.TempPathFactory, shared_models: Path) -> Path:
+    """A model dir with the MiniFASNet pack converted (needs torch) and MobileFaceNet imported,
+    through the same code as ``facerec models import``."""
+    from facerec.inference.embedders.packs import EMBEDDER_PACKS
+    from facerec.inference.liveness.convert import convert_pack
+    from facerec.inference.liveness.pack import PACK_DIRNAME
+    from facerec.packs_cli import install_embedder_file
+
+    model_dir = tmp_path_factory.mktemp("packs")
+    convert_pack(shared_models / "minifasnet", model_dir / PACK_DIRNAME)
+    install_embedder_file(
+        EMBEDDER_PACKS["mobilefacenet"],
+        shared_models / "mobilefacenet" / "mobilefacenet_foamliu_opset18.onnx",
+        model_dir,
+        verify=True,
+    )
+    return model_dir
+
+
+def packs_settings(tmp: Path, model_dir: Path, **overrides: object) -> Settings:
+    settings = make_settings(tmp, **overrides)
+    settings.models.model_dir = model_dir
+    return settings
+
+
+@pytest.fixture(scope="module")
+def packs_client(
+    tmp_path_factory: pytest.TempPathFactory, pack_model_dir: Path
+) -> Iterator[TestClient]:
+    app = create_app(packs_settings(tmp_path_factory.mktemp("packs-app"), pack_model_dir))
+    with TestClient(app) as test_client:
+        wait_ready(test_client)
+        yield test_client

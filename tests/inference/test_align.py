@@ -29,7 +29,12 @@ def similarity(angle_deg: float, scale: float, tx: float, ty: float) -> NDArray[
 
 @pytest.mark.parametrize(
     ("angle", "scale", "tx", "ty"),
-    [(0.0, 1.0, 0.0, 0.0), (20.0, 1.7, 35.0, -12.0), (-75.0, 0.3, 400.0, 220.0), (180.0, 4.0, 1, 2)],
+    [
+        (0.0, 1.0, 0.0, 0.0),
+        (20.0, 1.7, 35.0, -12.0),
+        (-75.0, 0.3, 400.0, 220.0),
+        (180.0, 4.0, 1, 2),
+    ],
 )
 def test_known_transform_is_recovered(angle: float, scale: float, tx: float, ty: float) -> None:
     truth = similarity(angle, scale, tx, ty)

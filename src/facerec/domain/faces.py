@@ -19,6 +19,7 @@ from facerec.errors import FaceRejectedError, ServiceUnavailableError
 from facerec.inference.base import FaceEmbedder, LivenessModel
 from facerec.inference.images import DecodedImage
 from facerec.inference.manager import ModelManager
+from facerec.inference.liveness.minifasnet import context_ratio
 from facerec.inference.quality import QualityReport, assess
 from facerec.inference.types import Detection, ModelTask
 
@@ -57,6 +58,8 @@ class LivenessVerdict:
     threshold: float
     model: str
     per_model: dict[str, float]
+    # None, or why there is no trustworthy verdict ("insufficient_context": a tight face crop).
+    reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -88,10 +91,17 @@ def image_digest(data: bytes) -> str:
 
 
 class FacePipeline:
-    def __init__(self, models: ModelManager, detection: DetectionService, liveness_threshold: float) -> None:
+    def __init__(
+        self,
+        models: ModelManager,
+        detection: DetectionService,
+        liveness_threshold: float,
+        min_context_ratio: float = 1.5,
+    ) -> None:
         self._models = models
         self._detection = detection
         self.liveness_threshold = liveness_threshold
+        self.min_context_ratio = min_context_ratio
 
     def embedder_name(self, name: str | None) -> str:
         return self._models.resolve(ModelTask.EMBEDDING, name)
@@ -197,6 +207,13 @@ class FacePipeline:
         liveness = None
         if options.check_liveness:
             liveness = self._liveness(image, [face], options, timer)[0]
+            if liveness.reason == "insufficient_context":
+                raise FaceRejectedError(
+                    "liveness cannot be judged on a tight face crop: send the whole camera frame",
+                    code="liveness_insufficient_context",
+                    live_score=round(liveness.live_score, 4),
+                    model=liveness.model,
+                )
             if not liveness.is_live:
                 raise FaceRejectedError(
                     "the face looks like a spoof (photo, screen or mask)",
@@ -264,16 +281,21 @@ class FacePipeline:
             threshold = self.liveness_threshold
         with self._models.use(name, LivenessModel) as model, timer.stage("liveness", name):
             scores = model.score(image.pixels, faces)
-        return [
-            LivenessVerdict(
-                is_live=s.live_score >= threshold,
-                live_score=s.live_score,
-                threshold=threshold,
-                model=name,
-                per_model=dict(s.per_model),
+        height, width = image.pixels.shape[:2]
+        verdicts = []
+        for face, s in zip(faces, scores, strict=True):
+            tight = context_ratio(face.bbox, width, height) < self.min_context_ratio
+            verdicts.append(
+                LivenessVerdict(
+                    is_live=s.live_score >= threshold and not tight,
+                    live_score=s.live_score,
+                    threshold=threshold,
+                    model=name,
+                    per_model=dict(s.per_model),
+                    reason="insufficient_context" if tight else None,
+                )
             )
-            for s in scores
-        ]
+        return verdicts
 
 
 def mirror_detection(face: Detection, width: int) -> Detection:

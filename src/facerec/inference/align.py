@@ -109,7 +109,9 @@ def warp_chip(
         if factor > 1:
             height, width = image_bgr.shape[:2]
             new_w, new_h = max(1, round(width / factor)), max(1, round(height / factor))
-            source = cv2.resize(image_bgr, (new_w, new_h), interpolation=cv2.INTER_AREA)
+            source = np.asarray(
+                cv2.resize(image_bgr, (new_w, new_h), interpolation=cv2.INTER_AREA), dtype=np.uint8
+            )
             shrink = np.diag([new_w / width, new_h / height])
             # Pixel centres: x_small + 0.5 = (x + 0.5) * s.
             offset = 0.5 * np.array([new_w / width, new_h / height]) - 0.5

@@ -37,7 +37,7 @@ def build_models(settings: Settings) -> dict[str, Model]:
         "retinaface": RetinaFaceDetector(),
         "hog": HogDetector(),
         "dlib_resnet": DlibResNetEmbedder(),
-        "mobilefacenet": OnnxArcFaceEmbedder(MOBILEFACENET_SPEC, model_dir / "mobilefacenet"),
+        "mobilefacenet": OnnxArcFaceEmbedder(MOBILEFACENET_SPEC, model_dir),
         "minifasnet": MiniFASNetLiveness(
             model_dir / "minifasnet", threshold=settings.liveness.threshold
         ),

@@ -37,6 +37,7 @@ async def _check(
             threshold=verdict.threshold,
             model_used=verdict.model,
             per_model={k: round(v, 4) for k, v in verdict.per_model.items()},
+            reason=verdict.reason,
         )
         for face, verdict in zip(result.faces, result.verdicts, strict=True)
     ]

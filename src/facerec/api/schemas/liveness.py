@@ -34,6 +34,9 @@ class LivenessFace(BaseModel):
     threshold: float
     model_used: str
     per_model: dict[str, float] = Field(description="Each model's live probability.")
+    reason: str | None = Field(
+        None, description="`insufficient_context`: a tight face crop, no verdict possible."
+    )
 
 
 class LivenessResponse(BaseModel):

@@ -18,11 +18,18 @@ NO_NS = ConfigDict(protected_namespaces=())
 
 
 class LivenessOut(BaseModel):
+    model_config = NO_NS
+
     is_live: bool
     live_score: float
     threshold: float
     model_used: str
     per_model: dict[str, float] = Field(default_factory=dict)
+    reason: str | None = Field(
+        None,
+        description="Why there is no live verdict: `insufficient_context` for a tight face "
+        "crop (the model needs the face's surroundings).",
+    )
 
 
 class FaceInfo(BaseModel):

@@ -12,7 +12,7 @@ nose base), so two ways to align are offered:
   to the square box dlib's HOG detector would give, which the predictor was trained on) and
   ``dlib.get_face_chip`` cuts the chip exactly as at training time.
 
-Measured on faces-dev with RetinaFace (``bench/bench_verification.py --compare-alignment``,
+Measured on faces-dev with RetinaFace (``bench/bench_verification.py --variants``,
 354 same / 6786 different pairs, threshold 0.6): landmarks 99.82% balanced accuracy (5 false
 matches, 1 false non-match) against 99.51% (9 and 3) for the shape predictor; with the template
 fitted on half of the identities and tested on the other half, landmarks still scored ≥ the

@@ -88,7 +88,7 @@ def preprocess(chips: Sequence[ImageBGR], spec: EmbedderSpec) -> NDArray[np.floa
 
 def l2_normalise(vectors: NDArray[np.float32]) -> NDArray[np.float32]:
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
+    return np.asarray(vectors / np.maximum(norms, 1e-12), dtype=np.float32)
 
 
 @dataclass

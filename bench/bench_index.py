@@ -1,0 +1,443 @@
+"""1:N vector search: latency, recall@1 vs exact, build time and memory per index kind.
+
+Synthetic gallery like real face embeddings: ``n / faces_per_id`` identities, each a centre on
+the unit sphere (drawn partly from a 32-D subspace, so identities crowd like real faces do) and
+``faces_per_id`` enrolled samples with noise (~0.35 from the centre, dlib-like scale). Queries
+are new noisy samples of enrolled identities. recall@1 = share of queries whose top face equals
+the exact top face.
+
+    python bench/bench_index.py --sizes 10000,100000          # quick
+    python bench/bench_index.py --sizes 1000000 --methods exact,usearch,hnswlib
+
+Writes the ``index`` section of BENCHMARKS.md (``--no-write`` to only print).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import os
+import shutil
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import psutil
+from numpy.typing import NDArray
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:  # run as a script: make ``bench`` importable
+    sys.path.insert(0, str(REPO))
+
+from bench.report import percentile, write_section  # noqa: E402
+from facerec.storage.vector_index import ExactIndex, HnswIndex  # noqa: E402
+
+DIM = 128
+NOISE = 0.35 / np.sqrt(DIM)
+ALL_METHODS = ("exact", "usearch", "hnswlib", "faiss", "pgvector", "registry")
+
+
+@dataclass
+class Row:
+    size: int
+    method: str
+    params: str
+    build_s: float
+    memory_mb: float
+    p50_ms: float
+    p95_ms: float
+    recall: float
+
+
+def gallery(n: int, per_id: int, seed: int = 0) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+    rng = np.random.default_rng(seed)
+    n_ids = max(1, n // per_id)
+    centres = np.empty((n_ids, DIM), np.float32)
+    basis = rng.standard_normal((32, DIM)).astype(np.float32)
+    for start in range(0, n_ids, 100_000):
+        m = min(100_000, n_ids - start)
+        block = rng.standard_normal((m, 32)).astype(np.float32) @ basis / np.sqrt(32)
+        block += 0.5 * rng.standard_normal((m, DIM)).astype(np.float32)
+        centres[start : start + m] = block / np.linalg.norm(block, axis=1, keepdims=True)
+    owners = np.repeat(np.arange(n_ids), per_id)[:n]
+    data = centres[owners] + NOISE * rng.standard_normal((n, DIM)).astype(np.float32)
+    return data.astype(np.float32), owners
+
+
+def queries(
+    data: NDArray[np.float32], owners: NDArray[np.int64], count: int, seed: int = 1
+) -> NDArray[np.float32]:
+    """New samples of enrolled identities: identity centre (mean of its faces) + fresh noise."""
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, len(data), count)
+    same = [np.flatnonzero(owners == owners[p]) for p in picks]
+    centres = np.stack([data[s].mean(0) for s in same])
+    return (centres + NOISE * rng.standard_normal((count, DIM))).astype(np.float32)
+
+
+def exact_top1(data: NDArray[np.float32], qs: NDArray[np.float32]) -> NDArray[np.int64]:
+    best = np.full(len(qs), -1, np.int64)
+    best_d = np.full(len(qs), np.inf, np.float32)
+    q_norm = (qs * qs).sum(1)
+    for start in range(0, len(data), 200_000):
+        block = data[start : start + 200_000]
+        d = (block * block).sum(1)[None, :] - 2.0 * qs @ block.T + q_norm[:, None]
+        idx = d.argmin(1)
+        val = d[np.arange(len(qs)), idx]
+        better = val < best_d
+        best[better] = idx[better] + start
+        best_d[better] = val[better]
+    return best
+
+
+def rss_mb() -> float:
+    gc.collect()
+    return psutil.Process().memory_info().rss / 2**20
+
+
+def timed(
+    search: Callable[[NDArray[np.float32]], int], qs: NDArray[np.float32]
+) -> tuple[list[float], list[int]]:
+    for q in qs[:20]:  # warm caches
+        search(q)
+    times: list[float] = []
+    found: list[int] = []
+    for q in qs:
+        t0 = time.perf_counter_ns()
+        found.append(search(q))
+        times.append((time.perf_counter_ns() - t0) / 1e6)
+    return times, found
+
+
+def row(
+    size: int,
+    method: str,
+    params: str,
+    build: float,
+    mem: float,
+    times: list[float],
+    found: list[int],
+    truth: NDArray[np.int64],
+) -> Row:
+    recall = float(np.mean(np.asarray(found) == truth[: len(found)]))
+    result = Row(
+        size, method, params, build, mem, percentile(times, 50), percentile(times, 95), recall
+    )
+    print(
+        f"  {method:9s} {params:28s} build {build:7.1f}s mem {mem:7.0f}MB "
+        f"p50 {result.p50_ms:7.3f}ms p95 {result.p95_ms:7.3f}ms recall@1 {recall:.4f}",
+        flush=True,
+    )
+    return result
+
+
+def bench_exact(
+    size: int, data: NDArray[np.float32], qs: NDArray[np.float32], truth: NDArray[np.int64]
+) -> list[Row]:
+    before = rss_mb()
+    t0 = time.perf_counter()
+    index = ExactIndex(DIM, "l2", capacity=size)
+    index.add([str(i) for i in range(size)], data)
+    build = time.perf_counter() - t0
+    mem = rss_mb() - before
+    n = min(len(qs), 200 if size >= 1_000_000 else 500)
+    times, found = timed(lambda q: int(index.search(q, 1)[0][0]), qs[:n])
+    return [row(size, "exact", "numpy brute force", build, mem, times, found, truth)]
+
+
+EFS = (16, 32, 64, 128)
+
+
+def bench_usearch(
+    size: int,
+    data: NDArray[np.float32],
+    qs: NDArray[np.float32],
+    truth: NDArray[np.int64],
+    threads: int,
+) -> list[Row]:
+    before = rss_mb()
+    t0 = time.perf_counter()
+    index = HnswIndex(DIM, "l2", connectivity=16, expansion_add=128, threads=threads)
+    index.add([str(i) for i in range(size)], data)
+    build = time.perf_counter() - t0
+    mem = rss_mb() - before
+    rows = []
+    for ef in EFS:
+        index.expansion_search = ef
+        times, found = timed(lambda q: int(index.search(q, 1)[0][0]), qs)
+        rows.append(row(size, "usearch", f"M=16 efC=128 ef={ef}", build, mem, times, found, truth))
+    return rows
+
+
+def bench_hnswlib(
+    size: int,
+    data: NDArray[np.float32],
+    qs: NDArray[np.float32],
+    truth: NDArray[np.int64],
+    threads: int,
+) -> list[Row]:
+    import hnswlib
+
+    before = rss_mb()
+    t0 = time.perf_counter()
+    index = hnswlib.Index(space="l2", dim=DIM)
+    index.init_index(max_elements=size, M=16, ef_construction=128, allow_replace_deleted=True)
+    index.add_items(data, np.arange(size), num_threads=threads)
+    build = time.perf_counter() - t0
+    mem = rss_mb() - before
+    index.set_num_threads(1)
+    rows = []
+    for ef in EFS:
+        index.set_ef(ef)
+        times, found = timed(lambda q: int(index.knn_query(q, k=1)[0][0, 0]), qs)
+        rows.append(row(size, "hnswlib", f"M=16 efC=128 ef={ef}", build, mem, times, found, truth))
+    return rows
+
+
+def bench_faiss(
+    size: int,
+    data: NDArray[np.float32],
+    qs: NDArray[np.float32],
+    truth: NDArray[np.int64],
+    threads: int,
+) -> list[Row]:
+    import faiss
+
+    faiss.omp_set_num_threads(threads)
+    before = rss_mb()
+    t0 = time.perf_counter()
+    index = faiss.IndexHNSWFlat(DIM, 16)
+    index.hnsw.efConstruction = 128
+    index.add(data)
+    build = time.perf_counter() - t0
+    mem = rss_mb() - before
+    faiss.omp_set_num_threads(1)
+    rows = []
+    for ef in EFS:
+        index.hnsw.efSearch = ef
+        times, found = timed(lambda q: int(index.search(q[None, :], 1)[1][0, 0]), qs)
+        rows.append(
+            row(size, "faiss", f"M=16 efC=128 ef={ef} (no delete)", build, mem, times, found, truth)
+        )
+    return rows
+
+
+def bench_pgvector(
+    size: int,
+    data: NDArray[np.float32],
+    qs: NDArray[np.float32],
+    truth: NDArray[np.int64],
+    threads: int,
+) -> list[Row]:
+    return asyncio.run(_pgvector(size, data, qs, truth, threads))
+
+
+async def _pgvector(
+    size: int,
+    data: NDArray[np.float32],
+    qs: NDArray[np.float32],
+    truth: NDArray[np.int64],
+    threads: int,
+) -> list[Row]:
+    import asyncpg
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import pgserver
+
+    from facerec.storage.pgvector import vector_literal
+
+    root = Path(tempfile.mkdtemp(prefix="facerec-bench-pg-"))
+    server = pgserver.get_server(root, cleanup_mode="stop")
+    try:
+        server.psql("CREATE EXTENSION IF NOT EXISTS vector;")
+        conn = await asyncpg.connect(host=str(root), user="postgres", database="postgres")
+        await conn.execute(
+            "DROP TABLE IF EXISTS bench;"
+            " CREATE TABLE bench (id int PRIMARY KEY, embedding vector(128))"
+        )
+        for start in range(0, size, 10_000):
+            block = data[start : start + 10_000]
+            await conn.executemany(
+                "INSERT INTO bench VALUES ($1, $2::text::vector)",
+                [(start + i, vector_literal(v)) for i, v in enumerate(block)],
+            )
+        await conn.execute("SET maintenance_work_mem = '2GB'")
+        await conn.execute(f"SET max_parallel_maintenance_workers = {max(0, threads - 1)}")
+        t0 = time.perf_counter()
+        await conn.execute(
+            "CREATE INDEX ON bench USING hnsw (embedding vector_l2_ops)"
+            " WITH (m = 16, ef_construction = 128)"
+        )
+        build = time.perf_counter() - t0
+        mem = float(await conn.fetchval("SELECT pg_relation_size('bench_embedding_idx')")) / 2**20
+        statement = await conn.prepare(
+            "SELECT id FROM bench ORDER BY embedding <-> $1::text::vector LIMIT 1"
+        )
+        rows = []
+        literals = [vector_literal(q) for q in qs]
+        for ef in (40, 64, 128):
+            await conn.execute(f"SET hnsw.ef_search = {ef}")
+            times: list[float] = []
+            found: list[int] = []
+            for lit in literals[:20]:
+                await statement.fetchval(lit)
+            for lit in literals:
+                t = time.perf_counter_ns()
+                found.append(int(await statement.fetchval(lit)))
+                times.append((time.perf_counter_ns() - t) / 1e6)
+            rows.append(
+                row(
+                    size,
+                    "pgvector",
+                    f"m=16 efC=128 ef={ef} (index MB)",
+                    build,
+                    mem,
+                    times,
+                    found,
+                    truth,
+                )
+            )
+        await conn.close()
+        return rows
+    finally:
+        server.cleanup()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def bench_registry(
+    size: int,
+    data: NDArray[np.float32],
+    qs: NDArray[np.float32],
+    truth: NDArray[np.int64],
+    threads: int,
+) -> list[Row]:
+    return asyncio.run(_registry(size, data, qs, truth))
+
+
+async def _registry(
+    size: int, data: NDArray[np.float32], qs: NDArray[np.float32], truth: NDArray[np.int64]
+) -> list[Row]:
+    """End to end through IndexRegistry on SQLite: includes the per-search change-log check."""
+    from facerec.config import Settings
+    from facerec.storage import (
+        EmbeddingSpace,
+        IndexOptions,
+        IndexRegistry,
+        NewFace,
+        NewPerson,
+        SqlGalleryRepository,
+        create_engine,
+        upgrade_database,
+    )
+
+    root = Path(tempfile.mkdtemp(prefix="facerec-bench-db-"))
+    settings = Settings(database_url=f"sqlite+aiosqlite:///{root / 'g.db'}")
+    engine = create_engine(settings.db)
+    try:
+        await upgrade_database(settings, engine=engine)
+        repo = SqlGalleryRepository(engine)
+        await repo.ensure_space(EmbeddingSpace("bench@1", DIM, "l2"))
+        per = 1000
+        face_ids: dict[str, int] = {}
+        for start in range(0, size, per):
+            person = await repo.create_person(NewPerson(name=f"batch{start}"))
+            added = await repo.add_faces(
+                person.id,
+                [NewFace(space="bench@1", embedding=v) for v in data[start : start + per]],
+            )
+            face_ids.update((f.id, start + i) for i, f in enumerate(added))
+        registry = IndexRegistry(repo, IndexOptions(backend="memory", hnsw_threshold=20_000))
+        t0 = time.perf_counter()
+        await registry.search("default", "bench@1", qs[0], 1)
+        build = time.perf_counter() - t0
+        n = min(len(qs), 500)
+        times: list[float] = []
+        found: list[int] = []
+        for q in qs[:n]:
+            t = time.perf_counter_ns()
+            hits = await registry.search("default", "bench@1", q, 1)
+            times.append((time.perf_counter_ns() - t) / 1e6)
+            found.append(face_ids[hits[0].face_id])
+        kind = "exact" if size <= 20_000 else "usearch ef=64"
+        return [row(size, "registry", f"SQLite + sync + {kind}", build, 0.0, times, found, truth)]
+    finally:
+        await engine.dispose()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+RUNNERS: dict[str, Callable[..., list[Row]]] = {
+    "usearch": bench_usearch,
+    "hnswlib": bench_hnswlib,
+    "faiss": bench_faiss,
+    "pgvector": bench_pgvector,
+    "registry": bench_registry,
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="10000,100000", help="comma-separated gallery sizes")
+    parser.add_argument("--methods", default=",".join(ALL_METHODS))
+    parser.add_argument("--queries", type=int, default=1000)
+    parser.add_argument("--faces-per-id", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=2, help="build threads")
+    parser.add_argument(
+        "--pgvector-max", type=int, default=100_000, help="largest size for pgvector"
+    )
+    parser.add_argument("--registry-max", type=int, default=100_000)
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    methods = [m for m in args.methods.split(",") if m]
+    load_before = os.getloadavg()
+    rows: list[Row] = []
+    for size in sizes:
+        print(f"size {size}", flush=True)
+        data, owners = gallery(size, args.faces_per_id)
+        qs = queries(data, owners, args.queries)
+        truth = exact_top1(data, qs)
+        if "exact" in methods:
+            rows += bench_exact(size, data, qs, truth)
+        for method in methods:
+            if method not in RUNNERS:
+                continue
+            if method == "pgvector" and size > args.pgvector_max:
+                continue
+            if method == "registry" and size > args.registry_max:
+                continue
+            rows += RUNNERS[method](size, data, qs, truth, args.threads)
+            gc.collect()
+    load_after = os.getloadavg()
+    table = [
+        "| faces | method | parameters | build s | memory MB | p50 ms | p95 ms | recall@1 |",
+        "|---:|---|---|---:|---:|---:|---:|---:|",
+    ] + [
+        f"| {r.size:,} | {r.method} | {r.params} | {r.build_s:.1f} | {r.memory_mb:.0f} | "
+        f"{r.p50_ms:.3f} | {r.p95_ms:.3f} | {r.recall:.4f} |"
+        for r in rows
+    ]
+    body = (
+        f"{DIM}-D float32, {args.faces_per_id} faces per identity, {args.queries} queries (exact: "
+        "500, 200 at 1M), one query at a time on one thread; builds on "
+        f"{args.threads} threads. Memory: RSS growth for in-process indexes, index relation size "
+        "for pgvector. Latency of pgvector includes the round trip over the unix socket; "
+        "`registry` is the service path (change-log check + index search) on SQLite.\n"
+        f"Load average before/after: {load_before[0]:.1f} / {load_after[0]:.1f} "
+        f"({os.cpu_count()} CPUs; the machine was shared with other work when this ran).\n\n"
+        + "\n".join(table)
+    )
+    if args.no_write:
+        print(body)
+    else:
+        write_section("index", "Vector index: 1:N search", body)
+
+
+if __name__ == "__main__":
+    main()
