@@ -103,6 +103,7 @@ async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
         await repo.ensure_space(L2_SPACE)
         await repo.ensure_space(COS_SPACE)
         yield Backend(kind, url, schema, engine, repo)
+        await repo.close()
     finally:
         await engine.dispose()
         if schema is not None:

@@ -117,6 +117,7 @@ async def test_two_processes_read_your_writes(backend: Backend, threshold: int) 
         await repo_a.delete_collection("temp", force=True)
         assert await index_b.search("temp", L2_SPACE.name, near(40)) == []
     finally:
+        await repo_b.close()
         await engine_b.dispose()
 
 

@@ -9,6 +9,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from facerec.errors import NotFoundError
+from facerec.storage.log_probe import LogProbe
 from facerec.storage.models import EmbeddingSpace
 from facerec.storage.protocols import Change, FaceVector, IndexRows, LogState
 from facerec.storage.schema import change_log, embedding_spaces, faces, gallery_state
@@ -24,13 +25,21 @@ class SqlIndexSource:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
         self._spaces: dict[str, EmbeddingSpace] = {}
+        self._probe = LogProbe(engine)
+
+    async def close(self) -> None:
+        """Release the change-log probe's connection (the engine is disposed by its owner)."""
+        await self._probe.close()
 
     @property
     def engine(self) -> AsyncEngine:
         return self._engine
 
     async def log_state(self) -> LogState:
-        """One cheap query: the newest seq and how far the log has been pruned."""
+        """The newest seq and how far the log has been pruned: one cheap read per search."""
+        fast = await self._probe.read()
+        if fast is not None:
+            return LogState(last_seq=fast[0], pruned_through=fast[1])
         pruned = (
             select(gallery_state.c.value)
             .where(gallery_state.c.key == "pruned_through")
