@@ -127,7 +127,12 @@ async def test_redis_down_is_a_fast_miss() -> None:
 
 async def test_redis_unresponsive_is_bounded() -> None:
     """A server that accepts and never answers costs one socket timeout, then nothing."""
-    server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def silent(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     cache = RedisCache(f"redis://127.0.0.1:{port}/0", socket_timeout=0.2)
     try:
@@ -142,6 +147,8 @@ async def test_redis_unresponsive_is_bounded() -> None:
     finally:
         await cache.close()
         server.close()
+        for writer in accepted:
+            writer.close()
 
 
 class _Proxy:
@@ -152,31 +159,45 @@ class _Proxy:
         self.port = 0
         self._server: asyncio.Server | None = None
         self._writers: list[asyncio.StreamWriter] = []
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
-        assert self._server is not None
+        if self._server is None:
+            return
         self._server.close()
+        self._server = None
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         for writer in self._writers:
             writer.close()
-        self._writers.clear()
-        await self._server.wait_closed()
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection(*self.target)
-        self._writers += [writer, up_writer]
-
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
             with contextlib.suppress(OSError, ConnectionError):
-                while data := await src.read(65536):
-                    dst.write(data)
-                    await dst.drain()
-            dst.close()
+                await writer.wait_closed()
+        self._writers.clear()
 
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.append(writer)
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)  # type: ignore[arg-type]
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self.target)
+            self._writers.append(up_writer)
+            await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+        finally:
+            self._tasks.discard(task)  # type: ignore[arg-type]
+
+
+async def _pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+    with contextlib.suppress(OSError, ConnectionError):
+        while data := await src.read(65536):
+            dst.write(data)
+            await dst.drain()
+    dst.close()
 
 
 @pytest.mark.redis
@@ -207,5 +228,4 @@ async def test_redis_outage_and_recovery_replays_purges() -> None:
         await cache.close()
         await real.delete_prefix("")
         await real.close()
-        with contextlib.suppress(AssertionError, RuntimeError):
-            await proxy.stop()
+        await proxy.stop()

@@ -25,6 +25,9 @@ from facerec.inference.types import Detection, ModelTask
 
 # The largest face is "clearly dominant" when the next one is at most this fraction of its area.
 DOMINANCE_RATIO = 0.5
+# When choosing the one face of an image, confident detections win over large doubtful ones
+# (a patterned shirt can score 0.54 and be larger than the real face).
+CONFIDENT_SCORE = 0.9
 
 
 class ProcessingMode(StrEnum):
@@ -168,12 +171,13 @@ class FacePipeline:
     def choose_face(faces: list[Detection]) -> Detection:
         if not faces:
             raise FaceRejectedError("no face was found in the image", code="no_face")
-        ordered = sorted(faces, key=lambda f: f.bbox.area, reverse=True)
+        confident = [f for f in faces if f.score >= CONFIDENT_SCORE] or faces
+        ordered = sorted(confident, key=lambda f: f.bbox.area, reverse=True)
         if len(ordered) > 1 and ordered[1].bbox.area > DOMINANCE_RATIO * ordered[0].bbox.area:
             raise FaceRejectedError(
-                f"{len(faces)} faces of similar size were found; send an image of one person",
+                f"{len(confident)} faces of similar size were found; send an image of one person",
                 code="multiple_faces",
-                faces=len(faces),
+                faces=len(confident),
             )
         return ordered[0]
 
