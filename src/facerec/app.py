@@ -113,6 +113,7 @@ async def open_storage(state: AppState) -> None:
         executor=state.executor,
         cache=person_cache,
         metrics_stage=state.metrics.stage,
+        on_cache=lambda result: state.metrics.cache_requests.labels(result=result).inc(),
         liveness_default=settings.liveness.check_by_default,
         max_images=settings.limits.max_images_per_request,
     )

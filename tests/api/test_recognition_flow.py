@@ -4,6 +4,7 @@ delete → she is unknown and nothing of her remains in the database or the cach
 
 from __future__ import annotations
 
+import hashlib
 import io
 import sqlite3
 from collections.abc import Iterator
@@ -16,7 +17,7 @@ from fastapi.testclient import TestClient
 from PIL import Image, ImageEnhance
 
 from facerec.app import create_app
-from facerec.cache.base import person_key
+from facerec.cache.base import image_result_key, person_key
 from tests.api.conftest import b64, make_settings, wait_ready
 from tests.images import astronaut_png, encode, grace_hopper_jpeg, grace_hopper_rgb
 
@@ -89,8 +90,18 @@ def test_full_flow(gallery: tuple[TestClient, Path]) -> None:
     assert different["is_same_person"] is False and different["similarity_score"] < 0.5
     assert different["face2"]["bbox"]["width"] > 0
 
+    state = client.app.state.facerec  # type: ignore[attr-defined]
+    result_key = image_result_key(
+        hashlib.sha256(grace_hopper_jpeg()).hexdigest(), "retinaface", "dlib_resnet+balanced"
+    )
+    assert client.portal.call(state.cache.get, result_key) is not None  # recognize cached it
+    text = client.get("/metrics").text
+    assert 'facerec_cache_requests_total{result="hit"}' in text
+
     deleted = client.delete(f"{API}/persons/grace")
     assert deleted.status_code == 200 and deleted.json()["deleted_faces"] == 1
+    # The cached embedding of the enrolled photo goes with the person.
+    assert client.portal.call(state.cache.get, result_key) is None
     after = post(client, "/recognize", face_image_base64=grace)
     assert after["unknown"] is True
     assert all(m["person_id"] != "grace" for m in after["matches"])
@@ -105,7 +116,6 @@ def test_full_flow(gallery: tuple[TestClient, Path]) -> None:
             if "person_id" in columns:
                 count = conn.execute(f"SELECT COUNT(*) FROM {table} WHERE person_id='grace'").fetchone()
                 assert count[0] == 0, f"{table} still holds rows of the erased person"
-    state = client.app.state.facerec  # type: ignore[attr-defined]
     cached = client.portal.call(state.cache.get, person_key("grace"))  # type: ignore[union-attr]
     assert cached is None
 

@@ -7,6 +7,7 @@ import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -28,8 +29,8 @@ from facerec.storage.models import Erasure
 from tests.conftest import REDIS_URL, unavailable
 
 
-async def _redis_cache(url: str = REDIS_URL, **kwargs: object) -> RedisCache:
-    cache = RedisCache(url, prefix=f"facerec-test-{uuid.uuid4().hex[:8]}:", **kwargs)  # type: ignore[arg-type]
+async def _redis_cache(url: str = REDIS_URL, **kwargs: Any) -> RedisCache:
+    cache = RedisCache(url, prefix=f"facerec-test-{uuid.uuid4().hex[:8]}:", **kwargs)
     if not await cache.ping():
         await cache.close()
         unavailable(f"Redis at {url}", "start redis-server or set FACEREC_TEST_REDIS_URL")
@@ -159,7 +160,7 @@ class _Proxy:
         self.port = 0
         self._server: asyncio.Server | None = None
         self._writers: list[asyncio.StreamWriter] = []
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
@@ -183,13 +184,13 @@ class _Proxy:
         self._writers.append(writer)
         task = asyncio.current_task()
         assert task is not None
-        self._tasks.add(task)  # type: ignore[arg-type]
+        self._tasks.add(task)
         try:
             up_reader, up_writer = await asyncio.open_connection(*self.target)
             self._writers.append(up_writer)
             await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
         finally:
-            self._tasks.discard(task)  # type: ignore[arg-type]
+            self._tasks.discard(task)
 
 
 async def _pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:

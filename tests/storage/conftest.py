@@ -40,7 +40,7 @@ def pgvector_url() -> Iterator[str]:
     try:
         with warnings.catch_warnings():  # platformdirs: XDG_RUNTIME_DIR is not set
             warnings.simplefilter("ignore")
-            server = pgserver.get_server(data, cleanup_mode="stop")
+            server = pgserver.get_server(data, cleanup_mode="stop")  # type: ignore[attr-defined]
         server.psql("CREATE EXTENSION IF NOT EXISTS vector;")
     except Exception as exc:  # initdb/startup failures come as several types
         shutil.rmtree(data, ignore_errors=True)

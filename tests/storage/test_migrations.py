@@ -39,7 +39,8 @@ async def test_sqlite_file_setup(tmp_path: Path) -> None:
         async with engine.connect() as conn:
             assert (await conn.execute(text("PRAGMA journal_mode"))).scalar() == "wal"
             assert (await conn.execute(text("PRAGMA foreign_keys"))).scalar() == 1
-            assert (await conn.execute(text("PRAGMA busy_timeout"))).scalar() >= 1000
+            timeout = (await conn.execute(text("PRAGMA busy_timeout"))).scalar()
+            assert timeout is not None and timeout >= 1000
     finally:
         await engine.dispose()
     # Without an engine, upgrade_database makes (and disposes) its own.

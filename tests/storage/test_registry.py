@@ -24,7 +24,7 @@ def l2(seed: int) -> NewFace:
 
 def near(seed: int, scale: float = 0.01) -> np.ndarray:
     noise = np.random.default_rng(seed + 10_000).standard_normal(8).astype(np.float32)
-    return vec(seed) + scale * noise
+    return np.asarray(vec(seed) + scale * noise, np.float32)
 
 
 async def enroll(

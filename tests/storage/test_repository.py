@@ -48,9 +48,9 @@ async def test_default_collection_and_collection_crud(backend: Backend) -> None:
         await repo.delete_collection("default", force=True)
     erasure = await repo.delete_collection("staff", force=True)
     assert len(erasure.person_ids) == 1
-    with pytest.raises(NotFoundError) as exc:
+    with pytest.raises(NotFoundError) as missing:
         await repo.get_collection("staff")
-    assert exc.value.code == "collection_not_found"
+    assert missing.value.code == "collection_not_found"
     assert await backend.scalar("SELECT count(*) FROM persons") == 0
 
 
@@ -86,9 +86,9 @@ async def test_person_crud_and_patch(backend: Backend) -> None:
     assert exc.value.code == "collection_not_found"
     chosen = await repo.create_person(NewPerson(name="Chosen", id="client-id-1"))
     assert chosen.id == "client-id-1"
-    with pytest.raises(ConflictError) as exc:
+    with pytest.raises(ConflictError) as conflict:
         await repo.create_person(NewPerson(name="Again", id="client-id-1"))
-    assert exc.value.code == "person_exists"
+    assert conflict.value.code == "person_exists"
 
 
 async def test_duplicate_employee_id(backend: Backend) -> None:
@@ -133,9 +133,9 @@ async def test_faces_add_list_delete(backend: Backend) -> None:
     assert erasure.face_ids == (added[0].id,)
     assert erasure.image_sha256s == (f"{1:064x}",)
     assert erasure.updated_person_ids == (person.id,)
-    with pytest.raises(NotFoundError) as exc:
+    with pytest.raises(NotFoundError) as missing:
         await repo.get_face(added[0].id)
-    assert exc.value.code == "face_not_found"
+    assert missing.value.code == "face_not_found"
     with pytest.raises(NotFoundError):
         await repo.delete_face(added[0].id)
 

@@ -27,9 +27,9 @@ def clustered(
 
 def brute(data: NDArray[np.float32], q: NDArray[np.float32], metric: Metric) -> NDArray[np.float64]:
     if metric == "l2":
-        return np.linalg.norm(data.astype(np.float64) - q, axis=1)
+        return np.asarray(np.linalg.norm(data.astype(np.float64) - q, axis=1), np.float64)
     d = data / np.linalg.norm(data, axis=1, keepdims=True)
-    return 1.0 - d @ (q / np.linalg.norm(q))
+    return np.asarray(1.0 - d @ (q / np.linalg.norm(q)), np.float64)
 
 
 @pytest.mark.parametrize("metric", ["l2", "cosine"])

@@ -76,7 +76,6 @@ class FaceProbe:
     space: str
     detector: str
     liveness: LivenessVerdict | None
-    image: DecodedImage
     image_sha256: str
 
 
@@ -105,6 +104,9 @@ class FacePipeline:
         self._detection = detection
         self.liveness_threshold = liveness_threshold
         self.min_context_ratio = min_context_ratio
+
+    def detector_name(self, name: str | None) -> str:
+        return self._detection.resolve(name)
 
     def embedder_name(self, name: str | None) -> str:
         return self._models.resolve(ModelTask.EMBEDDING, name)
@@ -161,7 +163,6 @@ class FacePipeline:
                 space=space_id,
                 detector=detector,
                 liveness=liveness[i] if liveness else None,
-                image=image,
                 image_sha256=digest,
             )
             for i, face in enumerate(faces)
@@ -236,7 +237,6 @@ class FacePipeline:
             space=model.space if isinstance(model, FaceEmbedder) else embedder,
             detector=detector,
             liveness=liveness,
-            image=image,
             image_sha256=image_digest(data),
         )
 

@@ -8,7 +8,7 @@ protocol. Every cached copy of a person is purged when the person or a face is e
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
@@ -19,16 +19,26 @@ from numpy.typing import NDArray
 from facerec.cache.base import (
     Cache,
     get_json,
+    image_result_key,
+    image_tag,
     person_key,
     person_tag,
     purge_erasure,
     set_json,
 )
-from facerec.domain.faces import FaceOptions, FacePipeline, FaceProbe, ProcessingMode
+from facerec.domain.faces import (
+    FaceOptions,
+    FacePipeline,
+    FaceProbe,
+    ProcessingMode,
+    image_digest,
+)
 from facerec.domain.timing import StageTimer
 from facerec.errors import ConflictError, FaceRecError, FaceRejectedError, InvalidInputError, NotFoundError
 from facerec.executor import InferenceExecutor
 from facerec.inference.base import FaceEmbedder
+from facerec.inference.quality import QualityReport
+from facerec.inference.types import BBox, Detection
 from facerec.storage.models import (
     EmbeddingSpace,
     Erasure,
@@ -87,6 +97,58 @@ class PersonCache:
 
     async def purge(self, erasure: Erasure) -> None:
         await purge_erasure(self.cache, erasure)
+
+    async def get_probe(self, key: str) -> FaceProbe | None:
+        """A recent image's face (detection, quality, embedding) by image hash and models."""
+        raw = await get_json(self.cache, key)
+        if not isinstance(raw, dict):
+            return None
+        try:
+            marks = raw["landmarks"]
+            detection = Detection(
+                BBox(*(float(v) for v in raw["bbox"])),
+                float(raw["score"]),
+                None if marks is None else np.asarray(marks, dtype=np.float32),
+            )
+            quality = QualityReport(
+                score=float(raw["quality"]["score"]),
+                factors=dict(raw["quality"]["factors"]),
+                measurements=dict(raw["quality"]["measurements"]),
+                reasons=tuple(raw["quality"]["reasons"]),
+            )
+            return FaceProbe(
+                detection=detection,
+                quality=quality,
+                embedding=np.asarray(raw["embedding"], dtype=np.float32),
+                embedder=raw["embedder"],
+                space=raw["space"],
+                detector=raw["detector"],
+                liveness=None,
+                image_sha256=raw["image_sha256"],
+            )
+        except (KeyError, TypeError, ValueError):
+            return None
+
+    async def put_probe(self, key: str, probe: FaceProbe) -> None:
+        box = probe.detection.bbox
+        marks = probe.detection.landmarks
+        value = {
+            "bbox": [box.x1, box.y1, box.x2, box.y2],
+            "score": probe.detection.score,
+            "landmarks": None if marks is None else marks.tolist(),
+            "quality": {
+                "score": probe.quality.score,
+                "factors": probe.quality.factors,
+                "measurements": probe.quality.measurements,
+                "reasons": list(probe.quality.reasons),
+            },
+            "embedding": probe.embedding.tolist(),
+            "embedder": probe.embedder,
+            "space": probe.space,
+            "detector": probe.detector,
+            "image_sha256": probe.image_sha256,
+        }
+        await set_json(self.cache, key, value, ttl=self.ttl, tags=[image_tag(probe.image_sha256)])
 
     async def purge_persons(self, person_ids: set[str] | None) -> None:
         """Changes made by another process: drop this process's cached copies of those persons."""
@@ -151,6 +213,7 @@ class GalleryService:
         executor: InferenceExecutor,
         cache: PersonCache,
         metrics_stage: Any = None,
+        on_cache: Callable[[str], None] | None = None,
         liveness_default: bool = False,
         max_images: int = 20,
     ) -> None:
@@ -160,6 +223,7 @@ class GalleryService:
         self.executor = executor
         self.cache = cache
         self._stage_sink = metrics_stage
+        self._on_cache: Callable[[str], None] = on_cache or (lambda result: None)
         self.liveness_default = liveness_default
         self.max_images = max_images
 
@@ -182,6 +246,24 @@ class GalleryService:
             min_quality=min_quality,
             check_liveness=self.liveness_default if check_liveness is None else check_liveness,
         )
+
+    async def _probe(self, image: bytes, options: FaceOptions, timer: StageTimer) -> FaceProbe:
+        """The face of a query image, from the recent-results cache when the same image was seen
+        with the same models (liveness is never cached: it is always judged afresh)."""
+        if options.check_liveness:
+            return await self.executor.run(self.pipeline.probe, image, options, timer)
+        detector = self.pipeline.detector_name(options.detector)
+        embedder = self.pipeline.embedder_name(options.embedder)
+        key = image_result_key(image_digest(image), detector, f"{embedder}+{options.mode.value}")
+        with timer.stage("cache"):
+            cached = await self.cache.get_probe(key)
+        if cached is not None and cached.quality.score >= options.min_quality:
+            self._on_cache("hit")
+            return cached
+        self._on_cache("miss")
+        probe = await self.executor.run(self.pipeline.probe, image, options, timer)
+        await self.cache.put_probe(key, probe)
+        return probe
 
     async def _space(self, probe: FaceProbe) -> EmbeddingSpace:
         model = self.pipeline.embedder(probe.embedder)
@@ -342,7 +424,7 @@ class GalleryService:
         inline = None
         if gallery is not None and not isinstance(gallery, str):
             inline = _inline_gallery(gallery, embedder.dim)
-        probe = await self.executor.run(self.pipeline.probe, image, options, timer)
+        probe = await self._probe(image, options, timer)
         with timer.stage("search"):
             if inline is not None:
                 hits = _search_inline(inline, probe.embedding, embedder, top_k + 1)
@@ -395,8 +477,8 @@ class GalleryService:
         self, *, first: bytes, second: bytes, model: str | None, mode: ProcessingMode, timer: StageTimer
     ) -> Verification:
         options = self._options(model, mode, enrollment=False, check_liveness=False)
-        a = await self.executor.run(self.pipeline.probe, first, options, timer)
-        b = await self.executor.run(self.pipeline.probe, second, options, timer)
+        a = await self._probe(first, options, timer)
+        b = await self._probe(second, options, timer)
         embedder = self.pipeline.embedder(a.embedder)
         distance = embedder.distance(a.embedding, b.embedding)
         similarity = embedder.similarity(distance)
