@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import httpx
+from tests.images import astronaut_png, grace_hopper_jpeg
 
 from bench.bench_detection import RssSampler, free_port, timed
 from bench.report import percentile, write_section
@@ -31,7 +32,6 @@ from facerec.inference.embedders.dlib_resnet import DlibResNetEmbedder
 from facerec.inference.images import decode_image
 from facerec.inference.liveness.convert import convert_pack
 from facerec.inference.liveness.minifasnet import MiniFASNetLiveness
-from tests.images import astronaut_png, grace_hopper_jpeg
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "models" / "minifasnet"
 
@@ -97,7 +97,10 @@ def main() -> None:
             for name, data in (("grace", photo), ("astronaut", astronaut_png())):
                 client.post(
                     api + "/add-face",
-                    json={"person_name": name, "face_image_base64": base64.b64encode(data).decode()},
+                    json={
+                        "person_name": name,
+                        "face_image_base64": base64.b64encode(data).decode(),
+                    },
                 ).raise_for_status()
             query = base64.b64encode(photo).decode()
 

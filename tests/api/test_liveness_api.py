@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 
 from facerec.app import create_app
 from tests.api.conftest import b64, packs_settings, wait_ready
-from tests.images import astronaut_png, encode, composite_rgb, grace_hopper_jpeg
+from tests.images import astronaut_png, composite_rgb, encode, grace_hopper_jpeg
 
 LIVE = "/api/face-antispoofing"
 REC = "/api/face-recognition"
@@ -156,7 +156,11 @@ def test_without_weights_liveness_is_unavailable(client: TestClient, path: str) 
     assert upload.status_code == 503
     gated = client.post(
         REC + "/add-face",
-        json={"person_name": "G", "face_image_base64": b64(grace_hopper_jpeg()), "check_liveness": True},
+        json={
+            "person_name": "G",
+            "face_image_base64": b64(grace_hopper_jpeg()),
+            "check_liveness": True,
+        },
     )
     assert gated.status_code == 503 and gated.json()["error"]["code"] == "liveness_unavailable"
     models = {m["name"]: m for m in client.get("/api/models").json()["models"]}

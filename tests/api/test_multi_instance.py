@@ -33,7 +33,9 @@ def settings_for(tmp: Path, name: str, db_url: str, redis_url: str | None) -> Se
     )
 
 
-def two_clients(tmp: Path, db_url: str, redis_url: str | None) -> Iterator[tuple[TestClient, TestClient]]:
+def two_clients(
+    tmp: Path, db_url: str, redis_url: str | None
+) -> Iterator[tuple[TestClient, TestClient]]:
     with ExitStack() as stack:
         clients = []
         for name in ("a", "b"):

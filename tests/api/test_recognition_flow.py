@@ -80,7 +80,10 @@ def test_full_flow(gallery: tuple[TestClient, Path]) -> None:
     assert all(m["similarity"] < 0.5 for m in stranger["matches"])
 
     same = post(
-        client, "/compare", face1_image_base64=grace, face2_image_base64=b64(altered_copies()["crop"])
+        client,
+        "/compare",
+        face1_image_base64=grace,
+        face2_image_base64=b64(altered_copies()["crop"]),
     )
     assert same["is_same_person"] is True and same["similarity_score"] > 0.5
     assert 0.5 <= same["confidence"] <= 1.0
@@ -114,7 +117,9 @@ def test_full_flow(gallery: tuple[TestClient, Path]) -> None:
         for table in (t for t in tables if t != "change_log"):
             columns = [r[1] for r in conn.execute(f"PRAGMA table_info({table})")]
             if "person_id" in columns:
-                count = conn.execute(f"SELECT COUNT(*) FROM {table} WHERE person_id='grace'").fetchone()
+                count = conn.execute(
+                    f"SELECT COUNT(*) FROM {table} WHERE person_id='grace'"
+                ).fetchone()
                 assert count[0] == 0, f"{table} still holds rows of the erased person"
     cached = client.portal.call(state.cache.get, person_key("grace"))  # type: ignore[union-attr]
     assert cached is None
@@ -136,7 +141,8 @@ def test_register_multiple_atomic_and_duplicate(gallery: tuple[TestClient, Path]
     assert body["results"][2]["reason"] == "corrupt_image"
     assert body["person"]["employee_id"] == "E-1906" and body["person"]["face_count"] == 2
     again = client.post(
-        API + "/register-multiple", json={"full_name": "X", "employee_id": "E-1906", "images": images}
+        API + "/register-multiple",
+        json={"full_name": "X", "employee_id": "E-1906", "images": images},
     )
     assert again.status_code == 409 and again.json()["error"]["code"] == "duplicate_employee_id"
     replaced = post(
@@ -151,7 +157,9 @@ def test_register_multiple_atomic_and_duplicate(gallery: tuple[TestClient, Path]
     assert replaced["person"]["person_name"] == "Grace B. Hopper"
 
 
-def test_register_multiple_writes_nothing_when_no_image_is_usable(gallery: tuple[TestClient, Path]) -> None:
+def test_register_multiple_writes_nothing_when_no_image_is_usable(
+    gallery: tuple[TestClient, Path],
+) -> None:
     client, _ = gallery
     blank = b64(encode(np.full((200, 200, 3), 90, np.uint8), "PNG"))
     response = client.post(
@@ -183,7 +191,11 @@ def test_enrollment_rejections(gallery: tuple[TestClient, Path]) -> None:
     assert small.json()["error"]["code"] in ("low_quality", "no_face")
     model = client.post(
         API + "/add-face",
-        json={"person_name": "A", "face_image_base64": b64(grace_hopper_jpeg()), "model_name": "arcface"},
+        json={
+            "person_name": "A",
+            "face_image_base64": b64(grace_hopper_jpeg()),
+            "model_name": "arcface",
+        },
     )
     assert model.status_code == 400 and model.json()["error"]["code"] == "model_not_installed"
 
@@ -206,7 +218,10 @@ def test_recognize_bad_input(gallery: tuple[TestClient, Path]) -> None:
 def test_inline_gallery(gallery: tuple[TestClient, Path]) -> None:
     client, _ = gallery
     enrolled = post(
-        client, "/add-face", person_name="Inline", face_image_base64=b64(grace_hopper_jpeg()),
+        client,
+        "/add-face",
+        person_name="Inline",
+        face_image_base64=b64(grace_hopper_jpeg()),
         collection="default",
     )
     state = client.app.state.facerec  # type: ignore[attr-defined]
@@ -234,19 +249,25 @@ def test_persons_crud_pagination_and_collections(gallery: tuple[TestClient, Path
     ids = []
     for i in range(3):
         body = post(
-            client, "/add-face", person_name=f"Visitor {i}", collection="visitors",
+            client,
+            "/add-face",
+            person_name=f"Visitor {i}",
+            collection="visitors",
             face_image_base64=b64(grace_hopper_jpeg()),
         )
         ids.append(body["person_id"])
     page1 = client.get(API + "/persons", params={"collection": "visitors", "limit": 2}).json()
     assert len(page1["persons"]) == 2 and page1["next_cursor"]
     page2 = client.get(
-        API + "/persons", params={"collection": "visitors", "limit": 2, "cursor": page1["next_cursor"]}
+        API + "/persons",
+        params={"collection": "visitors", "limit": 2, "cursor": page1["next_cursor"]},
     ).json()
     assert len(page2["persons"]) == 1 and page2["next_cursor"] is None
     seen = {p["person_id"] for p in page1["persons"] + page2["persons"]}
     assert seen == set(ids)
-    patched = client.patch(f"{API}/persons/{ids[0]}", json={"person_name": "Renamed", "metadata": {"a": 1}})
+    patched = client.patch(
+        f"{API}/persons/{ids[0]}", json={"person_name": "Renamed", "metadata": {"a": 1}}
+    )
     assert patched.status_code == 200 and patched.json()["person_name"] == "Renamed"
     found = client.get(API + "/persons", params={"name": "renam"}).json()["persons"]
     assert [p["person_id"] for p in found] == [ids[0]]
@@ -285,6 +306,8 @@ def test_upload_variants(gallery: tuple[TestClient, Path]) -> None:
         files={"file1": ("a.jpg", grace_hopper_jpeg()), "file2": ("b.png", astronaut_png())},
     )
     assert compared.status_code == 200 and compared.json()["is_same_person"] is False
-    bad_meta = client.post(API + "/add-face-upload", files=files, data={"person_name": "Up", "metadata": "[1]"})
+    bad_meta = client.post(
+        API + "/add-face-upload", files=files, data={"person_name": "Up", "metadata": "[1]"}
+    )
     assert bad_meta.status_code == 400 and bad_meta.json()["error"]["code"] == "invalid_metadata"
     client.delete(f"{API}/persons/{person_id}")

@@ -18,8 +18,8 @@ from facerec.domain.timing import StageTimer
 from facerec.errors import FaceRejectedError, ServiceUnavailableError
 from facerec.inference.base import FaceEmbedder, LivenessModel
 from facerec.inference.images import DecodedImage
-from facerec.inference.manager import ModelManager
 from facerec.inference.liveness.minifasnet import context_ratio
+from facerec.inference.manager import ModelManager
 from facerec.inference.quality import QualityReport, assess
 from facerec.inference.types import Detection, ModelTask
 
@@ -138,7 +138,9 @@ class FacePipeline:
         face = self.choose_face(faces)
         return self._finish(image, data, face, detector, embedder, options, timer)
 
-    def probe_all(self, data: bytes, options: FaceOptions, timer: StageTimer, max_faces: int) -> list[FaceProbe]:
+    def probe_all(
+        self, data: bytes, options: FaceOptions, timer: StageTimer, max_faces: int
+    ) -> list[FaceProbe]:
         """Every face of an image (group photos); low-quality faces are kept, marked by quality."""
         embedder = self.embedder_name(options.embedder)
         image = self._detection.decode(data, timer)
@@ -258,7 +260,11 @@ class FacePipeline:
         return np.asarray(vectors, dtype=np.float32)
 
     def liveness_of(
-        self, image: DecodedImage, faces: list[Detection], threshold: float | None, timer: StageTimer
+        self,
+        image: DecodedImage,
+        faces: list[Detection],
+        threshold: float | None,
+        timer: StageTimer,
     ) -> list[LivenessVerdict]:
         options = FaceOptions(check_liveness=True, liveness_threshold=threshold)
         return self._liveness(image, faces, options, timer) if faces else []
@@ -271,10 +277,16 @@ class FacePipeline:
         self._detection.resolve(options.model_name)
         image = self._detection.decode(data, timer)
         detector, faces = self._detection.detect_faces(image.pixels, options, timer)
-        verdicts = self._liveness(
-            image, faces, FaceOptions(check_liveness=True, liveness_threshold=threshold), timer
-        ) if faces else []
-        return LivenessCheck(image=image, faces=faces, verdicts=verdicts, model=model, detector=detector)
+        verdicts = (
+            self._liveness(
+                image, faces, FaceOptions(check_liveness=True, liveness_threshold=threshold), timer
+            )
+            if faces
+            else []
+        )
+        return LivenessCheck(
+            image=image, faces=faces, verdicts=verdicts, model=model, detector=detector
+        )
 
     def _liveness(
         self, image: DecodedImage, faces: list[Detection], options: FaceOptions, timer: StageTimer

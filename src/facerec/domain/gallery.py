@@ -34,7 +34,13 @@ from facerec.domain.faces import (
     image_digest,
 )
 from facerec.domain.timing import StageTimer
-from facerec.errors import ConflictError, FaceRecError, FaceRejectedError, InvalidInputError, NotFoundError
+from facerec.errors import (
+    ConflictError,
+    FaceRecError,
+    FaceRejectedError,
+    InvalidInputError,
+    NotFoundError,
+)
 from facerec.executor import InferenceExecutor
 from facerec.inference.base import FaceEmbedder
 from facerec.inference.quality import QualityReport
@@ -354,33 +360,32 @@ class GalleryService:
             try:
                 probe = await self.executor.run(self.pipeline.probe, data, options, timer)
                 outcomes.append(ImageOutcome(index, probe=probe))
-            except FaceRecError as exc:
-                if exc.code in ("overloaded", "model_not_installed", "unknown_model", "liveness_unavailable"):
-                    raise
+            except InvalidInputError as exc:  # this image's fault; model or load errors propagate
                 outcomes.append(ImageOutcome(index, error=exc))
-        accepted = [o for o in outcomes if o.probe is not None]
+        accepted = [o.probe for o in outcomes if o.probe is not None]
         if not accepted:
             raise FaceRejectedError(
                 "no image had a usable face; nothing was registered",
                 code="no_usable_images",
                 results=[
-                    {"index": o.index, "reason": o.error.code if o.error else "", "message": o.error.message if o.error else ""}
+                    {
+                        "index": o.index,
+                        "reason": o.error.code if o.error else "",
+                        "message": o.error.message if o.error else "",
+                    }
                     for o in outcomes
                 ],
             )
-        first = accepted[0].probe
-        assert first is not None
-        space = await self._space(first)
+        space = await self._space(accepted[0])
         faces = [
             NewFace(
                 space=space.name,
-                embedding=o.probe.embedding,
-                quality=o.probe.quality.score,
-                bbox=o.probe.detection.bbox,
-                image_sha256=o.probe.image_sha256,
+                embedding=probe.embedding,
+                quality=probe.quality.score,
+                bbox=probe.detection.bbox,
+                image_sha256=probe.image_sha256,
             )
-            for o in accepted
-            if o.probe is not None
+            for probe in accepted
         ]
         with timer.stage("store"):
             registration = await self.repository.register_person(person, faces, replace=replace)
@@ -396,7 +401,7 @@ class GalleryService:
             face_ids=[f.id for f in registration.faces],
             created=registration.created,
             outcomes=outcomes,
-            embedder=first.embedder,
+            embedder=accepted[0].embedder,
         )
 
     # --- identification -----------------------------------------------------------------------
@@ -429,7 +434,9 @@ class GalleryService:
             if inline is not None:
                 hits = _search_inline(inline, probe.embedding, embedder, top_k + 1)
             else:
-                hits = await self.searcher.search(collection, probe.space, probe.embedding, top_k + 1)
+                hits = await self.searcher.search(
+                    collection, probe.space, probe.embedding, top_k + 1
+                )
         matches = await self._matches(hits, embedder, similarity_threshold, top_k, inline is None)
         best = matches[0] if matches and matches[0].is_match else None
         return Recognition(probe=probe, matches=matches, best=best)
@@ -474,7 +481,13 @@ class GalleryService:
     # --- verification -------------------------------------------------------------------------
 
     async def compare(
-        self, *, first: bytes, second: bytes, model: str | None, mode: ProcessingMode, timer: StageTimer
+        self,
+        *,
+        first: bytes,
+        second: bytes,
+        model: str | None,
+        mode: ProcessingMode,
+        timer: StageTimer,
     ) -> Verification:
         options = self._options(model, mode, enrollment=False, check_liveness=False)
         a = await self._probe(first, options, timer)
@@ -508,7 +521,9 @@ class GalleryService:
     async def delete_face(self, person_id: str, face_id: str) -> Erasure:
         face = await self.repository.get_face(face_id)
         if face.person_id != person_id:
-            raise NotFoundError(f"person {person_id!r} has no face {face_id!r}", code="face_not_found")
+            raise NotFoundError(
+                f"person {person_id!r} has no face {face_id!r}", code="face_not_found"
+            )
         erasure = await self.repository.delete_face(face_id)
         await self.cache.purge(erasure)
         return erasure

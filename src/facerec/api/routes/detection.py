@@ -16,9 +16,7 @@ from facerec.domain.timing import StageTimer
 from facerec.inference.images import decode_base64
 from facerec.state import AppState
 
-router = APIRouter(
-    prefix="/api/face-detection", tags=["Face detection"], responses=ERROR_RESPONSES
-)
+router = APIRouter(prefix="/api/face-detection", tags=["Face detection"], responses=ERROR_RESPONSES)
 
 
 async def _detect(

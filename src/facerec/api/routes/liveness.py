@@ -16,7 +16,9 @@ from facerec.domain.timing import StageTimer
 from facerec.inference.images import decode_base64
 from facerec.state import AppState
 
-router = APIRouter(prefix="/api/face-antispoofing", tags=["Anti-spoofing"], responses=ERROR_RESPONSES)
+router = APIRouter(
+    prefix="/api/face-antispoofing", tags=["Anti-spoofing"], responses=ERROR_RESPONSES
+)
 
 
 async def _check(
@@ -27,7 +29,9 @@ async def _check(
     filename: str | None = None,
 ) -> LivenessResponse:
     timer = StageTimer(state.metrics.stage)
-    result = await state.executor.run(state.pipeline.check_liveness, data, options, threshold, timer)
+    result = await state.executor.run(
+        state.pipeline.check_liveness, data, options, threshold, timer
+    )
     faces = [
         LivenessFace(
             bbox=bbox_out(face.bbox),

@@ -22,10 +22,14 @@ from facerec.api.schemas.recognition import (
 )
 from facerec.storage.models import UNSET, PersonPatch, check_collection_name
 
-router = APIRouter(prefix="/api/face-recognition", tags=["Persons and collections"], responses=ERROR_RESPONSES)
+router = APIRouter(
+    prefix="/api/face-recognition", tags=["Persons and collections"], responses=ERROR_RESPONSES
+)
 
 
-@router.get("/persons", response_model=PersonListResponse, summary="List persons (cursor pagination)")
+@router.get(
+    "/persons", response_model=PersonListResponse, summary="List persons (cursor pagination)"
+)
 async def list_persons(
     state: StateDep,
     collection: Annotated[str | None, Query()] = None,
@@ -37,14 +41,18 @@ async def list_persons(
     page = await state.gallery.repository.list_persons(
         collection=collection, name=name, employee_id=employee_id, limit=limit, cursor=cursor
     )
-    return PersonListResponse(persons=[person_out(p) for p in page.items], next_cursor=page.next_cursor)
+    return PersonListResponse(
+        persons=[person_out(p) for p in page.items], next_cursor=page.next_cursor
+    )
 
 
 @router.get("/persons/{person_id}", response_model=PersonDetailResponse, summary="One person")
 async def get_person(person_id: str, state: StateDep) -> PersonDetailResponse:
     person = await state.gallery.repository.get_person(person_id)
     faces = await state.gallery.repository.list_faces(person_id)
-    return PersonDetailResponse(person=person_out(person), faces=[face_record_out(f) for f in faces])
+    return PersonDetailResponse(
+        person=person_out(person), faces=[face_record_out(f) for f in faces]
+    )
 
 
 @router.patch("/persons/{person_id}", response_model=PersonOut, summary="Rename, edit metadata")
@@ -62,7 +70,9 @@ async def patch_person(person_id: str, body: PersonPatchRequest, state: StateDep
 @router.delete("/persons/{person_id}", response_model=DeletedResponse, summary="Erase a person")
 async def delete_person(person_id: str, state: StateDep) -> DeletedResponse:
     erasure = await state.gallery.delete_person(person_id)
-    return DeletedResponse(deleted_persons=len(erasure.person_ids), deleted_faces=len(erasure.face_ids))
+    return DeletedResponse(
+        deleted_persons=len(erasure.person_ids), deleted_faces=len(erasure.face_ids)
+    )
 
 
 @router.delete(
@@ -73,7 +83,9 @@ async def delete_face(person_id: str, face_id: str, state: StateDep) -> DeletedR
     return DeletedResponse(deleted_persons=0, deleted_faces=len(erasure.face_ids))
 
 
-@router.post("/collections", response_model=CollectionOut, status_code=201, summary="Create a gallery")
+@router.post(
+    "/collections", response_model=CollectionOut, status_code=201, summary="Create a gallery"
+)
 async def create_collection(body: CollectionIn, state: StateDep) -> CollectionOut:
     created = await state.gallery.repository.create_collection(
         check_collection_name(body.name), body.description
@@ -96,4 +108,6 @@ async def delete_collection(
     name: str, state: StateDep, force: Annotated[bool, Query()] = False
 ) -> DeletedResponse:
     erasure = await state.gallery.delete_collection(name, force)
-    return DeletedResponse(deleted_persons=len(erasure.person_ids), deleted_faces=len(erasure.face_ids))
+    return DeletedResponse(
+        deleted_persons=len(erasure.person_ids), deleted_faces=len(erasure.face_ids)
+    )

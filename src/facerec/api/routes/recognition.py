@@ -30,7 +30,9 @@ from facerec.inference.images import decode_base64
 from facerec.state import AppState
 from facerec.storage.models import NewPerson
 
-router = APIRouter(prefix="/api/face-recognition", tags=["Face recognition"], responses=ERROR_RESPONSES)
+router = APIRouter(
+    prefix="/api/face-recognition", tags=["Face recognition"], responses=ERROR_RESPONSES
+)
 
 
 def _mode(fast_mode: bool, mode: ProcessingMode) -> ProcessingMode:
@@ -101,7 +103,9 @@ def _metadata(raw: str | None) -> dict[str, Any] | None:
     return value
 
 
-@router.post("/add-face-upload", response_model=AddFaceResponse, summary="Enroll one face (multipart)")
+@router.post(
+    "/add-face-upload", response_model=AddFaceResponse, summary="Enroll one face (multipart)"
+)
 async def add_face_upload(
     state: StateDep,
     file: Annotated[UploadFile, File()],
@@ -133,7 +137,9 @@ async def add_face_upload(
     response_model=RegisterMultipleResponse,
     summary="Register a person (e.g. an employee) from several photos, atomically",
 )
-async def register_multiple(body: RegisterMultipleRequest, state: StateDep) -> RegisterMultipleResponse:
+async def register_multiple(
+    body: RegisterMultipleRequest, state: StateDep
+) -> RegisterMultipleResponse:
     limits = state.settings.limits
     if len(body.images) > limits.max_images_per_request:
         raise InvalidInputError(
@@ -210,7 +216,9 @@ def _recognition_response(result: Recognition, timer: StageTimer) -> RecognizeRe
     )
 
 
-@router.post("/recognize", response_model=RecognizeResponse, summary="Identify a face (1:N, open set)")
+@router.post(
+    "/recognize", response_model=RecognizeResponse, summary="Identify a face (1:N, open set)"
+)
 async def recognize(body: RecognizeRequest, state: StateDep) -> RecognizeResponse:
     image = decode_base64(body.face_image_base64, state.settings.limits)
     timer = StageTimer(state.metrics.stage)
@@ -228,7 +236,9 @@ async def recognize(body: RecognizeRequest, state: StateDep) -> RecognizeRespons
     return _recognition_response(result, timer)
 
 
-@router.post("/recognize-upload", response_model=RecognizeResponse, summary="Identify a face (multipart)")
+@router.post(
+    "/recognize-upload", response_model=RecognizeResponse, summary="Identify a face (multipart)"
+)
 async def recognize_upload(
     state: StateDep,
     file: Annotated[UploadFile, File()],
@@ -282,7 +292,9 @@ async def compare(body: CompareRequest, state: StateDep) -> CompareResponse:
     return _compare_response(result, timer)
 
 
-@router.post("/compare-upload", response_model=CompareResponse, summary="Verify two faces (multipart)")
+@router.post(
+    "/compare-upload", response_model=CompareResponse, summary="Verify two faces (multipart)"
+)
 async def compare_upload(
     state: StateDep,
     file1: Annotated[UploadFile, File()],

@@ -73,10 +73,14 @@ class AddFaceRequest(BaseModel):
         None, description="Omit for a new UUID; an existing id appends a face to that person."
     )
     face_image_base64: str
-    model_name: str = Field("auto", description="Embedder: `auto`, `dlib_resnet`, `mobilefacenet`...")
+    model_name: str = Field(
+        "auto", description="Embedder: `auto`, `dlib_resnet`, `mobilefacenet`..."
+    )
     metadata: dict[str, Any] | None = None
     collection: str = Field("default", description="Gallery the person belongs to.")
-    fast_mode: bool = Field(False, description="Skip the quality bar (same as processing_mode=fast).")
+    fast_mode: bool = Field(
+        False, description="Skip the quality bar (same as processing_mode=fast)."
+    )
     processing_mode: ProcessingMode = ProcessingMode.BALANCED
     check_liveness: bool | None = Field(None, description="Reject spoofs; default from settings.")
 
@@ -156,7 +160,12 @@ class RecognizeRequest(BaseModel):
         protected_namespaces=(),
         json_schema_extra={
             "examples": [
-                {"face_image_base64": IMG, "gallery": "default", "top_k": 5, "similarity_threshold": 0.5}
+                {
+                    "face_image_base64": IMG,
+                    "gallery": "default",
+                    "top_k": 5,
+                    "similarity_threshold": 0.5,
+                }
             ]
         },
     )
@@ -177,7 +186,9 @@ class RecognizeRequest(BaseModel):
     )
     processing_mode: ProcessingMode = ProcessingMode.BALANCED
     check_liveness: bool | None = None
-    min_quality: float = Field(0.0, ge=0.0, le=100.0, description="Refuse faces below this quality.")
+    min_quality: float = Field(
+        0.0, ge=0.0, le=100.0, description="Refuse faces below this quality."
+    )
 
 
 class MatchOut(BaseModel):
