@@ -16,23 +16,13 @@ from __future__ import annotations
 
 import argparse
 import base64
-import os
 import resource
-import socket
-import subprocess
-import sys
-import tempfile
-import threading
-import time
-from collections.abc import Callable
-from pathlib import Path
 
-import httpx
 import numpy as np
-import psutil
 from tests.images import astronaut_png, encode, grace_hopper_jpeg
 
 from bench.report import percentile, write_section
+from bench.server import running_server, timed
 from facerec.config import LimitSettings, ModelSettings
 from facerec.domain.detection import DetectionService, DetectOptions
 from facerec.domain.timing import StageTimer
@@ -40,41 +30,6 @@ from facerec.inference.base import RuntimeOptions
 from facerec.inference.detectors.retinaface import MEAN_BGR, RetinaFaceDetector
 from facerec.inference.images import decode_image
 from facerec.inference.manager import ModelManager
-
-
-def timed(fn: Callable[[], object], runs: int, warmup: int = 5) -> list[float]:
-    for _ in range(warmup):
-        fn()
-    samples = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - started) * 1000)
-    return samples
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class RssSampler(threading.Thread):
-    def __init__(self, pid: int) -> None:
-        super().__init__(daemon=True)
-        self.process = psutil.Process(pid)
-        self.peak = 0
-        self.stop = threading.Event()
-
-    def run(self) -> None:
-        while not self.stop.is_set():
-            try:
-                rss = self.process.memory_info().rss
-                rss += sum(c.memory_info().rss for c in self.process.children(recursive=True))
-                self.peak = max(self.peak, rss)
-            except psutil.Error:
-                return
-            time.sleep(0.05)
 
 
 def main() -> None:
@@ -102,69 +57,39 @@ def main() -> None:
     service = DetectionService(manager, LimitSettings())
     options = DetectOptions(model_name="retinaface")
 
-    port = free_port()
-    tmp = Path(tempfile.mkdtemp(prefix="facerec-bench-"))
-    env = dict(
-        os.environ,
-        FACEREC_DB__URL=f"sqlite+aiosqlite:///{tmp / 'bench.db'}",
-        FACEREC_SERVER__LOG_DIR=str(tmp / "logs"),
-        FACEREC_SERVER__LOG_LEVEL="warning",
-        FACEREC_MODELS__MODEL_DIR=str(tmp / "models"),
-    )
-    server = subprocess.Popen(
-        [sys.executable, "-m", "facerec.cli", "serve", "--port", str(port), "--skip-checks"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    sampler = RssSampler(server.pid)
-    sampler.start()
     rows = []
-    try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
-            deadline = time.monotonic() + 120
-            while time.monotonic() < deadline:
-                try:
-                    if client.get("/ready").status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                time.sleep(0.2)
-            for name, data in photos.items():
-                image = decode_image(data, LimitSettings()).pixels
-                side = max(image.shape[:2])
-                scaled = image
-                if side > 1024:
-                    import cv2
+    with running_server() as server:
+        client = server.client
+        for name, data in photos.items():
+            image = decode_image(data, LimitSettings()).pixels
+            side = max(image.shape[:2])
+            scaled = image
+            if side > 1024:
+                import cv2
 
-                    f = 1024 / side
-                    scaled = cv2.resize(
-                        image, (round(image.shape[1] * f), round(image.shape[0] * f))
-                    )
-                h, w = scaled.shape[:2]
-                ph, pw = -(-h // 32) * 32, -(-w // 32) * 32
-                tensor = np.zeros((1, 3, ph, pw), np.float32)
-                tensor[0, :, :h, :w] = (scaled.astype(np.float32) - MEAN_BGR).transpose(2, 0, 1)
-                raw = timed(lambda t=tensor: detector.session.run(None, {"input": t}), args.runs)
-                wrapper = timed(
-                    lambda s=scaled: detector.detect(
-                        s, conf_threshold=0.5, iou_threshold=0.4, max_faces=50
-                    ),
-                    args.runs,
-                )
-                func = timed(lambda d=data: service.detect(d, options, StageTimer()), args.runs)
-                payload = {"image_base64": base64.b64encode(data).decode()}
+                f = 1024 / side
+                scaled = cv2.resize(image, (round(image.shape[1] * f), round(image.shape[0] * f)))
+            h, w = scaled.shape[:2]
+            ph, pw = -(-h // 32) * 32, -(-w // 32) * 32
+            tensor = np.zeros((1, 3, ph, pw), np.float32)
+            tensor[0, :, :h, :w] = (scaled.astype(np.float32) - MEAN_BGR).transpose(2, 0, 1)
+            raw = timed(lambda t=tensor: detector.session.run(None, {"input": t}), args.runs)
+            wrapper = timed(
+                lambda s=scaled: detector.detect(
+                    s, conf_threshold=0.5, iou_threshold=0.4, max_faces=50
+                ),
+                args.runs,
+            )
+            func = timed(lambda d=data: service.detect(d, options, StageTimer()), args.runs)
+            payload = {"image_base64": base64.b64encode(data).decode()}
 
-                def http_call(p: dict[str, str] = payload) -> None:
-                    response = client.post("/api/face-detection/detect", json=p)
-                    response.raise_for_status()
+            def http_call(p: dict[str, str] = payload) -> None:
+                response = client.post("/api/face-detection/detect", json=p)
+                response.raise_for_status()
 
-                http = timed(http_call, args.runs)
-                rows.append((name, raw, wrapper, func, http))
-    finally:
-        sampler.stop.set()
-        server.terminate()
-        server.wait(timeout=30)
+            http = timed(http_call, args.runs)
+            rows.append((name, raw, wrapper, func, http))
+        server_peak = server.rss.peak
 
     bench_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     lines = [
@@ -188,7 +113,7 @@ def main() -> None:
     lines += [
         "",
         f"Peak RSS: bench process {bench_rss:.0f} MiB (one detector loaded, images decoded); "
-        f"server process {sampler.peak / 2**20:.0f} MiB.",
+        f"server process {server_peak / 2**20:.0f} MiB.",
         "",
         "The service function adds image decoding (JPEG/PNG), the resize policy and the quality "
         "score; HTTP adds base64, JSON and the ASGI stack.",

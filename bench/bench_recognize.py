@@ -13,18 +13,13 @@ from __future__ import annotations
 
 import argparse
 import base64
-import os
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
-import httpx
 from tests.images import astronaut_png, grace_hopper_jpeg
 
-from bench.bench_detection import RssSampler, free_port, timed
 from bench.report import percentile, write_section
+from bench.server import running_server, timed
 from facerec.config import LimitSettings
 from facerec.inference.base import RuntimeOptions
 from facerec.inference.detectors.retinaface import RetinaFaceDetector
@@ -65,57 +60,29 @@ def main() -> None:
     raw_embed = timed(lambda: embedder.embed(image, faces), args.runs)
     raw_live = timed(lambda: liveness.score(image, faces), args.runs)
 
-    port = free_port()
-    env = dict(
-        os.environ,
-        FACEREC_DB__URL=f"sqlite+aiosqlite:///{tmp / 'bench.db'}",
-        FACEREC_SERVER__LOG_DIR=str(tmp / "logs"),
-        FACEREC_SERVER__LOG_LEVEL="warning",
-        FACEREC_MODELS__MODEL_DIR=str(model_dir),
-        FACEREC_MODELS__PRELOAD='["retinaface","dlib_resnet","minifasnet"]',
-        FACEREC_INDEX__INDEX_DIR=str(tmp / "index"),
-    )
-    server = subprocess.Popen(
-        [sys.executable, "-m", "facerec.cli", "serve", "--port", str(port), "--skip-checks"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    sampler = RssSampler(server.pid)
-    sampler.start()
-    try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
-            deadline = time.monotonic() + 180
-            while time.monotonic() < deadline:
-                try:
-                    if client.get("/ready").status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                time.sleep(0.2)
-            api = "/api/face-recognition"
-            for name, data in (("grace", photo), ("astronaut", astronaut_png())):
-                client.post(
-                    api + "/add-face",
-                    json={
-                        "person_name": name,
-                        "face_image_base64": base64.b64encode(data).decode(),
-                    },
-                ).raise_for_status()
-            query = base64.b64encode(photo).decode()
+    env = {
+        "FACEREC_MODELS__MODEL_DIR": str(model_dir),
+        "FACEREC_MODELS__PRELOAD": '["retinaface","dlib_resnet","minifasnet"]',
+    }
+    with running_server(env) as server:
+        client = server.client
+        api = "/api/face-recognition"
+        for name, data in (("grace", photo), ("astronaut", astronaut_png())):
+            client.post(
+                api + "/add-face",
+                json={"person_name": name, "face_image_base64": base64.b64encode(data).decode()},
+            ).raise_for_status()
+        query = base64.b64encode(photo).decode()
 
-            def recognize(live: bool) -> None:
-                response = client.post(
-                    api + "/recognize", json={"face_image_base64": query, "check_liveness": live}
-                )
-                response.raise_for_status()
+        def recognize(live: bool) -> None:
+            response = client.post(
+                api + "/recognize", json={"face_image_base64": query, "check_liveness": live}
+            )
+            response.raise_for_status()
 
-            http_plain = timed(lambda: recognize(False), args.runs)
-            http_live = timed(lambda: recognize(True), args.runs)
-    finally:
-        sampler.stop.set()
-        server.terminate()
-        server.wait(timeout=30)
+        http_plain = timed(lambda: recognize(False), args.runs)
+        http_live = timed(lambda: recognize(True), args.runs)
+        server_peak = server.rss.peak
 
     raw_total = [d + e for d, e in zip(raw_detect, raw_embed, strict=True)]
     added = percentile(http_live, 50) - percentile(http_plain, 50)
@@ -136,7 +103,7 @@ def main() -> None:
             f"HTTP overhead over raw detect + embed (p50): "
             f"+{percentile(http_plain, 50) - percentile(raw_total, 50):.1f} ms (decode, quality, "
             f"search, person lookup, JSON). Liveness adds {added:.1f} ms (p50) to recognize. "
-            f"Server peak RSS {sampler.peak / 2**20:.0f} MiB with the three models loaded.",
+            f"Server peak RSS {server_peak / 2**20:.0f} MiB with the three models loaded.",
         ]
     )
     print(body)

@@ -165,6 +165,17 @@ class PersonCache:
 
 
 @dataclass(frozen=True)
+class RecognizeOptions:
+    gallery: str | Mapping[str, Sequence[Sequence[float]]] | None = None
+    model: str | None = "auto"
+    top_k: int = 5
+    similarity_threshold: float = 0.5
+    mode: ProcessingMode = ProcessingMode.BALANCED
+    check_liveness: bool | None = None
+    min_quality: float = 0.0
+
+
+@dataclass(frozen=True)
 class Match:
     person_id: str
     person: Person | None
@@ -407,24 +418,20 @@ class GalleryService:
     # --- identification -----------------------------------------------------------------------
 
     async def recognize(
-        self,
-        *,
-        image: bytes,
-        gallery: str | Mapping[str, Sequence[Sequence[float]]] | None,
-        model: str | None,
-        top_k: int,
-        similarity_threshold: float,
-        mode: ProcessingMode,
-        check_liveness: bool | None,
-        min_quality: float,
-        timer: StageTimer,
+        self, *, image: bytes, request: RecognizeOptions, timer: StageTimer
     ) -> Recognition:
+        gallery, model, top_k = request.gallery, request.model, request.top_k
+        similarity_threshold = request.similarity_threshold
+        options = self._options(
+            model,
+            request.mode,
+            enrollment=False,
+            check_liveness=request.check_liveness,
+            min_quality=request.min_quality,
+        )
         if isinstance(gallery, str) or gallery is None:
             collection = check_collection_name(gallery or "default")
             await self.repository.get_collection(collection)  # 404 before any inference
-        options = self._options(
-            model, mode, enrollment=False, check_liveness=check_liveness, min_quality=min_quality
-        )
         embedder = self.pipeline.embedder(model)
         inline = None
         if gallery is not None and not isinstance(gallery, str):

@@ -23,7 +23,7 @@ from facerec.api.schemas.recognition import (
 )
 from facerec.api.uploads import read_upload
 from facerec.domain.faces import ProcessingMode
-from facerec.domain.gallery import Recognition, Verification
+from facerec.domain.gallery import Recognition, RecognizeOptions, Verification
 from facerec.domain.timing import StageTimer
 from facerec.errors import InvalidInputError
 from facerec.inference.images import decode_base64
@@ -222,8 +222,7 @@ def _recognition_response(result: Recognition, timer: StageTimer) -> RecognizeRe
 async def recognize(body: RecognizeRequest, state: StateDep) -> RecognizeResponse:
     image = decode_base64(body.face_image_base64, state.settings.limits)
     timer = StageTimer(state.metrics.stage)
-    result = await state.gallery.recognize(
-        image=image,
+    options = RecognizeOptions(
         gallery=body.gallery,
         model=body.model_name,
         top_k=body.top_k,
@@ -231,8 +230,8 @@ async def recognize(body: RecognizeRequest, state: StateDep) -> RecognizeRespons
         mode=body.processing_mode,
         check_liveness=body.check_liveness,
         min_quality=body.min_quality,
-        timer=timer,
     )
+    result = await state.gallery.recognize(image=image, request=options, timer=timer)
     return _recognition_response(result, timer)
 
 
@@ -252,8 +251,7 @@ async def recognize_upload(
 ) -> RecognizeResponse:
     image = await read_upload(file, state.settings.limits.max_upload_bytes)
     timer = StageTimer(state.metrics.stage)
-    result = await state.gallery.recognize(
-        image=image,
+    options = RecognizeOptions(
         gallery=gallery,
         model=model_name,
         top_k=top_k,
@@ -261,8 +259,8 @@ async def recognize_upload(
         mode=processing_mode,
         check_liveness=check_liveness,
         min_quality=min_quality,
-        timer=timer,
     )
+    result = await state.gallery.recognize(image=image, request=options, timer=timer)
     return _recognition_response(result, timer)
 
 

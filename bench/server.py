@@ -1,0 +1,105 @@
+"""Helpers shared by the benchmarks: timing loops and a real ``facerec serve`` process."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import psutil
+
+
+def timed(fn: Callable[[], object], runs: int, warmup: int = 5) -> list[float]:
+    """Milliseconds of ``runs`` calls after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        fn()
+    samples = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - started) * 1000)
+    return samples
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class RssSampler(threading.Thread):
+    """Peak resident memory of a process and its children, sampled every 50 ms."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.process = psutil.Process(pid)
+        self.peak = 0
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                rss = self.process.memory_info().rss
+                rss += sum(c.memory_info().rss for c in self.process.children(recursive=True))
+                self.peak = max(self.peak, rss)
+            except psutil.Error:
+                return
+            time.sleep(0.05)
+
+
+@dataclass
+class Server:
+    client: httpx.Client
+    rss: RssSampler
+    data_dir: Path
+
+
+@contextmanager
+def running_server(env: dict[str, str] | None = None, timeout: float = 180.0) -> Iterator[Server]:
+    """A ``facerec serve`` subprocess on a free localhost port with its own SQLite file, logs
+    and model dir (overridable through ``env``), ready when this yields."""
+    port = free_port()
+    tmp = Path(tempfile.mkdtemp(prefix="facerec-bench-"))
+    full_env = dict(
+        os.environ,
+        FACEREC_DB__URL=f"sqlite+aiosqlite:///{tmp / 'bench.db'}",
+        FACEREC_SERVER__LOG_DIR=str(tmp / "logs"),
+        FACEREC_SERVER__LOG_LEVEL="warning",
+        FACEREC_MODELS__MODEL_DIR=str(tmp / "models"),
+        FACEREC_INDEX__INDEX_DIR=str(tmp / "index"),
+    )
+    full_env.update(env or {})
+    process = subprocess.Popen(
+        [sys.executable, "-m", "facerec.cli", "serve", "--port", str(port), "--skip-checks"],
+        env=full_env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    sampler = RssSampler(process.pid)
+    sampler.start()
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    if client.get("/ready").status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise RuntimeError("facerec serve did not become ready")
+                time.sleep(0.2)
+            yield Server(client, sampler, tmp)
+    finally:
+        sampler.stop.set()
+        process.terminate()
+        process.wait(timeout=30)
