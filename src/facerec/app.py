@@ -29,6 +29,7 @@ from facerec.domain.gallery import GalleryService, PersonCache
 from facerec.executor import InferenceExecutor
 from facerec.inference.manager import ModelManager
 from facerec.inference.registry import build_models
+from facerec.logging_setup import configure_logging
 from facerec.metrics import Metrics
 from facerec.state import AppState
 from facerec.storage.engine import create_engine
@@ -229,3 +230,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return response
 
     return app
+
+
+def serve_app() -> FastAPI:
+    """The factory ``facerec serve`` gives uvicorn: each worker process configures logging
+    (console + rotating file) before building its app."""
+    settings = Settings()
+    configure_logging(settings.server)
+    return create_app(settings)

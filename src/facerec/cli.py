@@ -54,7 +54,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             return 2
     server = settings.server
     uvicorn.run(
-        "facerec.app:create_app",
+        "facerec.app:serve_app",
         factory=True,
         host=server.host,
         port=server.port,
