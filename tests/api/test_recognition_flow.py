@@ -311,3 +311,37 @@ def test_upload_variants(gallery: tuple[TestClient, Path]) -> None:
     )
     assert bad_meta.status_code == 400 and bad_meta.json()["error"]["code"] == "invalid_metadata"
     client.delete(f"{API}/persons/{person_id}")
+
+
+def test_register_multiple_image_count_limits(gallery: tuple[TestClient, Path]) -> None:
+    client, _ = gallery
+    empty = client.post(
+        API + "/register-multiple", json={"full_name": "A", "employee_id": "E-9", "images": []}
+    )
+    assert empty.status_code == 400 and empty.json()["error"]["code"] == "no_images"
+    many = client.post(
+        API + "/register-multiple",
+        json={"full_name": "A", "employee_id": "E-9", "images": ["x"] * 21},
+    )
+    assert many.status_code == 400 and many.json()["error"]["code"] == "too_many_images"
+
+
+def test_concurrent_add_face_for_one_new_person(gallery: tuple[TestClient, Path]) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    client, _ = gallery
+    grace = b64(grace_hopper_jpeg())
+
+    def add(_: int) -> int:
+        response = client.post(
+            API + "/add-face",
+            json={"person_name": "Racer", "person_id": "racer-1", "face_image_base64": grace},
+        )
+        return response.status_code
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        statuses = list(pool.map(add, range(4)))
+    assert statuses == [200, 200, 200, 200]
+    persons = client.get(API + "/persons", params={"name": "Racer"}).json()["persons"]
+    assert len(persons) == 1 and persons[0]["face_count"] == 4
+    client.delete(f"{API}/persons/racer-1")
