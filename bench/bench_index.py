@@ -85,8 +85,8 @@ def exact_top1(data: NDArray[np.float32], qs: NDArray[np.float32]) -> NDArray[np
     best = np.full(len(qs), -1, np.int64)
     best_d = np.full(len(qs), np.inf, np.float32)
     q_norm = (qs * qs).sum(1)
-    for start in range(0, len(data), 200_000):
-        block = data[start : start + 200_000]
+    for start in range(0, len(data), 50_000):
+        block = data[start : start + 50_000]
         d = (block * block).sum(1)[None, :] - 2.0 * qs @ block.T + q_norm[:, None]
         idx = d.argmin(1)
         val = d[np.arange(len(qs)), idx]
@@ -151,7 +151,7 @@ def bench_exact(
     return [row(size, "exact", "numpy brute force", build, mem, times, found, truth)]
 
 
-EFS = (16, 32, 64, 128)
+EFS = (16, 24, 32, 48, 64, 128)
 
 
 def bench_usearch(
@@ -372,6 +372,16 @@ async def _registry(
         shutil.rmtree(root, ignore_errors=True)
 
 
+CHOICE = """\
+Choice: the service's HNSW is usearch (`facerec.storage.vector_index.HnswIndex`, M=16,
+ef_construction=128, ef_search=64 by default). hnswlib answers about twice as fast at equal
+recall, but it only marks deletions: an erased face's vector stays in memory and in every saved
+index file. usearch really removes it (and `HnswIndex` overwrites the freed slot), is in the main
+dependencies, and saves to one buffer. faiss HNSW cannot delete at all. Known cost: after
+removals, usearch's next add looks for a free slot in O(n) (about 4 ms at 100k), paid once per
+change by the next search of each process. pgvector was run up to 100k only (`--pgvector-max`)
+to keep the run short; at 100k its index build took twice as long as usearch's."""
+
 RUNNERS: dict[str, Callable[..., list[Row]]] = {
     "usearch": bench_usearch,
     "hnswlib": bench_hnswlib,
@@ -419,7 +429,8 @@ def main() -> None:
         "| faces | method | parameters | build s | memory MB | p50 ms | p95 ms | recall@1 |",
         "|---:|---|---|---:|---:|---:|---:|---:|",
     ] + [
-        f"| {r.size:,} | {r.method} | {r.params} | {r.build_s:.1f} | {r.memory_mb:.0f} | "
+        f"| {r.size:,} | {r.method} | {r.params} | {r.build_s:.1f} | "
+        f"{'n/a' if r.method == 'registry' else f'{r.memory_mb:.0f}'} | "
         f"{r.p50_ms:.3f} | {r.p95_ms:.3f} | {r.recall:.4f} |"
         for r in rows
     ]
@@ -432,6 +443,8 @@ def main() -> None:
         f"Load average before/after: {load_before[0]:.1f} / {load_after[0]:.1f} "
         f"({os.cpu_count()} CPUs; the machine was shared with other work when this ran).\n\n"
         + "\n".join(table)
+        + "\n\n"
+        + CHOICE
     )
     if args.no_write:
         print(body)

@@ -15,7 +15,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, Response
-from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.routing import Match
 
 from facerec import __version__
@@ -33,10 +32,10 @@ from facerec.logging_setup import configure_logging
 from facerec.metrics import Metrics
 from facerec.state import AppState
 from facerec.storage.engine import create_engine
+from facerec.storage.factory import create_searcher
 from facerec.storage.migrate import upgrade_database
-from facerec.storage.pgvector import PgVectorSearcher, has_pgvector
-from facerec.storage.protocols import FaceSearcher
-from facerec.storage.registry import IndexOptions, IndexRegistry
+from facerec.storage.pgvector import PgVectorSearcher
+from facerec.storage.registry import IndexOptions
 from facerec.storage.sql_repository import SqlGalleryRepository
 
 logger = logging.getLogger(__name__)
@@ -71,11 +70,6 @@ def build_state(settings: Settings) -> AppState:
     )
 
 
-async def repository_has_pgvector(engine: AsyncEngine) -> bool:
-    async with engine.connect() as conn:
-        return await has_pgvector(conn)
-
-
 async def open_storage(state: AppState) -> None:
     """Database (migrated), cache and vector search, wired into the gallery service."""
     settings = state.settings
@@ -84,29 +78,20 @@ async def open_storage(state: AppState) -> None:
     state.engine = engine
     await upgrade_database(settings, engine=engine)
     repository = SqlGalleryRepository(engine)
+    state.repository = repository
     state.components["database"] = engine.dialect.name
     state.cache = create_cache(
         settings, on_error=lambda op: state.metrics.cache_errors.labels(backend="redis").inc()
     )
     state.components["cache"] = "redis" if settings.cache.redis_url else "memory"
     person_cache = PersonCache(state.cache, float(settings.cache.ttl_seconds))
-    searcher: FaceSearcher
-    backend = settings.index.backend
-    if backend == "auto":
-        backend = "pgvector" if await repository_has_pgvector(engine) else "memory"
-    if backend == "pgvector":
-        searcher = PgVectorSearcher(engine)
-    else:
-        state.index = IndexRegistry(
-            repository,
-            IndexOptions(
-                hnsw_threshold=settings.index.hnsw_threshold, index_dir=settings.index.index_dir
-            ),
-            on_persons_changed=person_cache.purge_persons,
-        )
-        await state.index.sync()
-        searcher = state.index
-    state.components["index"] = backend
+    searcher = await create_searcher(
+        repository,
+        IndexOptions.from_settings(settings),
+        on_persons_changed=person_cache.purge_persons,
+    )
+    await searcher.sync()
+    state.components["index"] = "pgvector" if isinstance(searcher, PgVectorSearcher) else "memory"
     state._gallery = GalleryService(
         repository=repository,
         searcher=searcher,
@@ -121,11 +106,14 @@ async def open_storage(state: AppState) -> None:
 
 
 async def close_storage(state: AppState) -> None:
-    if state.index is not None:
+    """Save index snapshots, release the change-log connection, close the cache and the pool."""
+    if state._gallery is not None:
         try:
-            await state.index.save()
+            await state._gallery.searcher.close()
         except Exception:
-            logger.exception("could not save the vector index snapshot")
+            logger.exception("could not save the vector index snapshots")
+    if state.repository is not None:
+        await state.repository.close()
     if state.cache is not None:
         await state.cache.close()
     if state.engine is not None:

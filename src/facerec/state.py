@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
     from facerec.cache.base import Cache
     from facerec.domain.gallery import GalleryService
-    from facerec.storage.registry import IndexRegistry
+    from facerec.storage.sql_repository import SqlGalleryRepository
 
 
 @dataclass
@@ -34,7 +34,7 @@ class AppState:
     # Storage, built during initialisation (routes only run once ``ready`` is True).
     engine: AsyncEngine | None = None
     cache: Cache | None = None
-    index: IndexRegistry | None = None
+    repository: SqlGalleryRepository | None = None
     _gallery: GalleryService | None = None
 
     @property

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from sqlalchemy import text
 
+from facerec.config import Settings
 from facerec.storage.factory import create_searcher
 from facerec.storage.models import NewFace, NewPerson
 from facerec.storage.pgvector import PgVectorSearcher, index_name, search_sql, vector_literal
@@ -156,11 +157,39 @@ async def test_snapshot_restart_and_erasure(backend: Backend, tmp_path: Path) ->
     # The replay erased a face: the snapshot holding it is gone until the next save.
     assert not snapshots[0].exists()
     assert await second.save() == 1
+    snapshots = list((tmp_path / "index").glob("*.hnsw"))
     third = IndexRegistry(repo, options)
     await repo.delete_person(ids[3])  # erasure seen by a process with a loaded snapshot
     hits = await third.search("default", L2_SPACE.name, near(63), k=10)
     assert ids[3] not in {h.person_id for h in hits}
     assert not snapshots[0].exists()
+
+    # A process that never loaded this index still removes its snapshot on erasure.
+    assert await third.save() == 1
+    idle = IndexRegistry(repo, options)
+    await idle.sync()
+    await repo.delete_person(ids[4])
+    assert list((tmp_path / "index").glob("*.hnsw"))
+    await idle.sync()
+    assert not list((tmp_path / "index").glob("*.hnsw"))
+    # Deleting the collection removes its snapshots too.
+    assert await third.search("default", L2_SPACE.name, near(65))
+    await third.close()
+    assert list((tmp_path / "index").glob("*.hnsw"))
+    await repo.create_collection("c2")
+    await enroll(repo, "c2p", 90, collection="c2")
+    await enroll(repo, "c2q", 91, 92, collection="c2")  # 3 faces: above hnsw_threshold
+    assert await third.search("c2", L2_SPACE.name, near(90))
+    assert await third.save() == 2
+    await repo.delete_collection("c2", force=True)
+    await idle.sync()
+    assert len(list((tmp_path / "index").glob("*.hnsw"))) == 1
+
+
+def test_index_options_from_settings(tmp_path: Path) -> None:
+    settings = Settings(index={"backend": "memory", "hnsw_threshold": 5, "index_dir": tmp_path})
+    options = IndexOptions.from_settings(settings)
+    assert (options.backend, options.hnsw_threshold, options.index_dir) == ("memory", 5, tmp_path)
 
 
 async def test_create_searcher_backends(backend: Backend) -> None:

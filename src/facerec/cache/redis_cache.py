@@ -115,7 +115,8 @@ class RedisCache:
                 removed += int(await self._client.unlink(*batch))
             return removed
 
-        return await self._call("delete_prefix", scan_and_unlink, 0)
+        # A long scan is not an outage: each round trip is still bounded by the socket timeout.
+        return await self._call("delete_prefix", scan_and_unlink, 0, limit_s=60.0)
 
     async def purge_tags(self, *tags: str) -> int:
         if not tags:
@@ -149,7 +150,14 @@ class RedisCache:
                 "cache purge backlog full: %d purges dropped (entries expire by TTL)", len(items)
             )
 
-    async def _call(self, operation: str, command: Callable[[], Awaitable[T]], default: T) -> T:
+    async def _call(
+        self,
+        operation: str,
+        command: Callable[[], Awaitable[T]],
+        default: T,
+        *,
+        limit_s: float | None = None,
+    ) -> T:
         if not self.available:
             self.short_circuited += 1
             return default
@@ -157,7 +165,7 @@ class RedisCache:
             if self._pending_tags or self._pending_keys:
                 await self._replay_purges()
             # The socket timeouts bound each round trip; this bounds the whole call.
-            return await asyncio.wait_for(command(), timeout=self._timeout * 4)
+            return await asyncio.wait_for(command(), timeout=limit_s or self._timeout * 4)
         except (RedisError, OSError, TimeoutError) as exc:
             self.errors += 1
             self._open_until = time.monotonic() + self.retry_after

@@ -520,10 +520,15 @@ class GalleryService:
         await self.cache.purge(Erasure(updated_person_ids=(person_id,)))
         return person
 
-    async def delete_person(self, person_id: str) -> Erasure:
-        erasure = await self.repository.delete_person(person_id)
+    async def _erased(self, erasure: Erasure) -> Erasure:
+        """After a delete: purge cached copies, and let the index drop the vectors now (its
+        snapshot files included), not at the next search."""
         await self.cache.purge(erasure)
+        await self.searcher.sync()
         return erasure
+
+    async def delete_person(self, person_id: str) -> Erasure:
+        return await self._erased(await self.repository.delete_person(person_id))
 
     async def delete_face(self, person_id: str, face_id: str) -> Erasure:
         face = await self.repository.get_face(face_id)
@@ -531,14 +536,10 @@ class GalleryService:
             raise NotFoundError(
                 f"person {person_id!r} has no face {face_id!r}", code="face_not_found"
             )
-        erasure = await self.repository.delete_face(face_id)
-        await self.cache.purge(erasure)
-        return erasure
+        return await self._erased(await self.repository.delete_face(face_id))
 
     async def delete_collection(self, name: str, force: bool) -> Erasure:
-        erasure = await self.repository.delete_collection(name, force=force)
-        await self.cache.purge(erasure)
-        return erasure
+        return await self._erased(await self.repository.delete_collection(name, force=force))
 
 
 def _metric(model: FaceEmbedder) -> Any:

@@ -5,9 +5,11 @@ Lifespan wiring::
     engine = create_engine(settings.db)
     await upgrade_database(settings, engine=engine)
     repository = SqlGalleryRepository(engine)
-    searcher = await create_searcher(repository, IndexOptions(...))
+    searcher = await create_searcher(repository, IndexOptions.from_settings(settings))
+    await searcher.sync()  # records the change-log position
     ...
-    await registry.save()  # IndexRegistry only: HNSW snapshots for a fast restart
+    await searcher.close()  # IndexRegistry: syncs, then saves HNSW snapshots
+    await repository.close()  # releases the change-log probe connection
     await engine.dispose()
 """
 

@@ -162,6 +162,10 @@ def search_sql(space: EmbeddingSpace) -> str:
     )
 
 
+async def drop_index(conn: AsyncConnection, collection: str, space: str) -> None:
+    await conn.exec_driver_sql(f"DROP INDEX IF EXISTS {index_name(collection, space)}")
+
+
 class PgVectorSearcher:
     """:class:`~facerec.storage.protocols.FaceSearcher` answered by pgvector's HNSW in PostgreSQL.
 
@@ -187,6 +191,12 @@ class PgVectorSearcher:
             space = self._spaces[name] = EmbeddingSpace(row[0], int(row[1]), row[2])
         return space
 
+    async def sync(self) -> int:
+        return 0  # always current: the index lives in the database
+
+    async def close(self) -> None:
+        return None
+
     async def search(
         self, collection: str, space: str, query: NDArray[np.float32], k: int = 1
     ) -> list[SearchHit]:
@@ -195,11 +205,16 @@ class PgVectorSearcher:
             if spec is None or k <= 0:
                 return []
             vector = as_vector(query, spec.dim)
-            # Custom plans let the planner match the partial index predicate to the parameters.
-            await conn.exec_driver_sql("SET LOCAL plan_cache_mode = force_custom_plan")
             fetch = max(4 * k, 16)
             ef = max(self._ef_search, fetch)
-            await conn.exec_driver_sql(f"SET LOCAL hnsw.ef_search = {int(ef)}")
+            # Custom plans let the planner match the partial index predicate to the parameters.
+            await conn.execute(
+                text(
+                    "SELECT set_config('plan_cache_mode', 'force_custom_plan', true),"
+                    " set_config('hnsw.ef_search', :ef, true)"
+                ),
+                {"ef": str(ef)},
+            )
             sql = text(search_sql(spec))
             while True:
                 params = {"q": vector_literal(vector), "c": collection, "s": space, "k": fetch}
@@ -209,8 +224,10 @@ class PgVectorSearcher:
                     return hits[:k]
                 fetch *= 4
                 if fetch > ef:
-                    ef = fetch
-                    await conn.exec_driver_sql(f"SET LOCAL hnsw.ef_search = {min(ef, 1000)}")
+                    ef = min(fetch, 1000)
+                    await conn.execute(
+                        text("SELECT set_config('hnsw.ef_search', :ef, true)"), {"ef": str(ef)}
+                    )
 
 
 def best_per_person(rows: Iterable[tuple[str, str, float]]) -> list[SearchHit]:

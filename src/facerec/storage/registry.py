@@ -15,7 +15,6 @@ pruned log) drops its indexes and rebuilds them on demand.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from facerec.errors import NotFoundError
 from facerec.storage.models import EmbeddingSpace, SearchHit, as_vector
 from facerec.storage.pgvector import best_per_person
 from facerec.storage.protocols import Change, FaceVector, IndexSource, VectorIndex
+from facerec.storage.snapshots import SnapshotStore
 from facerec.storage.vector_index import ExactIndex, HnswIndex
 
 log = logging.getLogger(__name__)
@@ -83,6 +83,8 @@ class IndexRegistry:
         self._on_persons_changed = on_persons_changed
         self._shards: dict[tuple[str, str], _Shard] = {}
         self._seq = -1  # nothing applied yet: the first sync only records the position
+        self._pruned = 0
+        self._snapshots = SnapshotStore(self._options.index_dir)
         self._lock = asyncio.Lock()
 
     @property
@@ -114,55 +116,80 @@ class IndexRegistry:
             fetch *= 4
 
     async def sync(self) -> int:
-        """Apply changes committed by any process since the last call; returns how many."""
+        """Apply changes committed by any process since the last call; returns how many.
+
+        Every face removal seen here also deletes the snapshot file of its index, loaded in
+        this process or not: call it after an erasure (search does it anyway).
+        """
         async with self._lock:
-            state = await self._source.log_state()
-            if state.last_seq == self._seq:
-                return 0
-            if self._seq < 0:
-                self._seq = state.last_seq
-                return 0
-            behind = state.last_seq - self._seq
-            if (
-                state.last_seq < self._seq
-                or self._seq < state.pruned_through
-                or (behind > self._options.max_replay)
-            ):
-                log.info("vector indexes %d changes behind: rebuilding on demand", behind)
-                self._drop(list(self._shards))
-                self._seq = state.last_seq
-                await self._notify(None)
-                return behind
-            applied = 0
-            while self._seq < state.last_seq:
-                batch = await self._source.changes_since(self._seq, 5_000)
-                if not batch:
-                    break
-                await self._apply(batch)
-                self._seq = batch[-1].seq
-                applied += len(batch)
-            return applied
+            return await self._sync_locked()
+
+    async def _sync_locked(self) -> int:
+        state = await self._source.log_state()
+        self._pruned = state.pruned_through
+        if state.last_seq == self._seq:
+            return 0
+        if self._seq < 0:
+            self._snapshots.instance = await self._source.instance_id()
+            self._seq = state.last_seq
+            return 0
+        behind = state.last_seq - self._seq
+        if (
+            state.last_seq < self._seq
+            or self._seq < state.pruned_through
+            or (behind > self._options.max_replay)
+        ):
+            log.info("vector indexes %d changes behind: rebuilding on demand", behind)
+            self._drop(list(self._shards))
+            self._snapshots.forget_all()  # skipped changes may have erased faces in any of them
+            self._seq = state.last_seq
+            await self._notify(None)
+            return behind
+        applied = 0
+        while self._seq < state.last_seq:
+            batch = await self._source.changes_since(self._seq, 5_000)
+            if not batch:
+                break
+            await self._apply(batch)
+            self._seq = batch[-1].seq
+            applied += len(batch)
+        return applied
+
+    async def close(self) -> None:
+        """Save snapshots (call on shutdown, before the engine is disposed)."""
+        await self.save()
 
     async def save(self) -> int:
         """Snapshot every HNSW index to ``index_dir``; returns how many were written."""
-        directory = self._options.index_dir
-        if directory is None:
+        if self._options.index_dir is None:
             return 0
         async with self._lock:
+            await self._sync_locked()  # never write out a face erased before this call
             saved = 0
             for (collection, space), shard in self._shards.items():
                 if isinstance(shard.index, HnswIndex):
-                    extra = {"collection": collection, "seq": self._seq, "owners": shard.owners}
-                    path = self._snapshot_path(collection, space)
-                    await asyncio.to_thread(shard.index.save, path, extra)
+                    await asyncio.to_thread(
+                        self._snapshots.write,
+                        collection,
+                        space,
+                        shard.index,
+                        self._seq,
+                        shard.owners,
+                    )
                     saved += 1
             return saved
 
     # ---- internals ---------------------------------------------------------------------------
 
     async def _apply(self, batch: Sequence[Change]) -> None:
-        gone = {c.collection for c in batch if c.op == "collection_remove"}
+        gone = {c.collection for c in batch if c.op == "collection_remove" and c.collection}
         self._drop([key for key in self._shards if key[0] in gone])
+        # Erased faces leave no snapshot behind, loaded here or not.
+        for collection in gone:
+            self._snapshots.forget(collection)
+        for key in {(c.collection, c.space) for c in batch if c.op == "face_remove"}:
+            if key[0] and key[1]:
+                self._snapshots.forget(key[0], key[1])
         touched: dict[tuple[str, str], set[str]] = {}
         for c in batch:
             if c.face_id and c.collection and c.space and (c.collection, c.space) in self._shards:
@@ -172,7 +199,7 @@ class IndexRegistry:
             present = {v.face_id: v for v in await self._source.face_vectors(faces)}
             for key, face_ids in touched.items():
                 if _reconcile(self._shards[key], face_ids, present):
-                    self._forget_snapshot(*key)
+                    self._snapshots.forget(*key)
                 await self._maybe_upgrade(key)
         persons = {c.person_id for c in batch if c.person_id}
         if persons:
@@ -234,23 +261,14 @@ class IndexRegistry:
             )
 
     async def _load_snapshot(self, collection: str, spec: EmbeddingSpace) -> _Shard | None:
-        if self._options.index_dir is None:
+        snapshot = await asyncio.to_thread(
+            self._snapshots.read, collection, spec, self._pruned, self._seq
+        )
+        if snapshot is None:
             return None
-        path = self._snapshot_path(collection, spec.name)
-        if not path.exists():
-            return None
-        try:
-            index, extra = await asyncio.to_thread(HnswIndex.load_with_extra, path)
-            seq = int(extra["seq"])
-            owners = dict(extra["owners"])
-        except (OSError, ValueError, KeyError, RuntimeError) as exc:
-            log.warning("ignoring unreadable index snapshot %s: %s", path, exc)
-            return None
-        if index.dim != spec.dim or index.metric != spec.metric or seq > self._seq:
-            return None
-        shard = _Shard(spec, index, owners)
         # Bring the snapshot from its seq to ours; rebuild instead when that is too long.
         changes: list[Change] = []
+        seq = snapshot.seq
         while seq < self._seq:
             batch = await self._source.changes_since(seq, 5_000)
             if not batch:
@@ -258,9 +276,12 @@ class IndexRegistry:
             changes.extend(c for c in batch if c.seq <= self._seq)
             seq = batch[-1].seq
             if len(changes) > self._options.max_replay:
+                self._snapshots.forget(collection, spec.name)
                 return None
         if any(c.op == "collection_remove" and c.collection == collection for c in changes):
+            self._snapshots.forget(collection, spec.name)
             return None
+        shard = _Shard(spec, snapshot.index, snapshot.owners)
         mine = {
             c.face_id
             for c in changes
@@ -268,24 +289,16 @@ class IndexRegistry:
         }
         present = {v.face_id: v for v in await self._source.face_vectors(mine)}
         if _reconcile(shard, mine, present):
-            self._forget_snapshot(collection, spec.name)
-        log.info("loaded index snapshot of %s/%s: %d faces", collection, spec.name, len(index))
+            self._snapshots.forget(collection, spec.name)
+        log.info(
+            "loaded index snapshot of %s/%s: %d faces", collection, spec.name, len(shard.index)
+        )
         return shard
 
     def _drop(self, keys: list[tuple[str, str]]) -> None:
         for key in keys:
             self._shards.pop(key, None)
-            self._forget_snapshot(*key)
-
-    def _snapshot_path(self, collection: str, space: str) -> Path:
-        assert self._options.index_dir is not None
-        digest = hashlib.sha1(f"{collection}\0{space}".encode()).hexdigest()[:24]
-        return self._options.index_dir / f"{digest}.hnsw"
-
-    def _forget_snapshot(self, collection: str, space: str) -> None:
-        """A snapshot holding an erased face must not outlive the erasure."""
-        if self._options.index_dir is not None:
-            self._snapshot_path(collection, space).unlink(missing_ok=True)
+            self._snapshots.forget(*key)
 
     async def _notify(self, persons: set[str] | None) -> None:
         if self._on_persons_changed is not None:

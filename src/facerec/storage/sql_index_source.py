@@ -49,6 +49,11 @@ class SqlIndexSource:
             row = (await conn.execute(select(func.max(change_log.c.seq), pruned))).one()
         return LogState(last_seq=int(row[0] or 0), pruned_through=int(row[1] or 0))
 
+    async def instance_id(self) -> int:
+        query = select(gallery_state.c.value).where(gallery_state.c.key == "instance_id")
+        async with self._engine.connect() as conn:
+            return int((await conn.execute(query)).scalar() or 0)
+
     async def changes_since(self, seq: int, limit: int) -> list[Change]:
         query = (
             select(

@@ -11,10 +11,8 @@ from typing import Any
 
 from sqlalchemy import delete, func, insert, or_, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from facerec.errors import ConflictError, InvalidInputError, NotFoundError
-from facerec.inference.types import BBox
 from facerec.storage import pgvector
 from facerec.storage.models import (
     DEFAULT_COLLECTION,
@@ -29,23 +27,18 @@ from facerec.storage.models import (
     PersonPage,
     PersonPatch,
     Registration,
-    as_vector,
     check_collection_name,
     check_id,
     check_space_name,
-    new_id,
 )
 from facerec.storage.schema import collections, embedding_spaces, faces, persons
-from facerec.storage.sql_index_source import SqlIndexSource
 from facerec.storage.sql_support import (
-    bbox_json,
     change,
     decode_cursor,
     duplicate_employee,
     encode_cursor,
     face_columns_light,
     insert_ignore,
-    is_employee_conflict,
     log_changes,
     person_columns,
     to_collection,
@@ -54,6 +47,7 @@ from facerec.storage.sql_support import (
     utcnow,
     write_transaction,
 )
+from facerec.storage.sql_writes import SqlWrites, collection_not_found, person_not_found
 
 MAX_PAGE = 1000
 _person_count = (
@@ -66,24 +60,11 @@ _person_count = (
 )
 
 
-def _person_not_found(person_id: str) -> NotFoundError:
-    return NotFoundError(
-        f"person {person_id!r} not found", code="person_not_found", person_id=person_id
-    )
+class SqlGalleryRepository(SqlWrites):
+    """:class:`GalleryRepository` and :class:`IndexSource` on one ``AsyncEngine``.
 
-
-def _collection_not_found(name: str) -> NotFoundError:
-    return NotFoundError(
-        f"collection {name!r} not found", code="collection_not_found", collection=name
-    )
-
-
-class SqlGalleryRepository(SqlIndexSource):
-    """:class:`GalleryRepository` and :class:`IndexSource` on one ``AsyncEngine``."""
-
-    def __init__(self, engine: AsyncEngine) -> None:
-        super().__init__(engine)
-        self._pgvector: bool | None = None
+    Call :meth:`close` before disposing the engine (it holds the change-log probe).
+    """
 
     # ---- collections -------------------------------------------------------------------------
 
@@ -108,7 +89,7 @@ class SqlGalleryRepository(SqlIndexSource):
             query = select(*collections.c, _person_count).where(collections.c.name == name)
             row = (await conn.execute(query)).first()
         if row is None:
-            raise _collection_not_found(name)
+            raise collection_not_found(name)
         return to_collection(row)
 
     async def delete_collection(self, name: str, *, force: bool = False) -> Erasure:
@@ -132,9 +113,14 @@ class SqlGalleryRepository(SqlIndexSource):
                 )
             removed = (
                 await conn.execute(
-                    select(faces.c.id, faces.c.image_sha256).where(faces.c.collection == name)
+                    select(faces.c.id, faces.c.image_sha256, faces.c.space).where(
+                        faces.c.collection == name
+                    )
                 )
             ).all()
+            if await self._has_pgvector(conn):
+                for space in {r[2] for r in removed}:
+                    await pgvector.drop_index(conn, name, space)
             await conn.execute(delete(faces).where(faces.c.collection == name))
             await conn.execute(delete(persons).where(persons.c.collection == name))
             await conn.execute(delete(collections).where(collections.c.name == name))
@@ -160,6 +146,8 @@ class SqlGalleryRepository(SqlIndexSource):
                 "an embedding space needs dim > 0 and metric l2 or cosine",
                 code="invalid_embedding_space",
             )
+        if self._spaces.get(space.name) == space:  # known already: no write transaction
+            return space
         async with write_transaction(self._engine) as conn:
             values = {**vars(space), "created_at": utcnow()}
             await insert_ignore(conn, embedding_spaces, values, "name")
@@ -263,7 +251,7 @@ class SqlGalleryRepository(SqlIndexSource):
             except IntegrityError as exc:
                 raise self._integrity(exc, employee_id) from exc
             if result.rowcount == 0:
-                raise _person_not_found(person_id)
+                raise person_not_found(person_id)
             await log_changes(conn, [change("person_upsert", person_id=person_id)])
             return await self._load_person(conn, person_id)
 
@@ -273,7 +261,7 @@ class SqlGalleryRepository(SqlIndexSource):
             removed = await self._drop_faces(conn, faces.c.person_id == person_id)
             result = await conn.execute(delete(persons).where(persons.c.id == person_id))
             if result.rowcount == 0:
-                raise _person_not_found(person_id)
+                raise person_not_found(person_id)
             await log_changes(conn, [change("person_remove", person_id=person_id)])
         return Erasure(
             person_ids=(person_id,),
@@ -307,7 +295,7 @@ class SqlGalleryRepository(SqlIndexSource):
                 await conn.execute(select(persons.c.collection).where(persons.c.id == person_id))
             ).first()
             if row is None:
-                raise _person_not_found(person_id)
+                raise person_not_found(person_id)
             added = await self._insert_faces(conn, person_id, row[0], faces_)
             await conn.execute(
                 update(persons).where(persons.c.id == person_id).values(updated_at=utcnow())
@@ -391,154 +379,3 @@ class SqlGalleryRepository(SqlIndexSource):
             return Registration(
                 await self._load_person(conn, person_id), added, target is None, removed
             )
-
-    # ---- internals ---------------------------------------------------------------------------
-
-    def _person_values(self, person: NewPerson, person_id: str | None = None) -> dict[str, Any]:
-        if not person.name.strip():
-            raise InvalidInputError("a person needs a name", code="invalid_name")
-        now = utcnow()
-        return {
-            "id": check_id(person_id or person.id or new_id(), "person"),
-            "collection": person.collection,
-            "name": person.name,
-            "employee_id": person.employee_id,
-            "department": person.department,
-            "position": person.position,
-            "metadata": dict(person.metadata),
-            "created_at": now,
-            "updated_at": now,
-        }
-
-    async def _load_person(self, conn: AsyncConnection, person_id: str) -> Person:
-        row = (await conn.execute(select(*person_columns).where(persons.c.id == person_id))).first()
-        if row is None:
-            raise _person_not_found(person_id)
-        return to_person(row)
-
-    async def _require_collection(self, conn: AsyncConnection, name: str) -> None:
-        query = select(collections.c.name).where(collections.c.name == name)
-        if (await conn.execute(query)).first() is None:
-            raise _collection_not_found(name)
-
-    async def _check_employee_free(
-        self, conn: AsyncConnection, employee_id: str, person_id: str | None
-    ) -> None:
-        query = select(persons.c.id).where(persons.c.employee_id == employee_id)
-        owner = (await conn.execute(query)).scalar()
-        if owner is not None and owner != person_id:
-            raise duplicate_employee(employee_id)
-
-    def _integrity(self, exc: IntegrityError, employee_id: str | None) -> Exception:
-        if is_employee_conflict(exc):
-            return duplicate_employee(employee_id)
-        return ConflictError("the change conflicts with stored data", code="conflict")
-
-    async def _has_pgvector(self, conn: AsyncConnection) -> bool:
-        if self._pgvector is None:
-            self._pgvector = await pgvector.has_pgvector(conn)
-        return self._pgvector
-
-    async def _insert_faces(
-        self, conn: AsyncConnection, person_id: str, collection: str, new: Sequence[NewFace]
-    ) -> list[Face]:
-        if not new:
-            return []
-        now = utcnow()
-        rows: list[dict[str, Any]] = []
-        spaces: dict[str, EmbeddingSpace] = {}
-        for face in new:
-            if face.space not in spaces:
-                spaces[face.space] = await self._space_or_invalid(conn, face.space)
-            vector = as_vector(face.embedding, spaces[face.space].dim)
-            rows.append(
-                {
-                    "id": check_id(face.id, "face") if face.id else new_id(),
-                    "person_id": person_id,
-                    "collection": collection,
-                    "space": face.space,
-                    "embedding": vector.astype("<f4").tobytes(),
-                    "quality": float(face.quality),
-                    "bbox": bbox_json(face.bbox),
-                    "image_sha256": face.image_sha256,
-                    "created_at": now,
-                    "vector": vector,
-                }
-            )
-        try:
-            await conn.execute(
-                insert(faces), [{k: v for k, v in r.items() if k != "vector"} for r in rows]
-            )
-        except IntegrityError as exc:
-            raise ConflictError("a face id is already stored", code="duplicate_face_id") from exc
-        if await self._has_pgvector(conn):
-            await pgvector.insert_vectors(conn, [{**r, "face_id": r["id"]} for r in rows])
-            for space in spaces.values():
-                await pgvector.ensure_index(conn, collection, space)
-        await log_changes(
-            conn,
-            [
-                change(
-                    "face_add",
-                    person_id=person_id,
-                    face_id=r["id"],
-                    collection=collection,
-                    space=r["space"],
-                )
-                for r in rows
-            ],
-        )
-        return [to_face_from_values(r) for r in rows]
-
-    async def _space_or_invalid(self, conn: AsyncConnection, name: str) -> EmbeddingSpace:
-        try:
-            return await self._space_in(conn, name)
-        except NotFoundError as exc:
-            raise InvalidInputError(
-                f"embedding space {name!r} is not registered",
-                code="unknown_embedding_space",
-                space=name,
-            ) from exc
-
-    async def _drop_faces(self, conn: AsyncConnection, where: Any) -> Erasure:
-        removed = (
-            await conn.execute(
-                select(
-                    faces.c.id,
-                    faces.c.person_id,
-                    faces.c.collection,
-                    faces.c.space,
-                    faces.c.image_sha256,
-                ).where(where)
-            )
-        ).all()
-        if not removed:
-            return Erasure()
-        await conn.execute(delete(faces).where(where))
-        await log_changes(
-            conn,
-            [
-                change("face_remove", person_id=r[1], face_id=r[0], collection=r[2], space=r[3])
-                for r in removed
-            ],
-        )
-        return Erasure(
-            face_ids=tuple(r[0] for r in removed),
-            image_sha256s=tuple(sorted({r[4] for r in removed if r[4]})),
-            updated_person_ids=tuple(sorted({r[1] for r in removed})),
-        )
-
-
-def to_face_from_values(values: dict[str, Any]) -> Face:
-    bbox = values["bbox"]
-    return Face(
-        id=values["id"],
-        person_id=values["person_id"],
-        collection=values["collection"],
-        space=values["space"],
-        quality=values["quality"],
-        bbox=BBox(*bbox) if bbox else None,
-        image_sha256=values["image_sha256"],
-        created_at=values["created_at"],
-        embedding=values["vector"],
-    )

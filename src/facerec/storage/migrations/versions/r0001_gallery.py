@@ -7,6 +7,7 @@ Create Date: 2025-01-01
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
@@ -103,7 +104,14 @@ def upgrade() -> None:
         collections,
         [{"name": "default", "description": "Default collection", "created_at": now}],
     )
-    op.bulk_insert(state, [{"key": "pruned_through", "value": 0}])
+    op.bulk_insert(
+        state,
+        [
+            {"key": "pruned_through", "value": 0},
+            # Tells this database's index snapshots from another's in a shared index_dir.
+            {"key": "instance_id", "value": secrets.randbits(62)},
+        ],
+    )
 
 
 def downgrade() -> None:

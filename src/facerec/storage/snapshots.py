@@ -1,0 +1,90 @@
+"""HNSW index snapshots on disk, so a restart loads an index instead of rebuilding it.
+
+One file per (collection, space), named after the database's instance id (a random number fixed
+when the database was created), so databases sharing a directory never read each other's files.
+A snapshot records the change-log seq it reflects; the registry replays the log from there.
+Snapshots may hold faces erased since they were written: the registry deletes a snapshot as soon
+as it sees a removal in its index, and whenever it cannot prove a snapshot current.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from facerec.storage.models import EmbeddingSpace
+from facerec.storage.vector_index import HnswIndex
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    index: HnswIndex
+    seq: int
+    owners: dict[str, str]  # face id → person id
+
+
+class SnapshotStore:
+    def __init__(self, directory: Path | None) -> None:
+        self.directory = directory
+        self.instance = 0  # set once the database's instance id is known
+
+    def path(self, collection: str, space: str | None) -> Path:
+        assert self.directory is not None
+        space_part = _digest(space) if space is not None else "*"
+        return self.directory / f"{self.instance:016x}-{_digest(collection)}-{space_part}.hnsw"
+
+    def write(
+        self, collection: str, space: str, index: HnswIndex, seq: int, owners: dict[str, str]
+    ) -> None:
+        """Blocking: run it in a thread."""
+        extra = {"instance": self.instance, "collection": collection, "seq": seq, "owners": owners}
+        index.save(self.path(collection, space), extra)
+
+    def read(
+        self, collection: str, space: EmbeddingSpace, oldest: int, newest: int
+    ) -> Snapshot | None:
+        """The snapshot if it exists, fits ``space`` and has ``oldest <= seq <= newest``;
+        an unusable one is deleted. Blocking: run it in a thread."""
+        if self.directory is None:
+            return None
+        path = self.path(collection, space.name)
+        if not path.exists():
+            return None
+        try:
+            index, extra = HnswIndex.load_with_extra(path)
+            snapshot = Snapshot(index, int(extra["seq"]), dict(extra["owners"]))
+            instance = int(extra["instance"])
+        except (OSError, ValueError, KeyError, RuntimeError) as exc:
+            log.warning("deleting unreadable index snapshot %s: %s", path, exc)
+            path.unlink(missing_ok=True)
+            return None
+        if (
+            instance != self.instance
+            or index.dim != space.dim
+            or index.metric != space.metric
+            or not oldest <= snapshot.seq <= newest
+        ):
+            path.unlink(missing_ok=True)  # unusable, and it may hold faces erased since
+            return None
+        return snapshot
+
+    def forget(self, collection: str, space: str | None = None) -> None:
+        """Delete the snapshot of (collection, space), or of every space with None."""
+        if self.directory is None:
+            return
+        path = self.path(collection, space)
+        for found in path.parent.glob(path.name) if space is None else [path]:
+            found.unlink(missing_ok=True)
+
+    def forget_all(self) -> None:
+        if self.directory is not None:
+            for found in self.directory.glob(f"{self.instance:016x}-*.hnsw"):
+                found.unlink(missing_ok=True)
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha1(text.encode()).hexdigest()[:16]

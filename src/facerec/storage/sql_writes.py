@@ -1,0 +1,206 @@
+"""Row-level write steps shared by the repository's transactions (faces, persons, pgvector)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import delete, insert, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from facerec.errors import ConflictError, InvalidInputError, NotFoundError
+from facerec.inference.types import BBox
+from facerec.storage import pgvector
+from facerec.storage.models import (
+    EmbeddingSpace,
+    Erasure,
+    Face,
+    NewFace,
+    NewPerson,
+    Person,
+    as_vector,
+    check_id,
+    new_id,
+)
+from facerec.storage.schema import collections, faces, persons
+from facerec.storage.sql_index_source import SqlIndexSource
+from facerec.storage.sql_support import (
+    bbox_json,
+    change,
+    duplicate_employee,
+    is_employee_conflict,
+    log_changes,
+    person_columns,
+    to_person,
+    utcnow,
+)
+
+
+def person_not_found(person_id: str) -> NotFoundError:
+    return NotFoundError(
+        f"person {person_id!r} not found", code="person_not_found", person_id=person_id
+    )
+
+
+def collection_not_found(name: str) -> NotFoundError:
+    return NotFoundError(
+        f"collection {name!r} not found", code="collection_not_found", collection=name
+    )
+
+
+class SqlWrites(SqlIndexSource):
+    """Steps run inside a caller's transaction; no method here opens one."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        super().__init__(engine)
+        self._pgvector: bool | None = None
+
+    def _person_values(self, person: NewPerson, person_id: str | None = None) -> dict[str, Any]:
+        if not person.name.strip():
+            raise InvalidInputError("a person needs a name", code="invalid_name")
+        now = utcnow()
+        return {
+            "id": check_id(person_id or person.id or new_id(), "person"),
+            "collection": person.collection,
+            "name": person.name,
+            "employee_id": person.employee_id,
+            "department": person.department,
+            "position": person.position,
+            "metadata": dict(person.metadata),
+            "created_at": now,
+            "updated_at": now,
+        }
+
+    async def _load_person(self, conn: AsyncConnection, person_id: str) -> Person:
+        row = (await conn.execute(select(*person_columns).where(persons.c.id == person_id))).first()
+        if row is None:
+            raise person_not_found(person_id)
+        return to_person(row)
+
+    async def _require_collection(self, conn: AsyncConnection, name: str) -> None:
+        query = select(collections.c.name).where(collections.c.name == name)
+        if (await conn.execute(query)).first() is None:
+            raise collection_not_found(name)
+
+    async def _check_employee_free(
+        self, conn: AsyncConnection, employee_id: str, person_id: str | None
+    ) -> None:
+        query = select(persons.c.id).where(persons.c.employee_id == employee_id)
+        owner = (await conn.execute(query)).scalar()
+        if owner is not None and owner != person_id:
+            raise duplicate_employee(employee_id)
+
+    def _integrity(self, exc: IntegrityError, employee_id: str | None) -> Exception:
+        if is_employee_conflict(exc):
+            return duplicate_employee(employee_id)
+        return ConflictError("the change conflicts with stored data", code="conflict")
+
+    async def _has_pgvector(self, conn: AsyncConnection) -> bool:
+        if self._pgvector is None:
+            self._pgvector = await pgvector.has_pgvector(conn)
+        return self._pgvector
+
+    async def _insert_faces(
+        self, conn: AsyncConnection, person_id: str, collection: str, new: Sequence[NewFace]
+    ) -> list[Face]:
+        if not new:
+            return []
+        now = utcnow()
+        rows: list[dict[str, Any]] = []
+        spaces: dict[str, EmbeddingSpace] = {}
+        for face in new:
+            if face.space not in spaces:
+                spaces[face.space] = await self._space_or_invalid(conn, face.space)
+            vector = as_vector(face.embedding, spaces[face.space].dim)
+            rows.append(
+                {
+                    "id": check_id(face.id, "face") if face.id else new_id(),
+                    "person_id": person_id,
+                    "collection": collection,
+                    "space": face.space,
+                    "embedding": vector.astype("<f4").tobytes(),
+                    "quality": float(face.quality),
+                    "bbox": bbox_json(face.bbox),
+                    "image_sha256": face.image_sha256,
+                    "created_at": now,
+                    "vector": vector,
+                }
+            )
+        try:
+            await conn.execute(
+                insert(faces), [{k: v for k, v in r.items() if k != "vector"} for r in rows]
+            )
+        except IntegrityError as exc:
+            raise ConflictError("a face id is already stored", code="duplicate_face_id") from exc
+        if await self._has_pgvector(conn):
+            await pgvector.insert_vectors(conn, [{**r, "face_id": r["id"]} for r in rows])
+            for space in spaces.values():
+                await pgvector.ensure_index(conn, collection, space)
+        await log_changes(
+            conn,
+            [
+                change(
+                    "face_add",
+                    person_id=person_id,
+                    face_id=r["id"],
+                    collection=collection,
+                    space=r["space"],
+                )
+                for r in rows
+            ],
+        )
+        return [to_face_from_values(r) for r in rows]
+
+    async def _space_or_invalid(self, conn: AsyncConnection, name: str) -> EmbeddingSpace:
+        try:
+            return await self._space_in(conn, name)
+        except NotFoundError as exc:
+            raise InvalidInputError(
+                f"embedding space {name!r} is not registered",
+                code="unknown_embedding_space",
+                space=name,
+            ) from exc
+
+    async def _drop_faces(self, conn: AsyncConnection, where: Any) -> Erasure:
+        removed = (
+            await conn.execute(
+                select(
+                    faces.c.id,
+                    faces.c.person_id,
+                    faces.c.collection,
+                    faces.c.space,
+                    faces.c.image_sha256,
+                ).where(where)
+            )
+        ).all()
+        if not removed:
+            return Erasure()
+        await conn.execute(delete(faces).where(where))
+        await log_changes(
+            conn,
+            [
+                change("face_remove", person_id=r[1], face_id=r[0], collection=r[2], space=r[3])
+                for r in removed
+            ],
+        )
+        return Erasure(
+            face_ids=tuple(r[0] for r in removed),
+            image_sha256s=tuple(sorted({r[4] for r in removed if r[4]})),
+            updated_person_ids=tuple(sorted({r[1] for r in removed})),
+        )
+
+
+def to_face_from_values(values: dict[str, Any]) -> Face:
+    bbox = values["bbox"]
+    return Face(
+        id=values["id"],
+        person_id=values["person_id"],
+        collection=values["collection"],
+        space=values["space"],
+        quality=values["quality"],
+        bbox=BBox(*bbox) if bbox else None,
+        image_sha256=values["image_sha256"],
+        created_at=values["created_at"],
+        embedding=values["vector"],
+    )
