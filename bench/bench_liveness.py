@@ -29,7 +29,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 from numpy.typing import NDArray
 
@@ -39,7 +38,8 @@ if str(REPO) not in sys.path:  # run as a script: make ``bench`` importable
 
 from bench.report import percentile, write_section  # noqa: E402
 from facerec.config import LimitSettings  # noqa: E402
-from facerec.domain.detection import scale_detection  # noqa: E402
+from facerec.domain.detection import DetectOptions, detect_downscaled  # noqa: E402
+from facerec.domain.faces import confident_by_size  # noqa: E402
 from facerec.errors import FaceRecError  # noqa: E402
 from facerec.inference.base import RuntimeOptions  # noqa: E402
 from facerec.inference.detectors.retinaface import RetinaFaceDetector  # noqa: E402
@@ -79,19 +79,10 @@ class Sample:
 
 
 def largest_face(detector: RetinaFaceDetector, image: ImageBGR) -> Detection | None:
-    height, width = image.shape[:2]
-    factor = min(1.0, DETECT_MAX_SIDE / max(height, width))
-    small = image
-    if factor < 1.0:
-        size = (max(1, round(width * factor)), max(1, round(height * factor)))
-        small = np.asarray(cv2.resize(image, size, interpolation=cv2.INTER_AREA), dtype=np.uint8)
-    faces = detector.detect(small, conf_threshold=0.5, iou_threshold=0.4, max_faces=50)
-    if not faces:
-        return None
-    face = max(faces, key=lambda f: f.bbox.area)
-    if factor < 1.0:
-        face = scale_detection(face, 1.0 / factor)
-    return face
+    """The face the service would pick: its resize policy, then the largest confident face."""
+    options = DetectOptions(conf_threshold=0.5, iou_threshold=0.4, max_faces=50)
+    faces = confident_by_size(detect_downscaled(detector, image, DETECT_MAX_SIDE, options))
+    return faces[0] if faces else None
 
 
 def load_samples(manifest: Path, detector: RetinaFaceDetector) -> tuple[list[Sample], list[str]]:

@@ -33,7 +33,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import cv2
 import numpy as np
 from numpy.typing import NDArray
 
@@ -43,7 +42,8 @@ if str(REPO) not in sys.path:  # run as a script: make ``bench`` importable
 
 from bench.report import percentile, write_section  # noqa: E402
 from facerec.config import LimitSettings  # noqa: E402
-from facerec.domain.detection import scale_detection  # noqa: E402
+from facerec.domain.detection import DetectOptions, detect_downscaled  # noqa: E402
+from facerec.domain.faces import CONFIDENT_SCORE, confident_by_size  # noqa: E402
 from facerec.errors import FaceRecError  # noqa: E402
 from facerec.inference.base import FaceDetector, FaceEmbedder, RuntimeOptions  # noqa: E402
 from facerec.inference.detectors.hog import HogDetector  # noqa: E402
@@ -60,7 +60,7 @@ DEFAULT_MANIFEST = REPO.parent / "shared" / "faces-dev" / "manifest.csv"
 DEFAULT_MODEL_DIRS = (REPO.parent / "shared" / "models", REPO / "data" / "models")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 DETECT_MAX_SIDE = 1024
-CONFIDENT = 0.9
+CONFIDENT = CONFIDENT_SCORE
 DETECTORS: dict[str, Callable[[], FaceDetector]] = {
     "retinaface": RetinaFaceDetector,
     "hog": HogDetector,
@@ -126,19 +126,11 @@ def read_folder(folder: Path) -> list[Photo]:
 
 
 def detect_largest(detector: FaceDetector, image: ImageBGR) -> Detection | None:
-    height, width = image.shape[:2]
-    factor = min(1.0, DETECT_MAX_SIDE / max(height, width))
-    small = image
-    if factor < 1.0:
-        size = (max(1, round(width * factor)), max(1, round(height * factor)))
-        small = np.asarray(cv2.resize(image, size, interpolation=cv2.INTER_AREA), dtype=np.uint8)
-    faces = detector.detect(small, conf_threshold=0.5, iou_threshold=0.4, max_faces=50)
-    if not faces:
-        return None
-    # Largest confident face: at 0.5 RetinaFace-mnet also fires on e.g. a patterned top.
-    confident = [face for face in faces if face.score >= CONFIDENT] or faces
-    best = max(confident, key=lambda face: face.bbox.area)
-    return scale_detection(best, 1.0 / factor) if factor < 1.0 else best
+    """The face the service would pick: its resize policy, then the largest face scoring at
+    least ``CONFIDENT`` (at 0.5 RetinaFace-mnet also fires on e.g. a patterned top)."""
+    options = DetectOptions(conf_threshold=0.5, iou_threshold=0.4, max_faces=50)
+    faces = confident_by_size(detect_downscaled(detector, image, DETECT_MAX_SIDE, options))
+    return faces[0] if faces else None
 
 
 def load_faces(photos: list[Photo], detector_name: str) -> tuple[list[Face], list[str]]:

@@ -52,6 +52,28 @@ def scale_detection(face: Detection, factor: float) -> Detection:
     return replace(face, bbox=scaled, landmarks=landmarks)
 
 
+def detect_downscaled(
+    detector: FaceDetector, image: ImageBGR, max_side: int, options: DetectOptions
+) -> list[Detection]:
+    """The resize policy: detect on a copy whose longer side is at most ``max_side``, then map
+    boxes and landmarks back to (and clip them to) the original image."""
+    height, width = image.shape[:2]
+    factor = min(1.0, max_side / max(height, width))
+    small = image
+    if factor < 1.0:
+        size = (max(1, round(width * factor)), max(1, round(height * factor)))
+        small = np.asarray(cv2.resize(image, size, interpolation=cv2.INTER_AREA), dtype=np.uint8)
+    faces = detector.detect(
+        small,
+        conf_threshold=options.conf_threshold,
+        iou_threshold=options.iou_threshold,
+        max_faces=options.max_faces,
+    )
+    if factor < 1.0:
+        faces = [scale_detection(f, 1.0 / factor) for f in faces]
+    return [replace(f, bbox=f.bbox.clipped(width, height)) for f in faces]
+
+
 class DetectionService:
     def __init__(
         self, models: ModelManager, limits: LimitSettings, bar: QualityBar | None = None
@@ -72,24 +94,9 @@ class DetectionService:
     ) -> tuple[str, list[Detection]]:
         """Raw detections in original-image pixels, best first (no quality filtering)."""
         name = self.resolve(options.model_name)
-        height, width = image.shape[:2]
-        factor = min(1.0, self._limits.detect_max_side / max(height, width))
-        small = image
-        if factor < 1.0:
-            size = (max(1, round(width * factor)), max(1, round(height * factor)))
-            small = np.asarray(
-                cv2.resize(image, size, interpolation=cv2.INTER_AREA), dtype=np.uint8
-            )
         with self._models.use(name, FaceDetector) as detector, timer.stage("detect", name):
-            faces = detector.detect(
-                small,
-                conf_threshold=options.conf_threshold,
-                iou_threshold=options.iou_threshold,
-                max_faces=options.max_faces,
-            )
-        if factor < 1.0:
-            faces = [scale_detection(f, 1.0 / factor) for f in faces]
-        return name, [replace(f, bbox=f.bbox.clipped(width, height)) for f in faces]
+            faces = detect_downscaled(detector, image, self._limits.detect_max_side, options)
+        return name, faces
 
     def detect(self, data: bytes, options: DetectOptions, timer: StageTimer) -> DetectionResult:
         self.resolve(options.model_name)  # an unknown model is the client's first problem

@@ -79,6 +79,12 @@ class FaceProbe:
     image_sha256: str
 
 
+def confident_by_size(faces: list[Detection]) -> list[Detection]:
+    """Faces scoring at least :data:`CONFIDENT_SCORE` (all faces when none does), largest first."""
+    confident = [f for f in faces if f.score >= CONFIDENT_SCORE] or faces
+    return sorted(confident, key=lambda f: f.bbox.area, reverse=True)
+
+
 @dataclass(frozen=True)
 class LivenessCheck:
     image: DecodedImage
@@ -174,13 +180,12 @@ class FacePipeline:
     def choose_face(faces: list[Detection]) -> Detection:
         if not faces:
             raise FaceRejectedError("no face was found in the image", code="no_face")
-        confident = [f for f in faces if f.score >= CONFIDENT_SCORE] or faces
-        ordered = sorted(confident, key=lambda f: f.bbox.area, reverse=True)
+        ordered = confident_by_size(faces)
         if len(ordered) > 1 and ordered[1].bbox.area > DOMINANCE_RATIO * ordered[0].bbox.area:
             raise FaceRejectedError(
-                f"{len(confident)} faces of similar size were found; send an image of one person",
+                f"{len(ordered)} faces of similar size were found; send an image of one person",
                 code="multiple_faces",
-                faces=len(confident),
+                faces=len(ordered),
             )
         return ordered[0]
 
