@@ -18,15 +18,10 @@ from pathlib import Path
 
 from facerec.config import Settings
 from facerec.errors import FaceRecError
+from facerec.inference.downloads import download_url, sha256_file
 from facerec.inference.embedders.packs import EMBEDDER_PACKS
 from facerec.inference.embedders.packs import ModelPack as EmbedderPack
-from facerec.inference.liveness.convert import (
-    ChecksumMismatchError,
-    convert_pack,
-    download_url,
-    pull_pack,
-    sha256_file,
-)
+from facerec.inference.liveness.convert import ChecksumMismatchError, convert_pack, pull_pack
 from facerec.inference.liveness.pack import MINIFASNET_PACK, PACK_DIRNAME
 
 LIVENESS = "minifasnet"

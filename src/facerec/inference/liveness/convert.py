@@ -20,14 +20,12 @@ CLI can import this module without it.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
 import tempfile
-import urllib.request
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import ModuleType
@@ -38,6 +36,11 @@ from numpy.typing import NDArray
 
 from facerec.errors import FaceRecError, ModelLoadError
 from facerec.inference.base import RuntimeOptions, onnx_session
+from facerec.inference.downloads import (
+    Downloader,
+    download_url,
+    sha256_file,
+)
 from facerec.inference.liveness.minifasnet import softmax
 from facerec.inference.liveness.pack import MINIFASNET_PACK, ModelPack, PackFile
 
@@ -48,11 +51,8 @@ INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
 # ONNX Runtime vs PyTorch, max |Δ logit| beyond which the export is refused (measured ~2e-6).
 DEFAULT_TOLERANCE = 1e-3
-MAX_DOWNLOAD_BYTES = 64 * 1024 * 1024
 MANIFEST_NAME = "manifest.json"
 TORCH_HINT = "pip install 'facerec[convert]' (torch==2.13.0)"
-
-Downloader = Callable[[str, Path], None]
 
 
 class ConverterMissingError(FaceRecError):
@@ -69,10 +69,6 @@ class ConversionError(ModelLoadError):
 
 class ChecksumMismatchError(ModelLoadError):
     default_code = "checksum_mismatch"
-
-
-class DownloadError(FaceRecError):
-    default_code = "download_failed"
 
 
 @dataclass(frozen=True)
@@ -108,14 +104,6 @@ def require_torch() -> ModuleType:
             f"converting MiniFASNet weights needs PyTorch: {TORCH_HINT}"
         ) from exc
     return torch
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def clean_state_dict(state: Mapping[str, Any]) -> tuple[dict[str, Any], tuple[str, ...]]:
@@ -302,22 +290,6 @@ def convert_pack(
 
 def _with_path(report: ConvertReport, path: Path) -> ConvertReport:
     return ConvertReport(**{**asdict(report), "onnx_path": str(path)})
-
-
-def download_url(url: str, dest: Path, timeout: float = 60.0) -> None:
-    """Stream ``url`` to ``dest`` (at most :data:`MAX_DOWNLOAD_BYTES`)."""
-    if not url.startswith("https://"):
-        raise DownloadError(f"refusing a non-HTTPS model URL: {url}")
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response, open(dest, "wb") as out:
-            total = 0
-            while chunk := response.read(1 << 20):
-                total += len(chunk)
-                if total > MAX_DOWNLOAD_BYTES:
-                    raise DownloadError(f"{url} is larger than {MAX_DOWNLOAD_BYTES} bytes")
-                out.write(chunk)
-    except OSError as exc:  # URLError, HTTPError and timeouts are all OSError
-        raise DownloadError(f"cannot download {url}: {exc}", url=url) from exc
 
 
 def pull_pack(

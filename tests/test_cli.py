@@ -1,0 +1,72 @@
+"""The command line: checks, model packs (import with SHA-256 check, list), db upgrade."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from facerec.cli import main
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("FACEREC_MODELS__MODEL_DIR", str(tmp_path / "models"))
+    monkeypatch.setenv("FACEREC_SERVER__LOG_DIR", str(tmp_path / "logs"))
+    monkeypatch.setenv("FACEREC_DB__URL", f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_check_prints_a_table_and_passes(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check"]) == 0
+    out = capsys.readouterr().out
+    for name in (
+        "python",
+        "fastapi",
+        "uvicorn",
+        "onnxruntime",
+        "opencv",
+        "numpy",
+        "default models",
+    ):
+        assert name in out
+    assert "FAIL" not in out
+    assert "retinaface" in out and "dlib_resnet" in out
+
+
+def test_check_fails_readably_when_a_directory_is_not_writable(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocker = workdir / "not-a-dir"
+    blocker.write_text("a file where the log directory should be")
+    monkeypatch.setenv("FACEREC_SERVER__LOG_DIR", str(blocker))
+    assert main(["check", "--skip-models"]) == 1
+    assert "FAIL" in capsys.readouterr().out
+
+
+def test_import_mobilefacenet_checks_sha256(
+    workdir: Path, shared_models: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    wrong = shared_models / "yunet" / "face_detection_yunet_2023mar.onnx"
+    assert main(["models", "import", "mobilefacenet", str(wrong)]) == 1
+    assert "SHA-256" in capsys.readouterr().out
+    assert not (workdir / "models" / "mobilefacenet").exists() or not any(
+        (workdir / "models" / "mobilefacenet").iterdir()
+    )
+    right = shared_models / "mobilefacenet" / "mobilefacenet_foamliu_opset18.onnx"
+    assert main(["models", "import", "mobilefacenet", str(right)]) == 0
+    assert main(["models", "list"]) == 0
+    listing = capsys.readouterr().out
+    line = next(x for x in listing.splitlines() if x.startswith("mobilefacenet"))
+    assert "not installed" not in line and "installed" in line
+
+
+def test_db_upgrade_creates_the_schema(workdir: Path) -> None:
+    assert main(["db", "upgrade"]) == 0
+    with sqlite3.connect(workdir / "cli.db") as conn:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        default = conn.execute("SELECT name FROM collections").fetchall()
+    assert {"persons", "faces", "collections", "change_log"} <= tables
+    assert ("default",) in default
