@@ -24,7 +24,8 @@ from facerec.cache.factory import create_cache
 from facerec.config import Settings
 from facerec.domain.detection import DetectionService
 from facerec.domain.faces import FacePipeline
-from facerec.domain.gallery import GalleryService, PersonCache
+from facerec.domain.gallery import GalleryService
+from facerec.domain.gallery_cache import PersonCache
 from facerec.executor import InferenceExecutor
 from facerec.inference.manager import ModelManager
 from facerec.inference.registry import build_models
@@ -98,7 +99,6 @@ async def open_storage(state: AppState) -> None:
         pipeline=state.pipeline,
         executor=state.executor,
         cache=person_cache,
-        metrics_stage=state.metrics.stage,
         on_cache=lambda result: state.metrics.cache_requests.labels(result=result).inc(),
         liveness_default=settings.liveness.check_by_default,
         max_images=settings.limits.max_images_per_request,

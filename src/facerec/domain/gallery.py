@@ -9,22 +9,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from facerec.cache.base import (
-    Cache,
-    get_json,
     image_result_key,
-    image_tag,
-    person_key,
-    person_tag,
-    purge_erasure,
-    set_json,
 )
 from facerec.domain.faces import (
     FaceOptions,
@@ -33,6 +25,7 @@ from facerec.domain.faces import (
     ProcessingMode,
     image_digest,
 )
+from facerec.domain.gallery_cache import PersonCache
 from facerec.domain.timing import StageTimer
 from facerec.errors import (
     ConflictError,
@@ -43,8 +36,6 @@ from facerec.errors import (
 )
 from facerec.executor import InferenceExecutor
 from facerec.inference.base import FaceEmbedder
-from facerec.inference.quality import QualityReport
-from facerec.inference.types import BBox, Detection
 from facerec.storage.models import (
     EmbeddingSpace,
     Erasure,
@@ -63,105 +54,6 @@ logger = logging.getLogger(__name__)
 
 MAX_INLINE_PERSONS = 10_000
 MAX_INLINE_VECTORS = 100
-
-
-class PersonCache:
-    """Person records in the cache (key ``person:{id}``, tag ``p:{id}``), purged on change."""
-
-    def __init__(self, cache: Cache, ttl: float) -> None:
-        self.cache = cache
-        self.ttl = ttl
-
-    async def get_person(self, person_id: str) -> Person | None:
-        raw = await get_json(self.cache, person_key(person_id))
-        if not isinstance(raw, dict):
-            return None
-        try:
-            return Person(
-                id=raw["id"],
-                name=raw["name"],
-                collection=raw["collection"],
-                employee_id=raw["employee_id"],
-                department=raw["department"],
-                position=raw["position"],
-                metadata=raw["metadata"],
-                created_at=datetime.fromisoformat(raw["created_at"]),
-                updated_at=datetime.fromisoformat(raw["updated_at"]),
-                face_count=int(raw["face_count"]),
-            )
-        except (KeyError, TypeError, ValueError):
-            return None
-
-    async def put_person(self, person: Person) -> None:
-        value = asdict(person)
-        value["metadata"] = dict(person.metadata)
-        value["created_at"] = person.created_at.isoformat()
-        value["updated_at"] = person.updated_at.isoformat()
-        await set_json(
-            self.cache, person_key(person.id), value, ttl=self.ttl, tags=[person_tag(person.id)]
-        )
-
-    async def purge(self, erasure: Erasure) -> None:
-        await purge_erasure(self.cache, erasure)
-
-    async def get_probe(self, key: str) -> FaceProbe | None:
-        """A recent image's face (detection, quality, embedding) by image hash and models."""
-        raw = await get_json(self.cache, key)
-        if not isinstance(raw, dict):
-            return None
-        try:
-            marks = raw["landmarks"]
-            detection = Detection(
-                BBox(*(float(v) for v in raw["bbox"])),
-                float(raw["score"]),
-                None if marks is None else np.asarray(marks, dtype=np.float32),
-            )
-            quality = QualityReport(
-                score=float(raw["quality"]["score"]),
-                factors=dict(raw["quality"]["factors"]),
-                measurements=dict(raw["quality"]["measurements"]),
-                reasons=tuple(raw["quality"]["reasons"]),
-            )
-            return FaceProbe(
-                detection=detection,
-                quality=quality,
-                embedding=np.asarray(raw["embedding"], dtype=np.float32),
-                embedder=raw["embedder"],
-                space=raw["space"],
-                detector=raw["detector"],
-                liveness=None,
-                image_sha256=raw["image_sha256"],
-            )
-        except (KeyError, TypeError, ValueError):
-            return None
-
-    async def put_probe(self, key: str, probe: FaceProbe) -> None:
-        box = probe.detection.bbox
-        marks = probe.detection.landmarks
-        value = {
-            "bbox": [box.x1, box.y1, box.x2, box.y2],
-            "score": probe.detection.score,
-            "landmarks": None if marks is None else marks.tolist(),
-            "quality": {
-                "score": probe.quality.score,
-                "factors": probe.quality.factors,
-                "measurements": probe.quality.measurements,
-                "reasons": list(probe.quality.reasons),
-            },
-            "embedding": probe.embedding.tolist(),
-            "embedder": probe.embedder,
-            "space": probe.space,
-            "detector": probe.detector,
-            "image_sha256": probe.image_sha256,
-        }
-        await set_json(self.cache, key, value, ttl=self.ttl, tags=[image_tag(probe.image_sha256)])
-
-    async def purge_persons(self, person_ids: set[str] | None) -> None:
-        """Changes made by another process: drop this process's cached copies of those persons."""
-        if person_ids is None:
-            await self.cache.delete_prefix("person:")
-        elif person_ids:
-            await purge_erasure(self.cache, Erasure(updated_person_ids=tuple(person_ids)))
 
 
 @dataclass(frozen=True)
@@ -229,7 +121,6 @@ class GalleryService:
         pipeline: FacePipeline,
         executor: InferenceExecutor,
         cache: PersonCache,
-        metrics_stage: Any = None,
         on_cache: Callable[[str], None] | None = None,
         liveness_default: bool = False,
         max_images: int = 20,
@@ -239,13 +130,9 @@ class GalleryService:
         self.pipeline = pipeline
         self.executor = executor
         self.cache = cache
-        self._stage_sink = metrics_stage
         self._on_cache: Callable[[str], None] = on_cache or (lambda result: None)
         self.liveness_default = liveness_default
         self.max_images = max_images
-
-    def timer(self) -> StageTimer:
-        return StageTimer(self._stage_sink)
 
     def _options(
         self,

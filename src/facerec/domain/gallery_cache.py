@@ -1,0 +1,126 @@
+"""What the gallery keeps in the cache: person records (key ``person:{id}``, tag ``p:{id}``) and
+recent image results (key ``img:{sha256}:{detector}:{embedder+mode}``, tag ``i:{sha256}``).
+
+Both are purged by erasure (:func:`facerec.cache.base.purge_erasure`): a person's record, and
+the results of every image their faces came from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import datetime
+
+import numpy as np
+
+from facerec.cache.base import (
+    Cache,
+    get_json,
+    image_tag,
+    person_key,
+    person_tag,
+    purge_erasure,
+    set_json,
+)
+from facerec.domain.faces import FaceProbe
+from facerec.inference.quality import QualityReport
+from facerec.inference.types import BBox, Detection
+from facerec.storage.models import Erasure, Person
+
+
+class PersonCache:
+    """Person records in the cache (key ``person:{id}``, tag ``p:{id}``), purged on change."""
+
+    def __init__(self, cache: Cache, ttl: float) -> None:
+        self.cache = cache
+        self.ttl = ttl
+
+    async def get_person(self, person_id: str) -> Person | None:
+        raw = await get_json(self.cache, person_key(person_id))
+        if not isinstance(raw, dict):
+            return None
+        try:
+            return Person(
+                id=raw["id"],
+                name=raw["name"],
+                collection=raw["collection"],
+                employee_id=raw["employee_id"],
+                department=raw["department"],
+                position=raw["position"],
+                metadata=raw["metadata"],
+                created_at=datetime.fromisoformat(raw["created_at"]),
+                updated_at=datetime.fromisoformat(raw["updated_at"]),
+                face_count=int(raw["face_count"]),
+            )
+        except (KeyError, TypeError, ValueError):
+            return None
+
+    async def put_person(self, person: Person) -> None:
+        value = asdict(person)
+        value["metadata"] = dict(person.metadata)
+        value["created_at"] = person.created_at.isoformat()
+        value["updated_at"] = person.updated_at.isoformat()
+        await set_json(
+            self.cache, person_key(person.id), value, ttl=self.ttl, tags=[person_tag(person.id)]
+        )
+
+    async def purge(self, erasure: Erasure) -> None:
+        await purge_erasure(self.cache, erasure)
+
+    async def get_probe(self, key: str) -> FaceProbe | None:
+        """A recent image's face (detection, quality, embedding) by image hash and models."""
+        raw = await get_json(self.cache, key)
+        if not isinstance(raw, dict):
+            return None
+        try:
+            marks = raw["landmarks"]
+            detection = Detection(
+                BBox(*(float(v) for v in raw["bbox"])),
+                float(raw["score"]),
+                None if marks is None else np.asarray(marks, dtype=np.float32),
+            )
+            quality = QualityReport(
+                score=float(raw["quality"]["score"]),
+                factors=dict(raw["quality"]["factors"]),
+                measurements=dict(raw["quality"]["measurements"]),
+                reasons=tuple(raw["quality"]["reasons"]),
+            )
+            return FaceProbe(
+                detection=detection,
+                quality=quality,
+                embedding=np.asarray(raw["embedding"], dtype=np.float32),
+                embedder=raw["embedder"],
+                space=raw["space"],
+                detector=raw["detector"],
+                liveness=None,
+                image_sha256=raw["image_sha256"],
+            )
+        except (KeyError, TypeError, ValueError):
+            return None
+
+    async def put_probe(self, key: str, probe: FaceProbe) -> None:
+        box = probe.detection.bbox
+        marks = probe.detection.landmarks
+        value = {
+            "bbox": [box.x1, box.y1, box.x2, box.y2],
+            "score": probe.detection.score,
+            "landmarks": None if marks is None else marks.tolist(),
+            "quality": {
+                "score": probe.quality.score,
+                "factors": probe.quality.factors,
+                "measurements": probe.quality.measurements,
+                "reasons": list(probe.quality.reasons),
+            },
+            "embedding": probe.embedding.tolist(),
+            "embedder": probe.embedder,
+            "space": probe.space,
+            "detector": probe.detector,
+            "image_sha256": probe.image_sha256,
+        }
+        await set_json(self.cache, key, value, ttl=self.ttl, tags=[image_tag(probe.image_sha256)])
+
+    async def purge_persons(self, person_ids: set[str] | None) -> None:
+        """Changes made by another process: drop this process's cached copies of those persons."""
+        if person_ids is None:
+            await self.cache.delete_prefix("person:")
+        elif person_ids:
+            await purge_erasure(self.cache, Erasure(updated_person_ids=tuple(person_ids)))
