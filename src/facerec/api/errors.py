@@ -62,7 +62,7 @@ async def facerec_error_handler(request: Request, exc: Exception) -> JSONRespons
     if not isinstance(exc, errors.FaceRecError):
         return await unhandled_error_handler(request, exc)
     status = status_for(exc)
-    if status >= 500:
+    if status == 500:
         logger.error(
             "%s %s failed: %s (%s)", request.method, request.url.path, exc.message, exc.code
         )
