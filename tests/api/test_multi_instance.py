@@ -126,3 +126,26 @@ def test_two_instances_on_postgres_with_redis(
 ) -> None:
     for a, b in two_clients(tmp_path, postgres_database, redis_url):
         check_consistency(a, b)
+
+
+def test_redis_down_keeps_answering_from_the_database(tmp_path: Path) -> None:
+    """A Redis URL that refuses connections: every call still answers 200 from the database and
+    the failures are counted in /metrics."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'redis-down.db'}"
+    settings = settings_for(tmp_path, "a", url, "redis://127.0.0.1:1/0")
+    with TestClient(create_app(settings)) as client:
+        wait_ready(client)
+        grace = b64(grace_hopper_jpeg())
+        added = client.post(
+            API + "/add-face", json={"person_name": "G", "face_image_base64": grace}
+        )
+        assert added.status_code == 200, added.text
+        person_id = added.json()["person_id"]
+        for _ in range(2):
+            found = client.post(API + "/recognize", json={"face_image_base64": grace})
+            assert found.status_code == 200
+            assert found.json()["best_match"]["person_id"] == person_id
+        assert client.delete(f"{API}/persons/{person_id}").status_code == 200
+        metrics = client.get("/metrics").text
+        line = next(x for x in metrics.splitlines() if x.startswith("facerec_cache_errors_total"))
+        assert float(line.split()[-1]) > 0
