@@ -218,3 +218,41 @@ def test_png16_is_really_16_bit() -> None:
 
 def test_astronaut_rgb_fixture_shape() -> None:
     assert astronaut_rgb().shape == (512, 512, 3)
+
+
+def big_grace(factor: int = 4) -> Image.Image:
+    return Image.fromarray(grace_hopper_rgb()).resize((512 * factor, 600 * factor))
+
+
+def test_large_jpeg_decoded_at_reduced_scale_keeps_original_geometry(client: TestClient) -> None:
+    """A 2048x2400 JPEG is decoded by the codec at 1/2 scale for detection: boxes, landmarks,
+    image_info and the quality size factor are still in the original photo's pixels."""
+    body = detect_json(client, encode(big_grace(), "JPEG", quality=90))
+    assert body["image_info"]["width"] == 2048 and body["image_info"]["height"] == 2400
+    face = body["faces"][0]
+    assert iou(box_of(face), tuple(v * 4 for v in GRACE_FACE)) > 0.6
+    assert face["landmarks"]["left_eye"]["x"] > 4 * GRACE_FACE[0]
+    assert face["quality"]["factors"]["size"] == 100.0
+
+
+def test_large_exif_rotated_jpeg_reduced(client: TestClient) -> None:
+    stored = big_grace().transpose(Image.Transpose.ROTATE_90)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    body = detect_json(client, encode(stored, "JPEG", exif=exif, quality=90))
+    assert body["image_info"]["width"] == 2048 and body["image_info"]["height"] == 2400
+    assert iou(box_of(body["faces"][0]), tuple(v * 4 for v in GRACE_FACE)) > 0.6
+
+
+def test_reduced_decode_only_for_large_jpegs() -> None:
+    from facerec.config import LimitSettings
+    from facerec.inference.images import decode_image
+
+    limits = LimitSettings()
+    big = decode_image(encode(big_grace(), "JPEG"), limits, reduce_to=1024)
+    assert (big.width, big.height) == (2048, 2400)
+    assert big.pixels.shape[:2] == (1200, 1024) and big.scale_x == big.scale_y == 2.0
+    full = decode_image(encode(big_grace(), "JPEG"), limits)
+    assert full.pixels.shape[:2] == (2400, 2048) and full.scale_x == 1.0
+    png = decode_image(encode(big_grace(), "PNG"), limits, reduce_to=1024)
+    assert png.pixels.shape[:2] == (2400, 2048)

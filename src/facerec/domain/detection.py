@@ -45,10 +45,14 @@ class DetectionResult:
     image: DecodedImage
 
 
-def scale_detection(face: Detection, factor: float) -> Detection:
+def scale_detection(face: Detection, factor: float, factor_y: float | None = None) -> Detection:
+    """The detection in an image ``factor`` (and ``factor_y`` vertically) times larger."""
+    fy = factor if factor_y is None else factor_y
     box = face.bbox
-    landmarks = None if face.landmarks is None else (face.landmarks * factor).astype(np.float32)
-    scaled = BBox(box.x1 * factor, box.y1 * factor, box.x2 * factor, box.y2 * factor)
+    landmarks = None
+    if face.landmarks is not None:
+        landmarks = (face.landmarks * np.array([factor, fy], np.float32)).astype(np.float32)
+    scaled = BBox(box.x1 * factor, box.y1 * fy, box.x2 * factor, box.y2 * fy)
     return replace(face, bbox=scaled, landmarks=landmarks)
 
 
@@ -82,9 +86,12 @@ class DetectionService:
         self._limits = limits
         self.bar = bar or QualityBar()
 
-    def decode(self, data: bytes, timer: StageTimer) -> DecodedImage:
+    def decode(self, data: bytes, timer: StageTimer, *, reduced: bool = False) -> DecodedImage:
+        """``reduced``: only faces' positions are needed (detection), so a large JPEG may be
+        decoded at reduced scale; recognition needs the full-resolution face."""
+        reduce_to = self._limits.detect_max_side if reduced else None
         with timer.stage("decode"):
-            return decode_image(data, self._limits)
+            return decode_image(data, self._limits, reduce_to=reduce_to)
 
     def resolve(self, model_name: str | None) -> str:
         return self._models.resolve(ModelTask.DETECTION, model_name)
@@ -98,17 +105,26 @@ class DetectionService:
             faces = detect_downscaled(detector, image, self._limits.detect_max_side, options)
         return name, faces
 
-    def detect(self, data: bytes, options: DetectOptions, timer: StageTimer) -> DetectionResult:
+    def detect(
+        self, data: bytes, options: DetectOptions, timer: StageTimer, *, reduced: bool = True
+    ) -> DetectionResult:
+        """Faces of an encoded image in its own pixels. ``reduced=False`` keeps the decoded
+        pixels at full resolution (for callers that crop faces from ``result.image``)."""
         self.resolve(options.model_name)  # an unknown model is the client's first problem
-        image = self.decode(data, timer)
+        image = self.decode(data, timer, reduced=reduced)
         return self.detect_decoded(image, options, timer)
 
     def detect_decoded(
         self, image: DecodedImage, options: DetectOptions, timer: StageTimer
     ) -> DetectionResult:
         name, faces = self.detect_faces(image.pixels, options, timer)
+        sx, sy = image.scale_x, image.scale_y
         with timer.stage("quality"):
-            assessed = [DetectedFace(f, assess(image.pixels, f, self.bar)) for f in faces]
+            reports = [assess(image.pixels, f, self.bar, pixel_scale=min(sx, sy)) for f in faces]
+        if sx != 1.0 or sy != 1.0:  # a reduced decode: back to the original image's pixels
+            faces = [scale_detection(f, sx, sy) for f in faces]
+            faces = [replace(f, bbox=f.bbox.clipped(image.width, image.height)) for f in faces]
+        assessed = [DetectedFace(f, r) for f, r in zip(faces, reports, strict=True)]
         kept = [f for f in assessed if f.quality.score >= options.min_quality]
         return DetectionResult(
             faces=kept,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import math
 import re
 import warnings
 from dataclasses import dataclass
@@ -37,12 +38,17 @@ _WHITESPACE = re.compile(rb"\s+")
 
 @dataclass(frozen=True)
 class DecodedImage:
+    """``width``/``height`` are the upright image's; ``pixels`` may be a reduced decode of it
+    (see ``reduce_to``), ``scale_x``/``scale_y`` times smaller."""
+
     pixels: ImageBGR
     width: int
     height: int
     channels: int  # channels of the source image (1 gray, 3 colour, 4 with alpha)
     format: str
     exif_rotated: bool
+    scale_x: float = 1.0
+    scale_y: float = 1.0
 
 
 def sniff_format(data: bytes) -> str | None:
@@ -97,8 +103,15 @@ def decode_base64(text: str, limits: LimitSettings) -> bytes:
     return data
 
 
-def decode_image(data: bytes, limits: LimitSettings) -> DecodedImage:
-    """A BGR uint8 image, upright (EXIF orientation applied), from encoded bytes."""
+def decode_image(
+    data: bytes, limits: LimitSettings, *, reduce_to: int | None = None
+) -> DecodedImage:
+    """A BGR uint8 image, upright (EXIF orientation applied), from encoded bytes.
+
+    ``reduce_to``: the caller needs no more than this many pixels on the longer side (detection
+    only). A JPEG at least twice that size is then decoded at 1/2, 1/4 or 1/8 scale by the
+    codec itself, several times faster than a full decode; never below ``reduce_to``.
+    """
     if not data:
         raise InvalidImageError("the image is empty", code="empty_image")
     if len(data) > limits.max_upload_bytes:
@@ -146,6 +159,11 @@ def decode_image(data: bytes, limits: LimitSettings) -> DecodedImage:
             height=height,
             min_side=limits.min_side,
         )
+    if reduce_to is not None and kind == "JPEG" and max(width, height) >= 2 * reduce_to:
+        factor = max(width, height) / reduce_to
+        image.draft(None, (math.ceil(width / factor), math.ceil(height / factor)))
+    orientation = _orientation(image)
+    upright_w, upright_h = (height, width) if orientation in (5, 6, 7, 8) else (width, height)
     try:
         image.load()
         upright = ImageOps.exif_transpose(image)
@@ -153,16 +171,17 @@ def decode_image(data: bytes, limits: LimitSettings) -> DecodedImage:
         raise InvalidImageError(
             f"the {kind} image is truncated or corrupt", code="corrupt_image", format=kind
         ) from exc
-    rotated = upright.size != image.size or _orientation(image) not in (None, 1)
     channels = len(image.getbands())
     pixels = to_bgr(upright)
     return DecodedImage(
         pixels=pixels,
-        width=pixels.shape[1],
-        height=pixels.shape[0],
+        width=upright_w,
+        height=upright_h,
         channels=channels,
         format=kind,
-        exif_rotated=rotated,
+        exif_rotated=orientation not in (None, 1),
+        scale_x=upright_w / pixels.shape[1],
+        scale_y=upright_h / pixels.shape[0],
     )
 
 

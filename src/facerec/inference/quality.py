@@ -81,10 +81,14 @@ def pose_measurements(landmarks: NDArray[np.float32]) -> dict[str, float]:
     return {"roll_degrees": roll, "yaw_ratio": yaw_ratio, "pitch_offset": abs(pitch_pos - 0.55)}
 
 
-def assess(image: ImageBGR, face: Detection, bar: QualityBar | None = None) -> QualityReport:
+def assess(
+    image: ImageBGR, face: Detection, bar: QualityBar | None = None, *, pixel_scale: float = 1.0
+) -> QualityReport:
+    """``pixel_scale``: how many original pixels one pixel of ``image`` stands for (a reduced
+    decode), so the face's size is judged in the original photo."""
     bar = bar or QualityBar()
     gray = _face_crop(image, face)
-    side = min(face.bbox.width, face.bbox.height)
+    side = min(face.bbox.width, face.bbox.height) * pixel_scale
     scaled = cv2.resize(gray, (max(1, round(gray.shape[1] * 112 / max(gray.shape[0], 1))), 112))
     sharpness = float(cv2.Laplacian(scaled, cv2.CV_64F).var())
     brightness = float(gray.mean())

@@ -31,7 +31,10 @@ async def _detect(
     timer = StageTimer(state.metrics.stage)
     if liveness:
         state.pipeline.liveness_name()  # 503 liveness_unavailable before any work
-    result = await state.executor.run(state.detection.detect, data, options, timer)
+    # Liveness crops faces from the decoded pixels: it needs them at full resolution.
+    result = await state.executor.run(
+        state.detection.detect, data, options, timer, reduced=not liveness
+    )
     if result.filtered_low_quality:
         state.metrics.faces_filtered.inc(result.filtered_low_quality)
     faces = [face_out(f, landmarks) for f in result.faces]
