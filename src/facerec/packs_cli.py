@@ -51,8 +51,11 @@ def install_embedder_file(pack: EmbedderPack, source: Path, model_dir: Path, ver
     dest_dir = model_dir / pack.name
     dest_dir.mkdir(parents=True, exist_ok=True)
     target = dest_dir / spec.name
-    with tempfile.NamedTemporaryFile(dir=dest_dir, delete=False, prefix=".import-") as tmp:
-        shutil.copyfileobj(source.open("rb"), tmp)
+    with (
+        source.open("rb") as src,
+        tempfile.NamedTemporaryFile(dir=dest_dir, delete=False, prefix=".import-") as tmp,
+    ):
+        shutil.copyfileobj(src, tmp)
     os.replace(tmp.name, target)
     return target
 

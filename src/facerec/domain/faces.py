@@ -21,7 +21,7 @@ from facerec.inference.images import DecodedImage
 from facerec.inference.liveness.minifasnet import context_ratio
 from facerec.inference.manager import ModelManager
 from facerec.inference.quality import QualityReport, assess
-from facerec.inference.types import Detection, ModelTask
+from facerec.inference.types import BBox, Detection, ModelTask
 
 # The largest face is "clearly dominant" when the next one is at most this fraction of its area.
 DOMINANCE_RATIO = 0.5
@@ -134,15 +134,19 @@ class FacePipeline:
                 reason=reason,
             ) from exc
 
-    def probe(self, data: bytes, options: FaceOptions, timer: StageTimer) -> FaceProbe:
-        """The one usable face of an image, or a FaceRejectedError saying why there is none."""
+    def probe(
+        self, data: bytes, options: FaceOptions, timer: StageTimer, digest: str | None = None
+    ) -> FaceProbe:
+        """The one usable face of an image, or a FaceRejectedError saying why there is none.
+        ``digest``: the image's SHA-256 when the caller has it already."""
         embedder = self.embedder_name(options.embedder)
         image = self._detection.decode(data, timer)
         detector, faces = self._detection.detect_faces(
             image.pixels, DetectOptions(model_name=options.detector), timer
         )
         face = self.choose_face(faces)
-        return self._finish(image, data, face, detector, embedder, options, timer)
+        digest = digest or image_digest(data)
+        return self._finish(image, digest, face, detector, embedder, options, timer)
 
     def probe_all(
         self, data: bytes, options: FaceOptions, timer: StageTimer, max_faces: int
@@ -160,8 +164,7 @@ class FacePipeline:
             reports = [assess(image.pixels, f, self._detection.bar) for f in faces]
         vectors = self._embed(image, faces, embedder, options.mode, timer)
         liveness = self._liveness(image, faces, options, timer) if options.check_liveness else None
-        space = self._models.peek(embedder)
-        space_id = space.space if isinstance(space, FaceEmbedder) else embedder
+        space_id = self.embedder(embedder).space
         return [
             FaceProbe(
                 detection=face,
@@ -192,7 +195,7 @@ class FacePipeline:
     def _finish(
         self,
         image: DecodedImage,
-        data: bytes,
+        digest: str,
         face: Detection,
         detector: str,
         embedder: str,
@@ -235,16 +238,15 @@ class FacePipeline:
                     model=liveness.model,
                 )
         vector = self._embed(image, [face], embedder, options.mode, timer)[0]
-        model = self._models.peek(embedder)
         return FaceProbe(
             detection=face,
             quality=quality,
             embedding=vector,
             embedder=embedder,
-            space=model.space if isinstance(model, FaceEmbedder) else embedder,
+            space=self.embedder(embedder).space,
             detector=detector,
             liveness=liveness,
-            image_sha256=image_digest(data),
+            image_sha256=digest,
         )
 
     def _embed(
@@ -321,8 +323,6 @@ class FacePipeline:
 
 def mirror_detection(face: Detection, width: int) -> Detection:
     """The same face in the horizontally mirrored image (left/right landmarks swap roles)."""
-    from facerec.inference.types import BBox
-
     box = face.bbox
     mirrored = BBox(width - box.x2, box.y1, width - box.x1, box.y2)
     marks = None

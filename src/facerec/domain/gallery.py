@@ -158,14 +158,15 @@ class GalleryService:
             return await self.executor.run(self.pipeline.probe, image, options, timer)
         detector = self.pipeline.detector_name(options.detector)
         embedder = self.pipeline.embedder_name(options.embedder)
-        key = image_result_key(image_digest(image), detector, f"{embedder}+{options.mode.value}")
+        digest = image_digest(image)
+        key = image_result_key(digest, detector, f"{embedder}+{options.mode.value}")
         with timer.stage("cache"):
             cached = await self.cache.get_probe(key)
         if cached is not None and cached.quality.score >= options.min_quality:
             self._on_cache("hit")
             return cached
         self._on_cache("miss")
-        probe = await self.executor.run(self.pipeline.probe, image, options, timer)
+        probe = await self.executor.run(self.pipeline.probe, image, options, timer, digest)
         await self.cache.put_probe(key, probe)
         return probe
 
