@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-from facerec.api.schemas.common import BoundingBox, ImageInfo, Landmarks, Point, QualityOut
+from facerec.api.schemas.common import (
+    BoundingBox,
+    ImageInfo,
+    Landmarks,
+    LivenessOut,
+    Point,
+    QualityOut,
+)
 from facerec.api.schemas.detection import DetectedFaceOut
 from facerec.api.schemas.recognition import (
     CollectionOut,
     FaceInfo,
     FaceOut,
-    LivenessOut,
     MatchOut,
     PersonOut,
 )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class ErrorBody(BaseModel):
@@ -49,6 +49,21 @@ class QualityOut(BaseModel):
         default_factory=list,
         description="Quality-bar misses: too_small, blurred, overexposed, underexposed, "
         "extreme_pose, occluded_landmarks, low_detector_score.",
+    )
+
+
+class LivenessOut(BaseModel):
+    model_config = ConfigDict(protected_namespaces=())
+
+    is_live: bool
+    live_score: float
+    threshold: float
+    model_used: str
+    per_model: dict[str, float] = Field(default_factory=dict)
+    reason: str | None = Field(
+        None,
+        description="Why there is no live verdict: `insufficient_context` for a tight face "
+        "crop (the model needs the face's surroundings).",
     )
 
 

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from facerec.api.schemas.common import BoundingBox, ImageInfo, Landmarks, QualityOut
-from facerec.api.schemas.recognition import LivenessOut
+from facerec.api.schemas.common import (
+    BoundingBox,
+    ImageInfo,
+    Landmarks,
+    LivenessOut,
+    QualityOut,
+)
 
 EXAMPLE_B64 = "/9j/4AAQSkZJRgABAQAAAQABAAD/2wBD..."
 

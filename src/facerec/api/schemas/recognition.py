@@ -10,26 +10,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from facerec.api.schemas.common import BoundingBox, QualityOut
+from facerec.api.schemas.common import BoundingBox, LivenessOut, QualityOut
 from facerec.domain.faces import ProcessingMode
 
 IMG = "data:image/jpeg;base64,/9j/4AAQSkZJRgABAQAAAQABAAD/2wBD..."
 NO_NS = ConfigDict(protected_namespaces=())
-
-
-class LivenessOut(BaseModel):
-    model_config = NO_NS
-
-    is_live: bool
-    live_score: float
-    threshold: float
-    model_used: str
-    per_model: dict[str, float] = Field(default_factory=dict)
-    reason: str | None = Field(
-        None,
-        description="Why there is no live verdict: `insufficient_context` for a tight face "
-        "crop (the model needs the face's surroundings).",
-    )
 
 
 class FaceInfo(BaseModel):
