@@ -50,7 +50,8 @@ from facerec.inference.liveness.minifasnet import (  # noqa: E402
     MiniFASNetLiveness,
     context_ratio,
 )
-from facerec.inference.types import Detection, ImageBGR  # noqa: E402
+from facerec.inference.types import ImageBGR  # noqa: E402
+from facerec.values import Detection  # noqa: E402
 
 SHARED = REPO.parent / "shared"
 DEFAULT_MANIFEST = SHARED / "faces-dev" / "manifest.csv"

@@ -54,7 +54,8 @@ from facerec.inference.embedders.onnx_embedder import (  # noqa: E402
     OnnxArcFaceEmbedder,
 )
 from facerec.inference.images import decode_image  # noqa: E402
-from facerec.inference.types import Detection, ImageBGR  # noqa: E402
+from facerec.inference.types import ImageBGR  # noqa: E402
+from facerec.values import Detection  # noqa: E402
 
 DEFAULT_MANIFEST = REPO.parent / "shared" / "faces-dev" / "manifest.csv"
 DEFAULT_MODEL_DIRS = (REPO.parent / "shared" / "models", REPO / "data" / "models")

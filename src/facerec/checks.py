@@ -42,7 +42,8 @@ def _default_models(settings: Settings) -> Callable[[], str]:
         from facerec.inference.base import FaceDetector, FaceEmbedder
         from facerec.inference.manager import ModelManager
         from facerec.inference.registry import build_models
-        from facerec.inference.types import Detection, ModelTask
+        from facerec.inference.types import ModelTask
+        from facerec.values import Detection
 
         manager = ModelManager(build_models(settings), settings.models)
         blank = np.full((128, 128, 3), 127, np.uint8)
@@ -53,7 +54,7 @@ def _default_models(settings: Settings) -> Callable[[], str]:
         names = manager.installed(ModelTask.EMBEDDING)
         if names:
             embedder = manager.resolve(ModelTask.EMBEDDING, settings.models.default_embedder)
-            from facerec.inference.types import BBox
+            from facerec.values import BBox
 
             face = Detection(
                 BBox(32, 32, 96, 96),

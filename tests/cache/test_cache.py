@@ -25,7 +25,7 @@ from facerec.cache.factory import create_cache
 from facerec.cache.memory import MemoryCache
 from facerec.cache.redis_cache import RedisCache
 from facerec.config import Settings
-from facerec.storage.models import Erasure
+from facerec.values import Erasure
 from tests.conftest import REDIS_URL, unavailable
 
 

@@ -20,7 +20,8 @@ from facerec.inference.embedders.onnx_embedder import (
     preprocess,
 )
 from facerec.inference.embedders.packs import EMBEDDER_PACKS, MOBILEFACENET
-from facerec.inference.types import BBox, Detection, ModelTask
+from facerec.inference.types import ModelTask
+from facerec.values import BBox, Detection
 
 SPEC = replace(MOBILEFACENET_SPEC, name="test-embedder", pack="test", file_name="model.onnx", dim=4)
 

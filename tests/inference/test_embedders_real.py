@@ -20,7 +20,8 @@ from facerec.inference.base import FaceEmbedder, RuntimeOptions
 from facerec.inference.detectors.retinaface import RetinaFaceDetector
 from facerec.inference.embedders.dlib_resnet import DlibResNetEmbedder
 from facerec.inference.embedders.onnx_embedder import MOBILEFACENET_SPEC, OnnxArcFaceEmbedder
-from facerec.inference.types import Detection, ImageBGR
+from facerec.inference.types import ImageBGR
+from facerec.values import Detection
 from tests.images import astronaut_rgb, composite_rgb, grace_hopper_rgb
 
 

@@ -34,7 +34,8 @@ from facerec.inference.liveness.minifasnet import (
     expand_box,
 )
 from facerec.inference.liveness.pack import MINIFASNET_PACK, PACK_DIRNAME
-from facerec.inference.types import BBox, Detection, ModelTask
+from facerec.inference.types import ModelTask
+from facerec.values import BBox, Detection
 
 V2, V1SE = "MiniFASNetV2", "MiniFASNetV1SE"
 

@@ -36,7 +36,8 @@ from facerec.inference.liveness.minifasnet import (
     context_ratio,
 )
 from facerec.inference.liveness.pack import MINIFASNET_PACK, PackFile
-from facerec.inference.types import Detection, ImageBGR
+from facerec.inference.types import ImageBGR
+from facerec.values import Detection
 from tests.conftest import SHARED_FACES, unavailable
 from tests.images import astronaut_rgb, grace_hopper_rgb
 

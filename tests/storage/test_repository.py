@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from facerec.errors import ConflictError, InvalidInputError, NotFoundError
-from facerec.inference.types import BBox
 from facerec.storage.models import (
     EmbeddingSpace,
     NewFace,
@@ -16,6 +15,7 @@ from facerec.storage.models import (
     PersonPatch,
 )
 from facerec.storage.sql_repository import SqlGalleryRepository
+from facerec.values import BBox
 from tests.storage.helpers import COS_SPACE, L2_SPACE, Backend, vec
 
 

@@ -9,8 +9,8 @@ import pytest
 from numpy.typing import NDArray
 
 from facerec.errors import InvalidInputError
-from facerec.storage.models import Metric
 from facerec.storage.vector_index import ExactIndex, HnswIndex
+from facerec.values import Metric
 
 
 def clustered(

@@ -23,8 +23,7 @@ from facerec.domain.faces import FaceProbe, LivenessVerdict
 from facerec.domain.gallery import Match
 from facerec.inference.images import DecodedImage
 from facerec.inference.quality import QualityReport
-from facerec.inference.types import BBox, Detection
-from facerec.storage.models import Collection, Face, Person
+from facerec.values import BBox, Collection, Detection, Face, Person
 
 
 def bbox_out(box: BBox) -> BoundingBox:

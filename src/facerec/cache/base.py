@@ -17,7 +17,7 @@ import json
 from collections.abc import Iterable
 from typing import Any, Protocol
 
-from facerec.storage.models import Erasure
+from facerec.values import Erasure
 
 
 class Cache(Protocol):

@@ -19,7 +19,8 @@ from facerec.inference.base import FaceDetector
 from facerec.inference.images import DecodedImage, decode_image
 from facerec.inference.manager import ModelManager
 from facerec.inference.quality import QualityBar, QualityReport, assess
-from facerec.inference.types import BBox, Detection, ImageBGR, ModelTask
+from facerec.inference.types import ImageBGR, ModelTask
+from facerec.values import BBox, Detection
 
 
 @dataclass(frozen=True)

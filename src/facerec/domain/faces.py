@@ -21,7 +21,8 @@ from facerec.inference.images import DecodedImage
 from facerec.inference.liveness.minifasnet import context_ratio
 from facerec.inference.manager import ModelManager
 from facerec.inference.quality import QualityReport, assess
-from facerec.inference.types import BBox, Detection, ModelTask
+from facerec.inference.types import ModelTask
+from facerec.values import BBox, Detection
 
 # The largest face is "clearly dominant" when the next one is at most this fraction of its area.
 DOMINANCE_RATIO = 0.5

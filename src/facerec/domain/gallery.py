@@ -38,10 +38,8 @@ from facerec.executor import InferenceExecutor
 from facerec.inference.base import FaceEmbedder
 from facerec.storage.models import (
     EmbeddingSpace,
-    Erasure,
     NewFace,
     NewPerson,
-    Person,
     PersonPatch,
     SearchHit,
     as_vector,
@@ -49,6 +47,7 @@ from facerec.storage.models import (
     check_id,
 )
 from facerec.storage.protocols import FaceSearcher, GalleryRepository
+from facerec.values import Erasure, Person
 
 logger = logging.getLogger(__name__)
 

@@ -23,8 +23,7 @@ from facerec.cache.base import (
 )
 from facerec.domain.faces import FaceProbe
 from facerec.inference.quality import QualityReport
-from facerec.inference.types import BBox, Detection
-from facerec.storage.models import Erasure, Person
+from facerec.values import BBox, Detection, Erasure, Person
 
 
 class PersonCache:

@@ -19,7 +19,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from facerec.errors import ModelLoadError
-from facerec.inference.types import Detection, Embedding, ImageBGR, ModelInfo
+from facerec.inference.types import Embedding, ImageBGR, ModelInfo
+from facerec.values import Detection
 
 if TYPE_CHECKING:
     import onnxruntime as ort

@@ -16,7 +16,8 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-from facerec.inference.types import Detection, ImageBGR
+from facerec.inference.types import ImageBGR
+from facerec.values import Detection
 
 WEIGHTS = {"size": 0.25, "sharpness": 0.25, "exposure": 0.15, "pose": 0.20, "detector": 0.15}
 

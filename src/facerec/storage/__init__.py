@@ -19,13 +19,9 @@ from facerec.storage.migrate import database_revision, upgrade_database
 from facerec.storage.models import (
     DEFAULT_COLLECTION,
     UNSET,
-    Collection,
     EmbeddingSpace,
-    Erasure,
-    Face,
     NewFace,
     NewPerson,
-    Person,
     PersonPage,
     PersonPatch,
     Registration,
@@ -36,6 +32,7 @@ from facerec.storage.protocols import FaceSearcher, GalleryRepository, IndexSour
 from facerec.storage.registry import IndexOptions, IndexRegistry
 from facerec.storage.sql_repository import SqlGalleryRepository
 from facerec.storage.vector_index import ExactIndex, HnswIndex
+from facerec.values import Collection, Erasure, Face, Person
 
 __all__ = [
     "DEFAULT_COLLECTION",

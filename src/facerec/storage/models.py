@@ -6,17 +6,15 @@ import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from enum import Enum
-from typing import Any, Final, Literal
+from typing import Any, Final
 
 import numpy as np
 from numpy.typing import NDArray
 
 from facerec.errors import InvalidInputError
-from facerec.inference.types import BBox
+from facerec.values import BBox, Erasure, Face, Metric, Person
 
-Metric = Literal["l2", "cosine"]
 DEFAULT_COLLECTION: Final = "default"
 
 _COLLECTION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -30,42 +28,6 @@ class _Unset(Enum):
 
 UNSET: Final = _Unset.UNSET
 """A patch field left as UNSET is not changed; None clears an optional field."""
-
-
-@dataclass(frozen=True)
-class Collection:
-    name: str
-    description: str
-    created_at: datetime
-    person_count: int = 0
-
-
-@dataclass(frozen=True)
-class Person:
-    id: str
-    name: str
-    collection: str
-    employee_id: str | None
-    department: str | None
-    position: str | None
-    metadata: Mapping[str, Any]
-    created_at: datetime
-    updated_at: datetime
-    face_count: int = 0
-
-
-@dataclass(frozen=True)
-class Face:
-    id: str
-    person_id: str
-    collection: str
-    space: str
-    quality: float
-    bbox: BBox | None
-    image_sha256: str | None
-    created_at: datetime
-    # Only loaded when asked for (``with_embeddings=True``): listing faces does not need it.
-    embedding: NDArray[np.float32] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -118,24 +80,6 @@ class SearchHit:
     person_id: str
     face_id: str
     distance: float
-
-
-@dataclass(frozen=True)
-class Erasure:
-    """What a delete removed, so the caller can purge caches (person keys and image results).
-
-    ``person_ids``: persons erased. ``updated_person_ids``: persons that lost faces (their cached
-    records are stale). ``image_sha256s``: images whose cached detection/embedding results
-    produced the erased faces.
-    """
-
-    person_ids: tuple[str, ...] = ()
-    face_ids: tuple[str, ...] = ()
-    image_sha256s: tuple[str, ...] = ()
-    updated_person_ids: tuple[str, ...] = ()
-
-    def __bool__(self) -> bool:
-        return bool(self.person_ids or self.face_ids)
 
 
 @dataclass(frozen=True)

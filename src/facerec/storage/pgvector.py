@@ -20,7 +20,8 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from facerec.storage.models import EmbeddingSpace, Metric, SearchHit, as_vector
+from facerec.storage.models import EmbeddingSpace, SearchHit, as_vector
+from facerec.values import Metric
 
 log = logging.getLogger(__name__)
 

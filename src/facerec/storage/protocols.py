@@ -16,19 +16,15 @@ import numpy as np
 from numpy.typing import NDArray
 
 from facerec.storage.models import (
-    Collection,
     EmbeddingSpace,
-    Erasure,
-    Face,
-    Metric,
     NewFace,
     NewPerson,
-    Person,
     PersonPage,
     PersonPatch,
     Registration,
     SearchHit,
 )
+from facerec.values import Collection, Erasure, Face, Metric, Person
 
 ChangeOp = Literal["face_add", "face_remove", "person_upsert", "person_remove", "collection_remove"]
 

@@ -17,13 +17,9 @@ from facerec.storage import pgvector
 from facerec.storage.models import (
     DEFAULT_COLLECTION,
     UNSET,
-    Collection,
     EmbeddingSpace,
-    Erasure,
-    Face,
     NewFace,
     NewPerson,
-    Person,
     PersonPage,
     PersonPatch,
     Registration,
@@ -48,6 +44,7 @@ from facerec.storage.sql_support import (
     write_transaction,
 )
 from facerec.storage.sql_writes import SqlWrites, collection_not_found, person_not_found
+from facerec.values import Collection, Erasure, Face, Person
 
 MAX_PAGE = 1000
 _person_count = (

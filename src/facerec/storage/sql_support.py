@@ -17,11 +17,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from facerec.errors import ConflictError, InvalidInputError
-from facerec.inference.types import BBox
 from facerec.storage.engine import writer
-from facerec.storage.models import Collection, Face, Person
 from facerec.storage.protocols import ChangeOp
 from facerec.storage.schema import change_log, faces, persons
+from facerec.values import BBox, Collection, Face, Person
 
 # Every PostgreSQL write transaction takes this lock first. Writers are serialised (as SQLite's
 # single writer is), so change-log seqs become visible in commit order: a reader that has seen

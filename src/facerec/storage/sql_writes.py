@@ -10,19 +10,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from facerec.errors import ConflictError, InvalidInputError, NotFoundError
-from facerec.inference.types import BBox
 from facerec.storage import pgvector
-from facerec.storage.models import (
-    EmbeddingSpace,
-    Erasure,
-    Face,
-    NewFace,
-    NewPerson,
-    Person,
-    as_vector,
-    check_id,
-    new_id,
-)
+from facerec.storage.models import EmbeddingSpace, NewFace, NewPerson, as_vector, check_id, new_id
 from facerec.storage.schema import collections, faces, persons
 from facerec.storage.sql_index_source import SqlIndexSource
 from facerec.storage.sql_support import (
@@ -35,6 +24,7 @@ from facerec.storage.sql_support import (
     to_person,
     utcnow,
 )
+from facerec.values import BBox, Erasure, Face, Person
 
 
 def person_not_found(person_id: str) -> NotFoundError:

@@ -23,7 +23,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from facerec.errors import InvalidInputError
-from facerec.storage.models import Metric
+from facerec.values import Metric
 
 _EMPTY_IDS: list[str] = []
 

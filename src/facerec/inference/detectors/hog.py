@@ -16,7 +16,8 @@ from numpy.typing import NDArray
 
 from facerec.inference.base import FaceDetector, RuntimeOptions
 from facerec.inference.detectors.nms import nms
-from facerec.inference.types import BBox, Detection, ImageBGR, ModelInfo, ModelTask
+from facerec.inference.types import ImageBGR, ModelInfo, ModelTask
+from facerec.values import BBox, Detection
 
 INFO = ModelInfo(
     name="hog",

@@ -16,7 +16,8 @@ from numpy.typing import NDArray
 
 from facerec.inference.base import FaceDetector, RuntimeOptions, onnx_session
 from facerec.inference.detectors.nms import nms
-from facerec.inference.types import BBox, Detection, ImageBGR, ModelInfo, ModelTask
+from facerec.inference.types import ImageBGR, ModelInfo, ModelTask
+from facerec.values import BBox, Detection
 
 STRIDES = (8, 16, 32)
 ANCHOR_SIZES = ((16, 32), (64, 128), (256, 512))

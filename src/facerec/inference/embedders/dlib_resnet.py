@@ -35,7 +35,8 @@ from numpy.typing import NDArray
 
 from facerec.inference.align import DLIB_150, warp_chip
 from facerec.inference.base import FaceEmbedder, RuntimeOptions
-from facerec.inference.types import BBox, Detection, ImageBGR, ModelInfo, ModelTask
+from facerec.inference.types import ImageBGR, ModelInfo, ModelTask
+from facerec.values import BBox, Detection
 
 Alignment = Literal["shape_predictor", "landmarks"]
 

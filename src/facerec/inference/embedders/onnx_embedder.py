@@ -21,7 +21,8 @@ from facerec.errors import FaceRejectedError, ModelLoadError, ModelNotAvailableE
 from facerec.inference.align import ARCFACE_112, template_for, warp_chip
 from facerec.inference.base import FaceEmbedder, RuntimeOptions, onnx_session
 from facerec.inference.embedders.packs import MOBILEFACENET
-from facerec.inference.types import Detection, ImageBGR, ModelInfo, ModelTask
+from facerec.inference.types import ImageBGR, ModelInfo, ModelTask
+from facerec.values import Detection
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,8 @@ from numpy.typing import NDArray
 from facerec.errors import ModelNotAvailableError
 from facerec.inference.base import LivenessModel, LivenessScore, RuntimeOptions, onnx_session
 from facerec.inference.liveness.pack import MINIFASNET_PACK, ModelPack
-from facerec.inference.types import BBox, Detection, ImageBGR, ModelInfo, ModelTask
+from facerec.inference.types import ImageBGR, ModelInfo, ModelTask
+from facerec.values import BBox, Detection
 
 INPUT_NAME = "input"
 LIVE_CLASS = 1
