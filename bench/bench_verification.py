@@ -152,6 +152,11 @@ def load_faces(photos: list[Photo], detector_name: str) -> tuple[list[Face], lis
             missing.append(str(photo.path))
             continue
         faces.append(Face(photo, image, detection))
+    return collapse_duplicates(faces), missing
+
+
+def collapse_duplicates(faces: list[Face]) -> list[Face]:
+    """One face per duplicate group (the largest image), so pairs are independent photos."""
     best: dict[str, Face] = {}
     kept: list[Face] = []
     for face in faces:
@@ -160,7 +165,7 @@ def load_faces(photos: list[Photo], detector_name: str) -> tuple[list[Face], lis
             kept.append(face)
         elif group not in best or face.image.size > best[group].image.size:
             best[group] = face
-    return kept + list(best.values()), missing
+    return kept + list(best.values())
 
 
 def make_pairs(

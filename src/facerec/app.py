@@ -22,16 +22,21 @@ from facerec.api.errors import envelope, install_error_handlers
 from facerec.api.routes import detection, liveness, persons, recognition, system
 from facerec.cache.factory import create_cache
 from facerec.config import Settings
+from facerec.domain.analysis import Analyzer
 from facerec.domain.detection import DetectionService
-from facerec.domain.faces import FacePipeline
-from facerec.domain.gallery import GalleryService
+from facerec.domain.enrollment import EnrollmentService
+from facerec.domain.enrollment_guards import Guards
 from facerec.domain.gallery_cache import PersonCache
+from facerec.domain.identification import IdentificationService
+from facerec.domain.persons import PersonService
+from facerec.domain.queries import QueryRunner
+from facerec.domain.verification import VerificationService
 from facerec.executor import InferenceExecutor
 from facerec.inference.manager import ModelManager
 from facerec.inference.registry import build_models
 from facerec.logging_setup import configure_logging
 from facerec.metrics import Metrics
-from facerec.state import AppState
+from facerec.state import AppState, GalleryServices
 from facerec.storage.engine import create_engine
 from facerec.storage.factory import create_searcher
 from facerec.storage.migrate import upgrade_database
@@ -57,16 +62,21 @@ def build_state(settings: Settings) -> AppState:
     metrics = Metrics()
     models = ModelManager(build_models(settings), settings.models, events=metrics)
     detection = DetectionService(models, settings.limits)
+    executor = InferenceExecutor(settings.server.executor_threads, settings.server.max_pending_jobs)
+    analyzer = Analyzer(
+        models, detection, settings.liveness.threshold, settings.liveness.min_context_ratio
+    )
     return AppState(
         settings=settings,
         metrics=metrics,
         models=models,
-        executor=InferenceExecutor(
-            settings.server.executor_threads, settings.server.max_pending_jobs
-        ),
-        detection=detection,
-        pipeline=FacePipeline(
-            models, detection, settings.liveness.threshold, settings.liveness.min_context_ratio
+        executor=executor,
+        queries=QueryRunner(
+            models=models,
+            analyzer=analyzer,
+            executor=executor,
+            liveness_default=settings.liveness.check_by_default,
+            on_cache=lambda result: metrics.cache_requests.labels(result=result).inc(),
         ),
     )
 
@@ -93,23 +103,36 @@ async def open_storage(state: AppState) -> None:
     )
     await searcher.sync()
     state.components["index"] = "pgvector" if isinstance(searcher, PgVectorSearcher) else "memory"
-    state._gallery = GalleryService(
+    state.queries.cache = person_cache
+    persons = PersonService(repository=repository, searcher=searcher, cache=person_cache)
+    guards = Guards(
+        embedders=state.queries.embedder,
         repository=repository,
         searcher=searcher,
-        pipeline=state.pipeline,
-        executor=state.executor,
-        cache=person_cache,
-        on_cache=lambda result: state.metrics.cache_requests.labels(result=result).inc(),
-        liveness_default=settings.liveness.check_by_default,
-        max_images=settings.limits.max_images_per_request,
+        persons=persons,
+    )
+    state.services = GalleryServices(
+        persons=persons,
+        enrollment=EnrollmentService(
+            queries=state.queries,
+            repository=repository,
+            guards=guards,
+            purge=person_cache.purge,
+            max_images=settings.limits.max_images_per_request,
+        ),
+        identification=IdentificationService(
+            queries=state.queries, repository=repository, searcher=searcher, persons=persons
+        ),
+        verification=VerificationService(state.queries),
+        searcher=searcher,
     )
 
 
 async def close_storage(state: AppState) -> None:
     """Save index snapshots, release the change-log connection, close the cache and the pool."""
-    if state._gallery is not None:
+    if state.services is not None:
         try:
-            await state._gallery.searcher.close()
+            await state.services.searcher.close()
         except Exception:
             logger.exception("could not save the vector index snapshots")
     if state.repository is not None:

@@ -75,7 +75,18 @@ def cmd_models_list(args: argparse.Namespace) -> int:
         state = (
             "installed" if status.installed else f"not installed ({status.not_installed_reason})"
         )
-        print(f"{status.name:<14} {status.task:<10} {status.source:<32} {state}")
+        use = "commercial use ok" if status.commercial_use else "NON-COMMERCIAL"
+        aliases = f" (alias: {', '.join(status.aliases)})" if status.aliases else ""
+        print(
+            f"{status.name:<14} {status.task:<10} {status.source:<32} {use:<17} {state}{aliases}"
+            f"\n{'':<14} licence: {status.license}"
+            + (f" <{status.license_url}>" if status.license_url else "")
+        )
+    if not settings.models.allow_non_commercial:
+        print(
+            "auto never picks a NON-COMMERCIAL model; name it explicitly or set "
+            "FACEREC_MODELS__ALLOW_NON_COMMERCIAL=true"
+        )
     return 0
 
 

@@ -59,6 +59,9 @@ class ModelSettings(BaseModel):
     inter_op_threads: int = Field(1, ge=1, le=256)
     default_detector: str = "auto"
     default_embedder: str = "auto"
+    # Let ``auto`` (and so the defaults above) pick models whose licence forbids commercial use
+    # (InsightFace weights). A model named explicitly is used whatever its licence.
+    allow_non_commercial: bool = False
 
 
 class IndexSettings(BaseModel):

@@ -6,8 +6,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from facerec.config import Settings
-from facerec.domain.detection import DetectionService
-from facerec.domain.faces import FacePipeline
+from facerec.domain.queries import QueryRunner
 from facerec.executor import InferenceExecutor
 from facerec.inference.manager import ModelManager
 from facerec.metrics import Metrics
@@ -16,8 +15,23 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
     from facerec.cache.base import Cache
-    from facerec.domain.gallery import GalleryService
+    from facerec.domain.enrollment import EnrollmentService
+    from facerec.domain.identification import IdentificationService
+    from facerec.domain.persons import PersonService
+    from facerec.domain.verification import VerificationService
+    from facerec.storage.protocols import FaceSearcher
     from facerec.storage.sql_repository import SqlGalleryRepository
+
+
+@dataclass(frozen=True)
+class GalleryServices:
+    """The use cases that need storage, built once storage is open."""
+
+    persons: PersonService
+    enrollment: EnrollmentService
+    identification: IdentificationService
+    verification: VerificationService
+    searcher: FaceSearcher
 
 
 @dataclass
@@ -26,8 +40,7 @@ class AppState:
     metrics: Metrics
     models: ModelManager
     executor: InferenceExecutor
-    detection: DetectionService
-    pipeline: FacePipeline
+    queries: QueryRunner
     ready: bool = False
     startup_error: str | None = None
     components: dict[str, str] = field(default_factory=dict)
@@ -35,10 +48,25 @@ class AppState:
     engine: AsyncEngine | None = None
     cache: Cache | None = None
     repository: SqlGalleryRepository | None = None
-    _gallery: GalleryService | None = None
+    services: GalleryServices | None = None
+
+    def _services(self) -> GalleryServices:
+        if self.services is None:  # pragma: no cover - routes require readiness
+            raise RuntimeError("gallery services not initialised")
+        return self.services
 
     @property
-    def gallery(self) -> GalleryService:
-        if self._gallery is None:  # pragma: no cover - routes require readiness
-            raise RuntimeError("gallery not initialised")
-        return self._gallery
+    def persons(self) -> PersonService:
+        return self._services().persons
+
+    @property
+    def enrollment(self) -> EnrollmentService:
+        return self._services().enrollment
+
+    @property
+    def identification(self) -> IdentificationService:
+        return self._services().identification
+
+    @property
+    def verification(self) -> VerificationService:
+        return self._services().verification

@@ -48,15 +48,14 @@ def b64(data: bytes) -> str:
 def pack_model_dir(tmp_path_factory: pytest.TempPathFactory, shared_models: Path) -> Path:
     """A model dir with the MiniFASNet pack converted (needs torch) and MobileFaceNet imported,
     through the same code as ``facerec models import``."""
-    from facerec.inference.embedders.packs import EMBEDDER_PACKS
+    from facerec.inference.catalogue import MOBILEFACENET, PACK_DIRNAME
     from facerec.inference.liveness.convert import convert_pack
-    from facerec.inference.liveness.pack import PACK_DIRNAME
-    from facerec.packs_cli import install_embedder_file
+    from facerec.packs_cli import install_pack_file
 
     model_dir = tmp_path_factory.mktemp("packs")
     convert_pack(shared_models / "minifasnet", model_dir / PACK_DIRNAME)
-    install_embedder_file(
-        EMBEDDER_PACKS["mobilefacenet"],
+    install_pack_file(
+        MOBILEFACENET,
         shared_models / "mobilefacenet" / "mobilefacenet_foamliu_opset18.onnx",
         model_dir,
         verify=True,

@@ -226,7 +226,7 @@ def test_inline_gallery(gallery: tuple[TestClient, Path]) -> None:
     )
     state = client.app.state.facerec  # type: ignore[attr-defined]
     faces = client.portal.call(
-        lambda: state.gallery.repository.list_faces(enrolled["person_id"], with_embeddings=True)
+        lambda: state.persons.repository.list_faces(enrolled["person_id"], with_embeddings=True)
     )
     vector = faces[0].embedding.tolist()
     result = post(

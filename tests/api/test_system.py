@@ -44,6 +44,10 @@ def test_models_listing(client: TestClient) -> None:
     assert retina["memory_bytes"] > 1_000_000
     assert retina["execution_provider"] == "CPUExecutionProvider"
     assert models["yunet"]["installed"] is False and models["yunet"]["not_installed_reason"]
+    assert retina["license"] == "MIT" and retina["commercial_use"] is True
+    w600k = models["w600k_mbf"]
+    assert w600k["commercial_use"] is False and "non-commercial" in w600k["license"]
+    assert w600k["aliases"] == ["arcface"] and w600k["license_url"].startswith("https://")
     assert body["memory_kind"] == "ram" and body["memory_budget_bytes"] > 0
 
 

@@ -11,15 +11,16 @@ import pytest
 from numpy.typing import NDArray
 
 from facerec.errors import FaceRejectedError, ModelLoadError, ModelNotAvailableError
+from facerec.inference import catalogue
 from facerec.inference.align import ARCFACE_112, transform_points
 from facerec.inference.base import RuntimeOptions
+from facerec.inference.catalogue import MOBILEFACENET
 from facerec.inference.embedders.dlib_resnet import DlibResNetEmbedder, DlibSession
 from facerec.inference.embedders.onnx_embedder import (
     MOBILEFACENET_SPEC,
     OnnxArcFaceEmbedder,
     preprocess,
 )
-from facerec.inference.embedders.packs import EMBEDDER_PACKS, MOBILEFACENET
 from facerec.inference.types import ModelTask
 from facerec.values import BBox, Detection
 
@@ -166,10 +167,12 @@ def test_pack_metadata() -> None:
     assert file.sha256 == "b7120c095d60094f28a4a54ba6a8bf51b297a6273fb40ef6350dfec1f63d9507"
     assert MOBILEFACENET.license == "Apache-2.0"
     assert MOBILEFACENET_SPEC.file_name == file.name
-    for name in ("arcface", "adaface", "facenet"):
-        assert not EMBEDDER_PACKS[name].supported
-        assert EMBEDDER_PACKS[name].files == ()
-    assert EMBEDDER_PACKS["mobilefacenet"].supported
+    for name in ("adaface", "facenet"):
+        assert catalogue.get(name).reserved
+        assert catalogue.get(name).files == ()
+    # "arcface" was a reserved name; it is now the alias of the InsightFace ArcFace packs.
+    assert [e.name for e in catalogue.alias_targets("arcface")] == ["w600k_mbf", "w600k_mbf_int8"]
+    assert MOBILEFACENET.installable and not MOBILEFACENET.reserved
 
 
 def write_tiny_model(path: Path, dim: int = 8, batch: int | str = 1) -> NDArray[np.float32]:

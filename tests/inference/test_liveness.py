@@ -19,6 +19,7 @@ from numpy.typing import NDArray
 
 from facerec.errors import ModelNotAvailableError
 from facerec.inference.base import RuntimeOptions
+from facerec.inference.catalogue import MINIFASNET_PACK, PACK_DIRNAME
 from facerec.inference.liveness.convert import (
     ConverterMissingError,
     clean_state_dict,
@@ -33,7 +34,6 @@ from facerec.inference.liveness.minifasnet import (
     crop_face,
     expand_box,
 )
-from facerec.inference.liveness.pack import MINIFASNET_PACK, PACK_DIRNAME
 from facerec.inference.types import ModelTask
 from facerec.values import BBox, Detection
 

@@ -17,6 +17,8 @@ import torch
 from numpy.typing import NDArray
 
 from facerec.inference.base import RuntimeOptions, onnx_session
+from facerec.inference.catalogue import MINIFASNET_PACK
+from facerec.inference.catalogue import ConvertedFile as PackFile
 from facerec.inference.detectors.retinaface import RetinaFaceDetector
 from facerec.inference.liveness.convert import (
     MANIFEST_NAME,
@@ -35,7 +37,6 @@ from facerec.inference.liveness.minifasnet import (
     batch_crops,
     context_ratio,
 )
-from facerec.inference.liveness.pack import MINIFASNET_PACK, PackFile
 from facerec.inference.types import ImageBGR
 from facerec.values import Detection
 from tests.conftest import SHARED_FACES, unavailable

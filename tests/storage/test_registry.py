@@ -226,3 +226,31 @@ async def test_pgvector_consistent_and_uses_hnsw(backend: Backend) -> None:
         assert index_name("default", L2_SPACE.name) in plan
     finally:
         await engine_b.dispose()
+
+
+async def test_count_and_template_reads(backend: Backend) -> None:
+    """What identification reads besides the search: faces per (collection, space), several
+    persons in one query, and every face of the candidate persons with its embedding."""
+    repo = backend.repo
+    await repo.create_collection("other")
+    alice = await enroll(repo, "alice", 1, 2, 3)
+    bob = await enroll(repo, "bob", 4)
+    await enroll(repo, "carol", 5, collection="other")
+    searchers: list[FaceSearcher] = [IndexRegistry(repo)]
+    if backend.kind == "pgvector":
+        searchers.append(PgVectorSearcher(backend.engine))
+    for searcher in searchers:
+        assert await searcher.count("default", L2_SPACE.name) == 4
+        assert await searcher.count("other", L2_SPACE.name) == 1
+        assert await searcher.count("default", COS_SPACE.name) == 0
+        assert await searcher.count("empty", "unknown@1") == 0
+    persons = await repo.get_persons([bob, alice, "nobody", alice])
+    assert set(persons) == {alice, bob} and persons[alice].face_count == 3
+    assert await repo.get_persons([]) == {}
+    faces = await repo.faces_of([alice, bob], L2_SPACE.name)
+    assert sorted(f.person_id for f in faces) == sorted([alice] * 3 + [bob])
+    assert all(f.embedding is not None and f.embedding.shape == (8,) for f in faces)
+    assert await repo.faces_of([alice], COS_SPACE.name) == []
+    await repo.delete_person(bob)
+    for searcher in searchers:
+        assert await searcher.count("default", L2_SPACE.name) == 3

@@ -16,12 +16,14 @@ from facerec.api.schemas.recognition import (
     FaceInfo,
     FaceOut,
     MatchOut,
+    OperatingPointOut,
     PersonOut,
+    WarningOut,
 )
-from facerec.domain.detection import DetectedFace
-from facerec.domain.faces import FaceProbe, LivenessVerdict
-from facerec.domain.gallery import Match
-from facerec.inference.images import DecodedImage
+from facerec.domain.enrollment import EnrollmentWarning
+from facerec.domain.identification import Match
+from facerec.domain.open_set import Decision, OperatingPoint
+from facerec.domain.probes import Analysis, FaceProbe, ImageMeta, LivenessVerdict
 from facerec.inference.quality import QualityReport
 from facerec.values import BBox, Collection, Detection, Face, Person
 
@@ -54,17 +56,18 @@ def quality_out(report: QualityReport) -> QualityOut:
     return QualityOut(score=report.score, factors=report.factors, reasons=list(report.reasons))
 
 
-def face_out(face: DetectedFace, with_landmarks: bool) -> DetectedFaceOut:
+def face_out(face: FaceProbe, with_landmarks: bool) -> DetectedFaceOut:
     return DetectedFaceOut(
         bbox=bbox_out(face.detection.bbox),
         confidence=round(face.detection.score, 4),
         landmarks=landmarks_out(face.detection) if with_landmarks else None,
         quality_score=face.quality.score,
         quality=quality_out(face.quality),
+        liveness=liveness_out(face.liveness),
     )
 
 
-def image_info(image: DecodedImage) -> ImageInfo:
+def image_info(image: ImageMeta) -> ImageInfo:
     return ImageInfo(
         width=image.width, height=image.height, channels=image.channels, format=image.format
     )
@@ -83,12 +86,16 @@ def liveness_out(verdict: LivenessVerdict | None) -> LivenessOut | None:
     )
 
 
-def face_info(probe: FaceProbe) -> FaceInfo:
+def face_info(analysis: Analysis) -> FaceInfo:
+    """The subject of a photo, and how many faces the photo had."""
+    probe = analysis.subject
     return FaceInfo(
         bbox=bbox_out(probe.detection.bbox),
         confidence=round(probe.detection.score, 4),
         quality=quality_out(probe.quality),
         liveness=liveness_out(probe.liveness),
+        prominence=round(probe.prominence, 4),
+        faces_in_image=analysis.faces_in_image,
     )
 
 
@@ -120,7 +127,34 @@ def match_out(match: Match) -> MatchOut:
         distance=round(match.distance, 4),
         margin=None if match.margin is None else round(match.margin, 4),
         is_match=match.is_match,
+        faces=match.faces,
+        nearest_distance=round(match.nearest_distance, 4),
     )
+
+
+def operating_point_out(point: OperatingPoint, decision: Decision) -> OperatingPointOut:
+    def rate(value: float | None) -> float | None:
+        return None if value is None else float(f"{value:.4g}")
+
+    return OperatingPointOut(
+        rule=point.rule,
+        target_fpir=point.target_fpir,
+        similarity_threshold=round(point.similarity_threshold, 4),
+        distance_threshold=round(point.distance_threshold, 4),
+        gallery_size=point.gallery_size,
+        comparisons=point.comparisons,
+        expected_fpir=rate(point.expected_fpir),
+        fmr_at_threshold=rate(point.fmr_at_threshold),
+        extrapolated=point.extrapolated,
+        capped_at_verification=point.capped_at_verification,
+        min_margin=point.min_margin,
+        decided_by=decision.decided_by,
+        calibration=point.calibration,
+    )
+
+
+def warning_out(warning: EnrollmentWarning) -> WarningOut:
+    return WarningOut(code=warning.code, message=warning.message, details=warning.details)
 
 
 def face_record_out(face: Face) -> FaceOut:

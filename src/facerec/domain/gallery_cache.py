@@ -21,7 +21,7 @@ from facerec.cache.base import (
     purge_erasure,
     set_json,
 )
-from facerec.domain.faces import FaceProbe
+from facerec.domain.probes import Analysis, FaceProbe, ImageMeta
 from facerec.inference.quality import QualityReport
 from facerec.values import BBox, Detection, Erasure, Person
 
@@ -65,8 +65,9 @@ class PersonCache:
     async def purge(self, erasure: Erasure) -> None:
         await purge_erasure(self.cache, erasure)
 
-    async def get_probe(self, key: str) -> FaceProbe | None:
-        """A recent image's face (detection, quality, embedding) by image hash and models."""
+    async def get_analysis(self, key: str) -> Analysis | None:
+        """A recent query photo's subject (detection, quality, embedding) by image hash and
+        models."""
         raw = await get_json(self.cache, key)
         if not isinstance(raw, dict):
             return None
@@ -83,20 +84,27 @@ class PersonCache:
                 measurements=dict(raw["quality"]["measurements"]),
                 reasons=tuple(raw["quality"]["reasons"]),
             )
-            return FaceProbe(
+            probe = FaceProbe(
                 detection=detection,
                 quality=quality,
+                index=int(raw["index"]),
+                prominence=float(raw["prominence"]),
                 embedding=np.asarray(raw["embedding"], dtype=np.float32),
+            )
+            return Analysis(
+                probes=[probe],
+                image=ImageMeta(**raw["image"]),
+                image_sha256=raw["image_sha256"],
+                detector=raw["detector"],
                 embedder=raw["embedder"],
                 space=raw["space"],
-                detector=raw["detector"],
-                liveness=None,
-                image_sha256=raw["image_sha256"],
+                faces_in_image=int(raw["faces_in_image"]),
             )
         except (KeyError, TypeError, ValueError):
             return None
 
-    async def put_probe(self, key: str, probe: FaceProbe) -> None:
+    async def put_analysis(self, key: str, analysis: Analysis) -> None:
+        probe = analysis.subject
         box = probe.detection.bbox
         marks = probe.detection.landmarks
         value = {
@@ -109,13 +117,18 @@ class PersonCache:
                 "measurements": probe.quality.measurements,
                 "reasons": list(probe.quality.reasons),
             },
-            "embedding": probe.embedding.tolist(),
-            "embedder": probe.embedder,
-            "space": probe.space,
-            "detector": probe.detector,
-            "image_sha256": probe.image_sha256,
+            "index": probe.index,
+            "prominence": probe.prominence,
+            "embedding": probe.vector.tolist(),
+            "image": asdict(analysis.image),
+            "embedder": analysis.embedder,
+            "space": analysis.space,
+            "detector": analysis.detector,
+            "image_sha256": analysis.image_sha256,
+            "faces_in_image": analysis.faces_in_image,
         }
-        await set_json(self.cache, key, value, ttl=self.ttl, tags=[image_tag(probe.image_sha256)])
+        tags = [image_tag(analysis.image_sha256)]
+        await set_json(self.cache, key, value, ttl=self.ttl, tags=tags)
 
     async def purge_persons(self, person_ids: set[str] | None) -> None:
         """Changes made by another process: drop this process's cached copies of those persons."""

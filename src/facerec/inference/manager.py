@@ -7,6 +7,10 @@
 - Idle unload: ``unload_idle()`` (run periodically by the app) unloads models unused for
   ``idle_unload_seconds``.
 - Providers: the configured list ∩ what onnxruntime has, in the configured order.
+- Names: ``auto`` is the installed model of the task with the lowest ``auto_rank`` (catalogue
+  data, carried by each model's info) whose licence allows commercial use, unless
+  ``allow_non_commercial``; an alias (``arcface``) is the best installed model that carries it;
+  an explicit name is used whatever its licence.
 """
 
 from __future__ import annotations
@@ -27,13 +31,6 @@ from facerec.inference.types import ModelTask
 logger = logging.getLogger(__name__)
 
 M = TypeVar("M", bound=Model)
-
-# "auto" picks the first installed model of the task in this order.
-PREFERENCE: dict[ModelTask, tuple[str, ...]] = {
-    ModelTask.DETECTION: ("retinaface", "scrfd", "yunet", "yolov8-face", "hog"),
-    ModelTask.EMBEDDING: ("dlib_resnet", "mobilefacenet", "arcface", "adaface", "facenet"),
-    ModelTask.LIVENESS: ("minifasnet",),
-}
 
 
 class ModelEvents(Protocol):
@@ -64,6 +61,9 @@ class ModelStatus:
     version: str
     source: str
     license: str
+    license_url: str
+    commercial_use: bool
+    aliases: tuple[str, ...]
     description: str
     installed: bool
     not_installed_reason: str
@@ -118,18 +118,51 @@ class ModelManager:
     def installed(self, task: ModelTask) -> list[str]:
         return [n for n in self.names(task) if self._slots[n].model.is_installed()]
 
+    def ranked(self, task: ModelTask) -> list[str]:
+        """Models of ``task`` by ``auto_rank`` (unranked last, in registration order)."""
+        names = self.names(task)
+
+        def key(item: tuple[int, str]) -> tuple[bool, int, int]:
+            rank = self._slots[item[1]].model.info.auto_rank
+            return rank is None, rank or 0, item[0]
+
+        return [name for _, name in sorted(enumerate(names), key=key)]
+
+    def auto_candidates(self, task: ModelTask) -> list[str]:
+        """What ``auto`` may pick, best first: installed, and licensed for commercial use unless
+        ``allow_non_commercial``."""
+        allow = self._settings.allow_non_commercial
+        return [
+            n
+            for n in self.ranked(task)
+            if self._slots[n].model.is_installed()
+            and (allow or self._slots[n].model.info.commercial_use)
+        ]
+
     def resolve(self, task: ModelTask, name: str | None) -> str:
-        """A concrete model name for ``name`` (``auto``/None = best installed of the task)."""
+        """A concrete model name for ``name`` (``auto``/None = best installed of the task; an
+        alias = the best installed model carrying it)."""
         if name is None or name == "" or name == "auto":
+            candidates = self.auto_candidates(task)
+            if candidates:
+                return candidates[0]
             installed = self.installed(task)
-            for candidate in PREFERENCE.get(task, ()):
-                if candidate in installed:
-                    return candidate
             if installed:
-                return installed[0]
+                raise ModelNotAvailableError(
+                    f"no {task.value} model licensed for commercial use is installed: name one "
+                    f"explicitly ({', '.join(installed)}) or set "
+                    "FACEREC_MODELS__ALLOW_NON_COMMERCIAL=true to let auto choose it",
+                    code="model_not_installed",
+                    task=task.value,
+                    non_commercial=installed,
+                )
             raise ModelNotAvailableError(
                 f"no {task.value} model is installed", code="model_not_installed", task=task.value
             )
+        if name not in self._slots:
+            targets = [n for n in self.ranked(task) if name in self._slots[n].model.info.aliases]
+            if targets:
+                return self._resolve_alias(task, name, targets)
         slot = self._slots.get(name)
         if slot is None or slot.model.info.task != task:
             raise ModelNotAvailableError(
@@ -147,6 +180,18 @@ class ModelManager:
                 available=self.installed(task),
             )
         return name
+
+    def _resolve_alias(self, task: ModelTask, alias: str, targets: list[str]) -> str:
+        for target in targets:
+            if self._slots[target].model.is_installed():
+                return target
+        raise ModelNotAvailableError(
+            f"no model for {alias!r} is installed: pull or import one of {', '.join(targets)}",
+            code="model_not_installed",
+            model=alias,
+            candidates=targets,
+            available=self.installed(task),
+        )
 
     def peek(self, name: str) -> Model:
         """The model object without loading it (for metadata such as thresholds)."""
@@ -259,9 +304,12 @@ class ModelManager:
                     name=name,
                     task=info.task.value,
                     family=info.family,
-                    version=info.version,
+                    version=slot.model.version,
                     source=info.source,
                     license=info.license,
+                    license_url=info.license_url,
+                    commercial_use=info.commercial_use,
+                    aliases=info.aliases,
                     description=info.description,
                     installed=slot.model.is_installed(),
                     not_installed_reason=slot.model.not_installed_reason(),

@@ -31,3 +31,8 @@ class ModelInfo:
     license: str
     description: str = ""
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
+    license_url: str = ""
+    # False: ``auto`` never picks it unless models.allow_non_commercial (catalogue licence).
+    commercial_use: bool = True
+    aliases: tuple[str, ...] = ()
+    auto_rank: int | None = None  # lower = preferred by ``auto``; None: after the ranked ones

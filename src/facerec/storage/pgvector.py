@@ -198,6 +198,11 @@ class PgVectorSearcher:
     async def close(self) -> None:
         return None
 
+    async def count(self, collection: str, space: str) -> int:
+        async with self._engine.connect() as conn:
+            sql = text(f"SELECT count(*) FROM {TABLE} WHERE collection = :c AND space = :s")
+            return int((await conn.execute(sql, {"c": collection, "s": space})).scalar_one())
+
     async def search(
         self, collection: str, space: str, query: NDArray[np.float32], k: int = 1
     ) -> list[SearchHit]:

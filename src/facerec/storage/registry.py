@@ -115,6 +115,13 @@ class IndexRegistry:
                 return hits[:k]
             fetch *= 4
 
+    async def count(self, collection: str, space: str) -> int:
+        await self.sync()
+        try:
+            return len((await self._shard(collection, space)).index)
+        except NotFoundError:
+            return 0
+
     async def sync(self) -> int:
         """Apply changes committed by any process since the last call; returns how many.
 

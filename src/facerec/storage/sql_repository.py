@@ -182,6 +182,28 @@ class SqlGalleryRepository(SqlWrites):
         async with self._engine.connect() as conn:
             return await self._load_person(conn, person_id)
 
+    async def get_persons(self, person_ids: Sequence[str]) -> dict[str, Person]:
+        """Several persons in one query (ids not found are absent from the result)."""
+        wanted = list(dict.fromkeys(person_ids))
+        if not wanted:
+            return {}
+        async with self._engine.connect() as conn:
+            query = select(*person_columns).where(persons.c.id.in_(wanted))
+            return {p.id: p for p in (to_person(r) for r in await conn.execute(query))}
+
+    async def faces_of(self, person_ids: Sequence[str], space: str) -> list[Face]:
+        """Every face (with its embedding) of these persons in one embedding space."""
+        wanted = list(dict.fromkeys(person_ids))
+        if not wanted:
+            return []
+        async with self._engine.connect() as conn:
+            query = (
+                select(*faces.c)
+                .where(faces.c.person_id.in_(wanted), faces.c.space == space)
+                .order_by(faces.c.person_id, faces.c.created_at, faces.c.id)
+            )
+            return [to_face(r) for r in await conn.execute(query)]
+
     async def get_person_by_employee_id(self, employee_id: str) -> Person:
         async with self._engine.connect() as conn:
             query = select(*person_columns).where(persons.c.employee_id == employee_id)

@@ -6,14 +6,16 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Form, UploadFile
 
-from facerec.api.convert import face_out, image_info, liveness_out
+from facerec.api.convert import face_out, image_info
 from facerec.api.deps import StateDep
 from facerec.api.schemas.common import ERROR_RESPONSES
-from facerec.api.schemas.detection import DetectionRequest, DetectionResponse
-from facerec.api.uploads import read_upload
-from facerec.domain.detection import DetectOptions
+from facerec.api.schemas.detection import (
+    DetectionOptionsIn,
+    DetectionRequest,
+    DetectionResponse,
+)
+from facerec.api.uploads import ImageSource, image_bytes
 from facerec.domain.timing import StageTimer
-from facerec.inference.images import decode_base64
 from facerec.state import AppState
 
 router = APIRouter(prefix="/api/face-detection", tags=["Face detection"], responses=ERROR_RESPONSES)
@@ -21,35 +23,29 @@ router = APIRouter(prefix="/api/face-detection", tags=["Face detection"], respon
 
 async def _detect(
     state: AppState,
-    data: bytes,
-    options: DetectOptions,
-    *,
-    landmarks: bool,
-    liveness: bool,
+    source: ImageSource,
+    body: DetectionOptionsIn,
     filename: str | None = None,
 ) -> DetectionResponse:
     timer = StageTimer(state.metrics.stage)
-    if liveness:
-        state.pipeline.liveness_name()  # 503 liveness_unavailable before any work
-    # Liveness crops faces from the decoded pixels: it needs them at full resolution.
-    result = await state.executor.run(
-        state.detection.detect, data, options, timer, reduced=not liveness
+    options = state.queries.all_faces_options(
+        detector=body.model_name,
+        conf_threshold=body.conf_threshold,
+        iou_threshold=body.iou_threshold,
+        max_faces=body.max_faces,
+        min_quality=body.min_quality_threshold,
+        liveness=body.check_liveness,
     )
+    data = await image_bytes(source, state.settings.limits)
+    result = await state.queries.analyse(data, options, timer)
     if result.filtered_low_quality:
         state.metrics.faces_filtered.inc(result.filtered_low_quality)
-    faces = [face_out(f, landmarks) for f in result.faces]
-    if liveness and result.faces:
-        detections = [f.detection for f in result.faces]
-        verdicts = await state.executor.run(
-            state.pipeline.liveness_of, result.image, detections, None, timer
-        )
-        for face, verdict in zip(faces, verdicts, strict=True):
-            face.liveness = liveness_out(verdict)
+    faces = [face_out(f, body.return_landmarks) for f in result.probes]
     return DetectionResponse(
         faces_detected=len(faces),
         faces=faces,
         faces_filtered_low_quality=result.filtered_low_quality,
-        model_used=result.model_used,
+        model_used=result.detector,
         processing_time=round(timer.total, 4),
         timings={k: round(v, 4) for k, v in timer.stages.items()},
         image_info=image_info(result.image),
@@ -59,17 +55,7 @@ async def _detect(
 
 @router.post("/detect", response_model=DetectionResponse, summary="Detect faces (base64 JSON)")
 async def detect(body: DetectionRequest, state: StateDep) -> DetectionResponse:
-    data = decode_base64(body.image_base64, state.settings.limits)
-    options = DetectOptions(
-        model_name=body.model_name,
-        conf_threshold=body.conf_threshold,
-        iou_threshold=body.iou_threshold,
-        max_faces=body.max_faces,
-        min_quality=body.min_quality_threshold,
-    )
-    return await _detect(
-        state, data, options, landmarks=body.return_landmarks, liveness=body.check_liveness
-    )
+    return await _detect(state, body.image_base64, body)
 
 
 @router.post(
@@ -86,19 +72,13 @@ async def detect_upload(
     return_landmarks: Annotated[bool, Form()] = False,
     check_liveness: Annotated[bool, Form()] = False,
 ) -> DetectionResponse:
-    data = await read_upload(file, state.settings.limits.max_upload_bytes)
-    options = DetectOptions(
+    body = DetectionOptionsIn(
         model_name=model_name,
         conf_threshold=conf_threshold,
         iou_threshold=iou_threshold,
         max_faces=max_faces,
-        min_quality=min_quality_threshold,
+        min_quality_threshold=min_quality_threshold,
+        return_landmarks=return_landmarks,
+        check_liveness=check_liveness,
     )
-    return await _detect(
-        state,
-        data,
-        options,
-        landmarks=return_landmarks,
-        liveness=check_liveness,
-        filename=file.filename,
-    )
+    return await _detect(state, file, body, file.filename)

@@ -10,10 +10,8 @@ from facerec.api.convert import bbox_out, image_info
 from facerec.api.deps import StateDep
 from facerec.api.schemas.common import ERROR_RESPONSES
 from facerec.api.schemas.liveness import LivenessFace, LivenessRequest, LivenessResponse
-from facerec.api.uploads import read_upload
-from facerec.domain.detection import DetectOptions
+from facerec.api.uploads import ImageSource, image_bytes
 from facerec.domain.timing import StageTimer
-from facerec.inference.images import decode_base64
 from facerec.state import AppState
 
 router = APIRouter(
@@ -23,19 +21,28 @@ router = APIRouter(
 
 async def _check(
     state: AppState,
-    data: bytes,
-    options: DetectOptions,
+    source: ImageSource,
+    *,
+    detector: str,
+    conf_threshold: float,
+    max_faces: int,
     threshold: float | None,
     filename: str | None = None,
 ) -> LivenessResponse:
     timer = StageTimer(state.metrics.stage)
-    result = await state.executor.run(
-        state.pipeline.check_liveness, data, options, threshold, timer
+    options = state.queries.all_faces_options(
+        detector=detector,
+        conf_threshold=conf_threshold,
+        max_faces=max_faces,
+        liveness=True,
+        liveness_threshold=threshold,
     )
+    data = await image_bytes(source, state.settings.limits)
+    result = await state.queries.analyse(data, options, timer)
     faces = [
         LivenessFace(
-            bbox=bbox_out(face.bbox),
-            confidence=round(face.score, 4),
+            bbox=bbox_out(face.detection.bbox),
+            confidence=round(face.detection.score, 4),
             is_live=verdict.is_live,
             live_score=round(verdict.live_score, 4),
             threshold=verdict.threshold,
@@ -43,12 +50,13 @@ async def _check(
             per_model={k: round(v, 4) for k, v in verdict.per_model.items()},
             reason=verdict.reason,
         )
-        for face, verdict in zip(result.faces, result.verdicts, strict=True)
+        for face in result.probes
+        if (verdict := face.liveness) is not None
     ]
     return LivenessResponse(
         faces_detected=len(faces),
         faces=faces,
-        model_used=result.model,
+        model_used=options.liveness or "",
         detector_used=result.detector,
         processing_time=round(timer.total, 4),
         timings={k: round(v, 4) for k, v in timer.stages.items()},
@@ -59,11 +67,14 @@ async def _check(
 
 @router.post("/detect", response_model=LivenessResponse, summary="Liveness of every face (JSON)")
 async def detect(body: LivenessRequest, state: StateDep) -> LivenessResponse:
-    data = decode_base64(body.image_base64, state.settings.limits)
-    options = DetectOptions(
-        model_name=body.detector, conf_threshold=body.conf_threshold, max_faces=body.max_faces
+    return await _check(
+        state,
+        body.image_base64,
+        detector=body.detector,
+        conf_threshold=body.conf_threshold,
+        max_faces=body.max_faces,
+        threshold=body.threshold,
     )
-    return await _check(state, data, options, body.threshold)
 
 
 @router.post(
@@ -77,6 +88,12 @@ async def detect_upload(
     conf_threshold: Annotated[float, Form(ge=0.0, le=1.0)] = 0.5,
     max_faces: Annotated[int, Form(ge=1, le=100)] = 20,
 ) -> LivenessResponse:
-    data = await read_upload(file, state.settings.limits.max_upload_bytes)
-    options = DetectOptions(model_name=detector, conf_threshold=conf_threshold, max_faces=max_faces)
-    return await _check(state, data, options, threshold, file.filename)
+    return await _check(
+        state,
+        file,
+        detector=detector,
+        conf_threshold=conf_threshold,
+        max_faces=max_faces,
+        threshold=threshold,
+        filename=file.filename,
+    )

@@ -38,7 +38,7 @@ async def list_persons(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
 ) -> PersonListResponse:
-    page = await state.gallery.repository.list_persons(
+    page = await state.persons.repository.list_persons(
         collection=collection, name=name, employee_id=employee_id, limit=limit, cursor=cursor
     )
     return PersonListResponse(
@@ -48,8 +48,8 @@ async def list_persons(
 
 @router.get("/persons/{person_id}", response_model=PersonDetailResponse, summary="One person")
 async def get_person(person_id: str, state: StateDep) -> PersonDetailResponse:
-    person = await state.gallery.repository.get_person(person_id)
-    faces = await state.gallery.repository.list_faces(person_id)
+    person = await state.persons.repository.get_person(person_id)
+    faces = await state.persons.repository.list_faces(person_id)
     return PersonDetailResponse(
         person=person_out(person), faces=[face_record_out(f) for f in faces]
     )
@@ -64,12 +64,12 @@ async def patch_person(person_id: str, body: PersonPatchRequest, state: StateDep
         department=body.department if "department" in fields else UNSET,
         position=body.position if "position" in fields else UNSET,
     )
-    return person_out(await state.gallery.update_person(person_id, patch))
+    return person_out(await state.persons.update_person(person_id, patch))
 
 
 @router.delete("/persons/{person_id}", response_model=DeletedResponse, summary="Erase a person")
 async def delete_person(person_id: str, state: StateDep) -> DeletedResponse:
-    erasure = await state.gallery.delete_person(person_id)
+    erasure = await state.persons.delete_person(person_id)
     return DeletedResponse(
         deleted_persons=len(erasure.person_ids), deleted_faces=len(erasure.face_ids)
     )
@@ -79,7 +79,7 @@ async def delete_person(person_id: str, state: StateDep) -> DeletedResponse:
     "/persons/{person_id}/faces/{face_id}", response_model=DeletedResponse, summary="Erase one face"
 )
 async def delete_face(person_id: str, face_id: str, state: StateDep) -> DeletedResponse:
-    erasure = await state.gallery.delete_face(person_id, face_id)
+    erasure = await state.persons.delete_face(person_id, face_id)
     return DeletedResponse(deleted_persons=0, deleted_faces=len(erasure.face_ids))
 
 
@@ -87,7 +87,7 @@ async def delete_face(person_id: str, face_id: str, state: StateDep) -> DeletedR
     "/collections", response_model=CollectionOut, status_code=201, summary="Create a gallery"
 )
 async def create_collection(body: CollectionIn, state: StateDep) -> CollectionOut:
-    created = await state.gallery.repository.create_collection(
+    created = await state.persons.repository.create_collection(
         check_collection_name(body.name), body.description
     )
     return collection_out(created)
@@ -95,7 +95,7 @@ async def create_collection(body: CollectionIn, state: StateDep) -> CollectionOu
 
 @router.get("/collections", response_model=CollectionListResponse, summary="List galleries")
 async def list_collections(state: StateDep) -> CollectionListResponse:
-    items = await state.gallery.repository.list_collections()
+    items = await state.persons.repository.list_collections()
     return CollectionListResponse(collections=[collection_out(c) for c in items])
 
 
@@ -107,7 +107,7 @@ async def list_collections(state: StateDep) -> CollectionListResponse:
 async def delete_collection(
     name: str, state: StateDep, force: Annotated[bool, Query()] = False
 ) -> DeletedResponse:
-    erasure = await state.gallery.delete_collection(name, force)
+    erasure = await state.persons.delete_collection(name, force)
     return DeletedResponse(
         deleted_persons=len(erasure.person_ids), deleted_faces=len(erasure.face_ids)
     )

@@ -1,4 +1,7 @@
-"""Face recognition: enrollment, identification, verification (JSON and multipart)."""
+"""Face recognition: enrollment, identification, verification (JSON and multipart).
+
+Each pair of routes shares one handler; the image comes through :func:`image_bytes` either way.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, UploadFile
 
-from facerec.api.convert import face_info, match_out, person_out
+from facerec.api.convert import (
+    face_info,
+    match_out,
+    operating_point_out,
+    person_out,
+    warning_out,
+)
 from facerec.api.deps import StateDep
 from facerec.api.schemas.common import ERROR_RESPONSES
 from facerec.api.schemas.recognition import (
@@ -21,12 +30,12 @@ from facerec.api.schemas.recognition import (
     RegisterMultipleRequest,
     RegisterMultipleResponse,
 )
-from facerec.api.uploads import read_upload
-from facerec.domain.faces import ProcessingMode
-from facerec.domain.gallery import Recognition, RecognizeOptions, Verification
+from facerec.api.uploads import ImageSource, image_bytes
+from facerec.domain.enrollment import Enrollment, GuardPolicy
+from facerec.domain.identification import RecognizeOptions
+from facerec.domain.probes import ProcessingMode
 from facerec.domain.timing import StageTimer
 from facerec.errors import InvalidInputError
-from facerec.inference.images import decode_base64
 from facerec.state import AppState
 from facerec.storage.models import NewPerson
 
@@ -39,58 +48,6 @@ def _mode(fast_mode: bool, mode: ProcessingMode) -> ProcessingMode:
     return ProcessingMode.FAST if fast_mode else mode
 
 
-async def _add_face(
-    state: AppState,
-    image: bytes,
-    *,
-    person_name: str,
-    person_id: str | None,
-    model_name: str,
-    metadata: dict[str, Any] | None,
-    collection: str,
-    mode: ProcessingMode,
-    check_liveness: bool | None,
-) -> AddFaceResponse:
-    timer = StageTimer(state.metrics.stage)
-    person, face_id, probe = await state.gallery.add_face(
-        image=image,
-        person_name=person_name,
-        person_id=person_id,
-        model=model_name,
-        metadata=metadata,
-        collection=collection,
-        mode=mode,
-        check_liveness=check_liveness,
-        timer=timer,
-    )
-    return AddFaceResponse(
-        person_id=person.id,
-        person_name=person.name,
-        face_id=face_id,
-        model_used=probe.embedder,
-        face_quality=probe.quality.score,
-        face=face_info(probe),
-        person=person_out(person),
-        processing_time=round(timer.total, 4),
-    )
-
-
-@router.post("/add-face", response_model=AddFaceResponse, summary="Enroll one face of a person")
-async def add_face(body: AddFaceRequest, state: StateDep) -> AddFaceResponse:
-    image = decode_base64(body.face_image_base64, state.settings.limits)
-    return await _add_face(
-        state,
-        image,
-        person_name=body.person_name,
-        person_id=body.person_id,
-        model_name=body.model_name,
-        metadata=body.metadata,
-        collection=body.collection,
-        mode=_mode(body.fast_mode, body.processing_mode),
-        check_liveness=body.check_liveness,
-    )
-
-
 def _metadata(raw: str | None) -> dict[str, Any] | None:
     if raw is None or raw == "":
         return None
@@ -101,6 +58,44 @@ def _metadata(raw: str | None) -> dict[str, Any] | None:
     if not isinstance(value, dict):
         raise InvalidInputError("metadata must be a JSON object", code="invalid_metadata")
     return value
+
+
+# --- enrollment -------------------------------------------------------------------------------
+
+
+async def _add_face(state: AppState, source: ImageSource, body: AddFaceRequest) -> AddFaceResponse:
+    image = await image_bytes(source, state.settings.limits)
+    timer = StageTimer(state.metrics.stage)
+    done = await state.enrollment.add_face(
+        image=image,
+        person_name=body.person_name,
+        person_id=body.person_id or None,
+        model=body.model_name,
+        metadata=body.metadata,
+        collection=body.collection,
+        mode=_mode(body.fast_mode, body.processing_mode),
+        check_liveness=body.check_liveness,
+        on_duplicate=body.on_duplicate,
+        on_inconsistent=body.on_inconsistent,
+        timer=timer,
+    )
+    return AddFaceResponse(
+        person_id=done.person.id,
+        person_name=done.person.name,
+        face_id=done.face_id,
+        model_used=done.analysis.embedder or "",
+        face_quality=done.analysis.subject.quality.score,
+        face=face_info(done.analysis),
+        person=person_out(done.person),
+        embedding_space=done.analysis.space or "",
+        warnings=[warning_out(w) for w in done.warnings],
+        processing_time=round(timer.total, 4),
+    )
+
+
+@router.post("/add-face", response_model=AddFaceResponse, summary="Enroll one face of a person")
+async def add_face(body: AddFaceRequest, state: StateDep) -> AddFaceResponse:
+    return await _add_face(state, body.face_image_base64, body)
 
 
 @router.post(
@@ -117,19 +112,52 @@ async def add_face_upload(
     fast_mode: Annotated[bool, Form()] = False,
     processing_mode: Annotated[ProcessingMode, Form()] = ProcessingMode.BALANCED,
     check_liveness: Annotated[bool | None, Form()] = None,
+    on_duplicate: Annotated[GuardPolicy, Form()] = GuardPolicy.WARN,
+    on_inconsistent: Annotated[GuardPolicy, Form()] = GuardPolicy.WARN,
 ) -> AddFaceResponse:
-    image = await read_upload(file, state.settings.limits.max_upload_bytes)
-    return await _add_face(
-        state,
-        image,
+    body = AddFaceRequest(
         person_name=person_name,
         person_id=person_id or None,
+        face_image_base64="",
         model_name=model_name,
         metadata=_metadata(metadata),
         collection=collection,
-        mode=_mode(fast_mode, processing_mode),
+        fast_mode=fast_mode,
+        processing_mode=processing_mode,
         check_liveness=check_liveness,
+        on_duplicate=on_duplicate,
+        on_inconsistent=on_inconsistent,
     )
+    return await _add_face(state, file, body)
+
+
+def _image_results(enrollment: Enrollment) -> list[ImageResult]:
+    face_ids = iter(enrollment.face_ids)
+    results = []
+    for outcome in enrollment.outcomes:
+        warnings = [warning_out(w) for w in outcome.warnings]
+        if outcome.analysis is not None:
+            results.append(
+                ImageResult(
+                    index=outcome.index,
+                    accepted=True,
+                    face_id=next(face_ids),
+                    face_quality=outcome.analysis.subject.quality.score,
+                    warnings=warnings,
+                )
+            )
+        elif outcome.error is not None:
+            results.append(
+                ImageResult(
+                    index=outcome.index,
+                    accepted=False,
+                    reason=outcome.error.code,
+                    message=outcome.error.message,
+                    details=outcome.error.details,
+                    warnings=warnings,
+                )
+            )
+    return results
 
 
 @router.post(
@@ -147,7 +175,7 @@ async def register_multiple(
             code="too_many_images",
             limit=limits.max_images_per_request,
         )
-    images = [decode_base64(text, limits) for text in body.images]
+    images = [await image_bytes(text, limits) for text in body.images]
     timer = StageTimer(state.metrics.stage)
     person = NewPerson(
         name=body.full_name,
@@ -157,37 +185,18 @@ async def register_multiple(
         position=body.position,
         metadata=dict(body.metadata or {}),
     )
-    enrollment = await state.gallery.register_multiple(
+    enrollment = await state.enrollment.register_multiple(
         images=images,
         person=person,
         model=body.model_name,
         mode=body.processing_mode,
         replace=body.replace,
         check_liveness=body.check_liveness,
+        on_duplicate=body.on_duplicate,
+        on_inconsistent=body.on_inconsistent,
         timer=timer,
     )
-    face_ids = iter(enrollment.face_ids)
-    results = []
-    for outcome in enrollment.outcomes:
-        if outcome.probe is not None:
-            results.append(
-                ImageResult(
-                    index=outcome.index,
-                    accepted=True,
-                    face_id=next(face_ids),
-                    face_quality=outcome.probe.quality.score,
-                )
-            )
-        elif outcome.error is not None:
-            results.append(
-                ImageResult(
-                    index=outcome.index,
-                    accepted=False,
-                    reason=outcome.error.code,
-                    message=outcome.error.message,
-                    details=outcome.error.details,
-                )
-            )
+    results = _image_results(enrollment)
     accepted = sum(1 for r in results if r.accepted)
     return RegisterMultipleResponse(
         person=person_out(enrollment.person),
@@ -197,11 +206,31 @@ async def register_multiple(
         images_rejected=len(results) - accepted,
         results=results,
         model_used=enrollment.embedder,
+        warnings=[warning_out(w) for w in enrollment.warnings],
         processing_time=round(timer.total, 4),
     )
 
 
-def _recognition_response(result: Recognition, timer: StageTimer) -> RecognizeResponse:
+# --- identification ---------------------------------------------------------------------------
+
+
+async def _recognize(
+    state: AppState, source: ImageSource, body: RecognizeRequest
+) -> RecognizeResponse:
+    image = await image_bytes(source, state.settings.limits)
+    timer = StageTimer(state.metrics.stage)
+    options = RecognizeOptions(
+        gallery=body.gallery,
+        model=body.model_name,
+        top_k=body.top_k,
+        target_fpir=body.target_fpir,
+        similarity_threshold=body.similarity_threshold,
+        min_margin=body.min_margin,
+        mode=body.processing_mode,
+        check_liveness=body.check_liveness,
+        min_quality=body.min_quality,
+    )
+    result = await state.identification.recognize(image=image, request=options, timer=timer)
     matches = [match_out(m) for m in result.matches]
     best = match_out(result.best) if result.best is not None else None
     return RecognizeResponse(
@@ -210,8 +239,11 @@ def _recognition_response(result: Recognition, timer: StageTimer) -> RecognizeRe
         best_match=best,
         unknown=best is None,
         confidence_scores=[m.similarity for m in matches],
-        model_used=result.probe.embedder,
-        face=face_info(result.probe),
+        model_used=result.analysis.embedder or "",
+        embedding_space=result.analysis.space or "",
+        face=face_info(result.analysis),
+        faces_in_image=result.analysis.faces_in_image,
+        operating_point=operating_point_out(result.point, result.decision),
         processing_time=round(timer.total, 4),
     )
 
@@ -220,19 +252,7 @@ def _recognition_response(result: Recognition, timer: StageTimer) -> RecognizeRe
     "/recognize", response_model=RecognizeResponse, summary="Identify a face (1:N, open set)"
 )
 async def recognize(body: RecognizeRequest, state: StateDep) -> RecognizeResponse:
-    image = decode_base64(body.face_image_base64, state.settings.limits)
-    timer = StageTimer(state.metrics.stage)
-    options = RecognizeOptions(
-        gallery=body.gallery,
-        model=body.model_name,
-        top_k=body.top_k,
-        similarity_threshold=body.similarity_threshold,
-        mode=body.processing_mode,
-        check_liveness=body.check_liveness,
-        min_quality=body.min_quality,
-    )
-    result = await state.gallery.recognize(image=image, request=options, timer=timer)
-    return _recognition_response(result, timer)
+    return await _recognize(state, body.face_image_base64, body)
 
 
 @router.post(
@@ -244,50 +264,69 @@ async def recognize_upload(
     gallery: Annotated[str, Form(description="Collection name")] = "default",
     model_name: Annotated[str, Form()] = "auto",
     top_k: Annotated[int, Form(ge=1, le=100)] = 5,
-    similarity_threshold: Annotated[float, Form(ge=0.0, le=1.0)] = 0.5,
+    target_fpir: Annotated[float | None, Form(gt=0.0, lt=1.0)] = None,
+    similarity_threshold: Annotated[float | None, Form(ge=0.0, le=1.0)] = None,
+    min_margin: Annotated[float, Form(ge=0.0, le=1.0)] = 0.05,
     processing_mode: Annotated[ProcessingMode, Form()] = ProcessingMode.BALANCED,
     check_liveness: Annotated[bool | None, Form()] = None,
     min_quality: Annotated[float, Form(ge=0.0, le=100.0)] = 0.0,
 ) -> RecognizeResponse:
-    image = await read_upload(file, state.settings.limits.max_upload_bytes)
-    timer = StageTimer(state.metrics.stage)
-    options = RecognizeOptions(
+    body = RecognizeRequest(
+        face_image_base64="",
         gallery=gallery,
-        model=model_name,
+        model_name=model_name,
         top_k=top_k,
+        target_fpir=target_fpir,
         similarity_threshold=similarity_threshold,
-        mode=processing_mode,
+        min_margin=min_margin,
+        processing_mode=processing_mode,
         check_liveness=check_liveness,
         min_quality=min_quality,
     )
-    result = await state.gallery.recognize(image=image, request=options, timer=timer)
-    return _recognition_response(result, timer)
+    return await _recognize(state, file, body)
 
 
-def _compare_response(result: Verification, timer: StageTimer) -> CompareResponse:
+# --- verification -----------------------------------------------------------------------------
+
+
+async def _compare(
+    state: AppState,
+    first_source: ImageSource,
+    second_source: ImageSource,
+    model_name: str,
+    mode: ProcessingMode,
+) -> CompareResponse:
+    limits = state.settings.limits
+    first = await image_bytes(first_source, limits)
+    second = await image_bytes(second_source, limits)
+    timer = StageTimer(state.metrics.stage)
+    result = await state.verification.compare(
+        first=first, second=second, model=model_name, mode=mode, timer=timer
+    )
+    fmr = result.fmr
     return CompareResponse(
         is_same_person=result.same,
         similarity_score=round(result.similarity, 4),
         distance=round(result.distance, 4),
         threshold=result.threshold,
         confidence=round(result.confidence, 4),
+        false_match_rate=None if fmr is None else float(f"{fmr:.4g}"),
         model_used=result.embedder,
-        face1=face_info(result.probes[0]),
-        face2=face_info(result.probes[1]),
+        face1=face_info(result.analyses[0]),
+        face2=face_info(result.analyses[1]),
         processing_time=round(timer.total, 4),
     )
 
 
 @router.post("/compare", response_model=CompareResponse, summary="Verify two faces (1:1)")
 async def compare(body: CompareRequest, state: StateDep) -> CompareResponse:
-    limits = state.settings.limits
-    first = decode_base64(body.face1_image_base64, limits)
-    second = decode_base64(body.face2_image_base64, limits)
-    timer = StageTimer(state.metrics.stage)
-    result = await state.gallery.compare(
-        first=first, second=second, model=body.model_name, mode=body.processing_mode, timer=timer
+    return await _compare(
+        state,
+        body.face1_image_base64,
+        body.face2_image_base64,
+        body.model_name,
+        body.processing_mode,
     )
-    return _compare_response(result, timer)
 
 
 @router.post(
@@ -300,11 +339,4 @@ async def compare_upload(
     model_name: Annotated[str, Form()] = "auto",
     processing_mode: Annotated[ProcessingMode, Form()] = ProcessingMode.BALANCED,
 ) -> CompareResponse:
-    limit = state.settings.limits.max_upload_bytes
-    first = await read_upload(file1, limit)
-    second = await read_upload(file2, limit)
-    timer = StageTimer(state.metrics.stage)
-    result = await state.gallery.compare(
-        first=first, second=second, model=model_name, mode=processing_mode, timer=timer
-    )
-    return _compare_response(result, timer)
+    return await _compare(state, file1, file2, model_name, processing_mode)

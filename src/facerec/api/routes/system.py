@@ -31,6 +31,14 @@ class ModelOut(BaseModel):
     version: str
     source: str = Field(description="pypi:<package> or pack:<name> (downloaded or imported file)")
     license: str
+    license_url: str = ""
+    commercial_use: bool = Field(
+        description="whether the licence allows commercial use; `auto` never picks a model "
+        "that does not unless FACEREC_MODELS__ALLOW_NON_COMMERCIAL=true"
+    )
+    aliases: list[str] = Field(
+        default_factory=list, description="other names that select this model (best installed)"
+    )
     description: str
     installed: bool
     not_installed_reason: str = ""
@@ -86,6 +94,9 @@ async def list_models(state: StateDep) -> ModelsResponse:
             version=s.version,
             source=s.source,
             license=s.license,
+            license_url=s.license_url,
+            commercial_use=s.commercial_use,
+            aliases=list(s.aliases),
             description=s.description,
             installed=s.installed,
             not_installed_reason=s.not_installed_reason,

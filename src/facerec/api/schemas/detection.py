@@ -15,7 +15,25 @@ from facerec.api.schemas.common import (
 EXAMPLE_B64 = "/9j/4AAQSkZJRgABAQAAAQABAAD/2wBD..."
 
 
-class DetectionRequest(BaseModel):
+class DetectionOptionsIn(BaseModel):
+    """Detection options shared by the JSON and the multipart variant."""
+
+    model_config = ConfigDict(protected_namespaces=())
+
+    model_name: str = Field("auto", description="Detector: `auto`, `retinaface`, `hog`, ...")
+    conf_threshold: float = Field(0.5, ge=0.0, le=1.0, description="Minimum detector score.")
+    iou_threshold: float = Field(0.4, ge=0.0, le=1.0, description="NMS overlap threshold.")
+    max_faces: int = Field(50, ge=1, le=1000, description="At most this many faces, best first.")
+    min_quality_threshold: float = Field(
+        40.0, ge=0.0, le=100.0, description="Faces with a lower quality score are left out."
+    )
+    return_landmarks: bool = Field(False, description="Include the 5-point landmarks.")
+    check_liveness: bool = Field(
+        False, description="Add a passive liveness verdict to each face (503 when unavailable)."
+    )
+
+
+class DetectionRequest(DetectionOptionsIn):
     model_config = ConfigDict(
         protected_namespaces=(),
         json_schema_extra={
@@ -35,17 +53,6 @@ class DetectionRequest(BaseModel):
 
     image_base64: str = Field(
         description="The image, base64; a `data:image/...;base64,` prefix is accepted."
-    )
-    model_name: str = Field("auto", description="Detector: `auto`, `retinaface`, `hog`, ...")
-    conf_threshold: float = Field(0.5, ge=0.0, le=1.0, description="Minimum detector score.")
-    iou_threshold: float = Field(0.4, ge=0.0, le=1.0, description="NMS overlap threshold.")
-    max_faces: int = Field(50, ge=1, le=1000, description="At most this many faces, best first.")
-    min_quality_threshold: float = Field(
-        40.0, ge=0.0, le=100.0, description="Faces with a lower quality score are left out."
-    )
-    return_landmarks: bool = Field(False, description="Include the 5-point landmarks.")
-    check_liveness: bool = Field(
-        False, description="Add a passive liveness verdict to each face (503 when unavailable)."
     )
 
 

@@ -11,17 +11,35 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from facerec.api.schemas.common import BoundingBox, LivenessOut, QualityOut
-from facerec.domain.faces import ProcessingMode
+from facerec.domain.enrollment import GuardPolicy
+from facerec.domain.probes import ProcessingMode
 
 IMG = "data:image/jpeg;base64,/9j/4AAQSkZJRgABAQAAAQABAAD/2wBD..."
 NO_NS = ConfigDict(protected_namespaces=())
 
 
 class FaceInfo(BaseModel):
-    bbox: BoundingBox
+    bbox: BoundingBox = Field(description="The face used: the photo's most prominent face.")
     confidence: float
     quality: QualityOut
     liveness: LivenessOut | None = None
+    prominence: float | None = Field(
+        None, description="0-1: size x centrality x detector confidence x quality."
+    )
+    faces_in_image: int | None = Field(
+        None, description="Faces detected in the photo (others never make it fail)."
+    )
+
+
+class WarningOut(BaseModel):
+    code: str = Field(description="`inconsistent_with_person` or `possible_duplicate`.")
+    message: str
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+GUARD_HELP = (
+    "`warn` (default): enroll and answer a warning; `reject`: answer 409 with the same code."
+)
 
 
 class PersonOut(BaseModel):
@@ -68,6 +86,15 @@ class AddFaceRequest(BaseModel):
     )
     processing_mode: ProcessingMode = ProcessingMode.BALANCED
     check_liveness: bool | None = Field(None, description="Reject spoofs; default from settings.")
+    on_duplicate: GuardPolicy = Field(
+        GuardPolicy.WARN,
+        description="A new person whose face already matches another person strictly. "
+        + GUARD_HELP,
+    )
+    on_inconsistent: GuardPolicy = Field(
+        GuardPolicy.WARN,
+        description="A face far from the person's other faces. " + GUARD_HELP,
+    )
 
 
 class AddFaceResponse(BaseModel):
@@ -82,6 +109,8 @@ class AddFaceResponse(BaseModel):
     face_quality: float
     face: FaceInfo
     person: PersonOut
+    embedding_space: str
+    warnings: list[WarningOut] = Field(default_factory=list)
     processing_time: float
 
 
@@ -114,6 +143,12 @@ class RegisterMultipleRequest(BaseModel):
     replace: bool = Field(False, description="Replace an existing employee's faces and record.")
     processing_mode: ProcessingMode = ProcessingMode.BALANCED
     check_liveness: bool | None = None
+    on_duplicate: GuardPolicy = Field(GuardPolicy.WARN, description=GUARD_HELP)
+    on_inconsistent: GuardPolicy = Field(
+        GuardPolicy.WARN,
+        description="A photo far from every other photo sent: `warn` accepts it with a "
+        "warning, `reject` rejects that photo (reason `inconsistent_with_person`).",
+    )
 
 
 class ImageResult(BaseModel):
@@ -124,6 +159,7 @@ class ImageResult(BaseModel):
     message: str | None = None
     details: dict[str, Any] = Field(default_factory=dict)
     face_quality: float | None = None
+    warnings: list[WarningOut] = Field(default_factory=list)
 
 
 class RegisterMultipleResponse(BaseModel):
@@ -137,6 +173,7 @@ class RegisterMultipleResponse(BaseModel):
     images_rejected: int
     results: list[ImageResult]
     model_used: str
+    warnings: list[WarningOut] = Field(default_factory=list)
     processing_time: float
 
 
@@ -149,7 +186,7 @@ class RecognizeRequest(BaseModel):
                     "face_image_base64": IMG,
                     "gallery": "default",
                     "top_k": 5,
-                    "similarity_threshold": 0.5,
+                    "target_fpir": 0.01,
                 }
             ]
         },
@@ -163,11 +200,26 @@ class RecognizeRequest(BaseModel):
     )
     model_name: str = "auto"
     top_k: int = Field(5, ge=1, le=100)
-    similarity_threshold: float = Field(
-        0.5,
+    target_fpir: float | None = Field(
+        None,
+        gt=0.0,
+        lt=1.0,
+        description="Wanted false-positive identification rate: the share of strangers that "
+        "may be named as someone, for this gallery's size. Default 0.01.",
+    )
+    similarity_threshold: float | None = Field(
+        None,
         ge=0.0,
         le=1.0,
-        description="0.5 is each model's calibrated decision threshold; higher is stricter.",
+        description="A fixed threshold instead of target_fpir (0.5 is the model's 1:1 "
+        "threshold; it does not grow stricter with the gallery).",
+    )
+    min_margin: float = Field(
+        0.05,
+        ge=0.0,
+        le=1.0,
+        description="When the runner-up also clears the threshold, the best must lead it by "
+        "this much similarity, or the answer is unknown (ambiguous).",
     )
     processing_mode: ProcessingMode = ProcessingMode.BALANCED
     check_liveness: bool | None = None
@@ -188,7 +240,31 @@ class MatchOut(BaseModel):
     margin: float | None = Field(
         None, description="Similarity above the next person's (None for the last match)."
     )
-    is_match: bool = Field(description="similarity ≥ similarity_threshold")
+    is_match: bool = Field(description="Clears the operating point's threshold.")
+    faces: int = Field(1, description="Faces in the person's template (all are scored).")
+    nearest_distance: float = Field(description="Distance of the person's nearest face.")
+
+
+class OperatingPointOut(BaseModel):
+    rule: str = Field(description="`target_fpir` or `similarity_threshold`.")
+    target_fpir: float | None
+    similarity_threshold: float = Field(description="The threshold used, as a similarity.")
+    distance_threshold: float
+    gallery_size: int = Field(description="Persons in the collection.")
+    comparisons: int = Field(description="Faces searched: a stranger's chances to be named.")
+    expected_fpir: float | None = Field(
+        description="Share of strangers expected to be named at this threshold."
+    )
+    fmr_at_threshold: float | None
+    extrapolated: bool = Field(
+        description="The FMR is below what the calibration data shows (tail model)."
+    )
+    capped_at_verification: bool = Field(
+        description="The FPIR threshold would have been looser than the 1:1 one."
+    )
+    min_margin: float
+    decided_by: str = Field(description="`threshold` or `margin` (ambiguous runner-up).")
+    calibration: str | None
 
 
 class RecognizeResponse(BaseModel):
@@ -201,7 +277,10 @@ class RecognizeResponse(BaseModel):
     unknown: bool = Field(description="True when no one clears the threshold (open set).")
     confidence_scores: list[float]
     model_used: str
+    embedding_space: str
     face: FaceInfo
+    faces_in_image: int
+    operating_point: OperatingPointOut
     processing_time: float
 
 
@@ -223,6 +302,9 @@ class CompareResponse(BaseModel):
     distance: float
     threshold: float = Field(description="The model's calibrated distance threshold.")
     confidence: float = Field(description="Confidence in is_same_person, 0.5-1.")
+    false_match_rate: float | None = Field(
+        None, description="Share of different-person pairs at least this close (calibration)."
+    )
     model_used: str
     face1: FaceInfo
     face2: FaceInfo

@@ -14,21 +14,13 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from facerec.inference import catalogue
 from facerec.inference.base import FaceDetector, RuntimeOptions
 from facerec.inference.detectors.nms import nms
-from facerec.inference.types import ImageBGR, ModelInfo, ModelTask
+from facerec.inference.types import ImageBGR
 from facerec.values import BBox, Detection
 
-INFO = ModelInfo(
-    name="hog",
-    task=ModelTask.DETECTION,
-    family="dlib",
-    version="dlib-20.0-hog",
-    source="pypi:dlib-bin",
-    license="Boost Software License (dlib)",
-    description="dlib HOG frontal face detector; CPU only, frontal faces; landmarks from dlib's "
-    "5-point shape predictor.",
-)
+INFO = catalogue.HOG.model_info()
 
 
 def shape_predictor_path() -> str:

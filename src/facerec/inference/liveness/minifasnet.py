@@ -27,8 +27,8 @@ from numpy.typing import NDArray
 
 from facerec.errors import ModelNotAvailableError
 from facerec.inference.base import LivenessModel, LivenessScore, RuntimeOptions, onnx_session
-from facerec.inference.liveness.pack import MINIFASNET_PACK, ModelPack
-from facerec.inference.types import ImageBGR, ModelInfo, ModelTask
+from facerec.inference.catalogue import MINIFASNET, ModelEntry
+from facerec.inference.types import ImageBGR, ModelInfo
 from facerec.values import BBox, Detection
 
 INPUT_NAME = "input"
@@ -112,20 +112,13 @@ def softmax(logits: NDArray[np.float32]) -> NDArray[np.float32]:
     return np.asarray(shifted / shifted.sum(axis=1, keepdims=True), dtype=np.float32)
 
 
-def _info(pack: ModelPack, threshold: float) -> ModelInfo:
-    return ModelInfo(
-        name=pack.name,
-        task=ModelTask.LIVENESS,
-        family=pack.family,
-        version=pack.version,
-        source=f"pack:{pack.name}",
-        license=pack.license,
-        description=pack.description,
+def _info(pack: ModelEntry, threshold: float) -> ModelInfo:
+    return pack.model_info(
         extra={
             "default_threshold": threshold,
             "networks": [
                 {"variant": f.variant, "scale": f.scale, "input_size": f.input_size}
-                for f in pack.files
+                for f in pack.converted_files
             ],
         },
     )
@@ -144,10 +137,10 @@ class MiniFASNetLiveness(LivenessModel):
         *,
         session: Mapping[str, Any] | None = None,
         threshold: float = DEFAULT_THRESHOLD,
-        pack: ModelPack = MINIFASNET_PACK,
+        pack: ModelEntry = MINIFASNET,
     ) -> None:
         if session is not None:
-            missing = {f.variant for f in pack.files} - set(session)
+            missing = {f.variant for f in pack.converted_files} - set(session)
             if missing:
                 raise ValueError(f"sessions missing for {sorted(missing)}")
         super().__init__(_info(pack, threshold), session=session)
@@ -156,7 +149,7 @@ class MiniFASNetLiveness(LivenessModel):
         self.threshold = threshold
 
     def _paths(self) -> list[Path]:
-        return [self.model_dir / f.onnx_name for f in self.pack.files]
+        return [self.model_dir / f.onnx_name for f in self.pack.converted_files]
 
     def is_installed(self) -> bool:
         return self._injected or all(path.is_file() for path in self._paths())
@@ -183,7 +176,7 @@ class MiniFASNetLiveness(LivenessModel):
             )
         return {
             spec.variant: onnx_session(self.model_dir / spec.onnx_name, runtime)
-            for spec in self.pack.files
+            for spec in self.pack.converted_files
         }
 
     def score(self, image: ImageBGR, faces: Sequence[Detection]) -> list[LivenessScore]:
@@ -191,7 +184,7 @@ class MiniFASNetLiveness(LivenessModel):
             return []
         sessions: Mapping[str, Any] = self.session
         per_model: dict[str, NDArray[np.float32]] = {}
-        for spec in self.pack.files:
+        for spec in self.pack.converted_files:
             batch = batch_crops(image, faces, spec.scale, spec.input_size)
             logits = np.asarray(sessions[spec.variant].run(None, {INPUT_NAME: batch})[0])
             per_model[spec.variant] = softmax(logits.astype(np.float32))[:, LIVE_CLASS]

@@ -1,0 +1,293 @@
+"""Enrollment: one photo (add-face) or an employee from several photos (register-multiple).
+
+Two guards keep templates trustworthy, each answered with a warning by default or with 409 when
+the request says ``reject``:
+
+- ``inconsistent_with_person``: a new face farther from every face already enrolled for the person
+  (or, in register-multiple, from every other photo sent) than the model's 1:1 threshold: probably
+  someone else, and it would poison the template;
+- ``possible_duplicate``: a *new* person whose face already matches another person of the
+  collection at a strict false-match rate (:data:`DUPLICATE_FMR`): probably enrolled twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from facerec.domain.enrollment_guards import GuardResult, Guards
+from facerec.domain.probes import Analysis, ProcessingMode
+from facerec.domain.queries import QueryRunner
+from facerec.domain.timing import StageTimer
+from facerec.errors import (
+    ConflictError,
+    FaceRecError,
+    FaceRejectedError,
+    InvalidInputError,
+    NotFoundError,
+)
+from facerec.storage.models import (
+    EmbeddingSpace,
+    NewFace,
+    NewPerson,
+    check_collection_name,
+    check_id,
+)
+from facerec.storage.protocols import GalleryRepository
+from facerec.values import Erasure, Metric, Person
+
+
+class GuardPolicy(StrEnum):
+    WARN = "warn"
+    REJECT = "reject"
+
+
+@dataclass(frozen=True)
+class EnrollmentWarning:
+    code: str  # inconsistent_with_person | possible_duplicate
+    message: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class FaceEnrollment:
+    person: Person
+    face_id: str
+    analysis: Analysis
+    warnings: list[EnrollmentWarning]
+
+
+@dataclass(frozen=True)
+class ImageOutcome:
+    index: int
+    analysis: Analysis | None = None
+    error: FaceRecError | None = None
+    warnings: list[EnrollmentWarning] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Enrollment:
+    person: Person
+    face_ids: list[str]
+    created: bool
+    outcomes: list[ImageOutcome] = field(default_factory=list)
+    embedder: str = ""
+    warnings: list[EnrollmentWarning] = field(default_factory=list)
+
+
+def _warning(result: GuardResult) -> EnrollmentWarning:
+    return EnrollmentWarning(result.code, result.message, dict(result.details))
+
+
+def _refuse(result: GuardResult) -> ConflictError:
+    return ConflictError(result.message, code=result.code, **result.details)
+
+
+class EnrollmentService:
+    def __init__(
+        self,
+        *,
+        queries: QueryRunner,
+        repository: GalleryRepository,
+        guards: Guards,
+        purge: Callable[[Erasure], Awaitable[None]],
+        max_images: int = 20,
+    ) -> None:
+        self.queries = queries
+        self.repository = repository
+        self.guards = guards
+        self._purge = purge
+        self.max_images = max_images
+
+    async def _space(self, embedder: str, space: str) -> EmbeddingSpace:
+        model = self.queries.embedder(embedder)
+        metric: Metric = "cosine" if model.metric == "cosine" else "l2"
+        return await self.repository.ensure_space(
+            EmbeddingSpace(name=space, dim=model.dim, metric=metric)
+        )
+
+    async def add_face(
+        self,
+        *,
+        image: bytes,
+        person_name: str,
+        person_id: str | None,
+        model: str | None,
+        metadata: Mapping[str, Any] | None,
+        collection: str,
+        mode: ProcessingMode,
+        check_liveness: bool | None,
+        timer: StageTimer,
+        on_duplicate: GuardPolicy = GuardPolicy.WARN,
+        on_inconsistent: GuardPolicy = GuardPolicy.WARN,
+    ) -> FaceEnrollment:
+        check_collection_name(collection)
+        existing: Person | None = None
+        if person_id is not None:
+            check_id(person_id, "person")
+            try:
+                existing = await self.repository.get_person(person_id)
+            except NotFoundError:
+                existing = None
+        options = self.queries.subject_options(
+            embedder=model, mode=mode, enrollment=True, check_liveness=check_liveness
+        )
+        analysis = await self.queries.analyse(image, options, timer)
+        embedder = options.embedder or ""
+        space = await self._space(embedder, analysis.space or "")
+        vector = analysis.subject.vector
+        warnings: list[EnrollmentWarning] = []
+        with timer.stage("guards"):
+            if existing is not None:
+                found = await self.guards.inconsistent(existing.id, space.name, [vector], embedder)
+            else:
+                found = await self.guards.duplicate(collection, space.name, [vector], embedder)
+        if found is not None:
+            policy = on_inconsistent if existing is not None else on_duplicate
+            if policy is GuardPolicy.REJECT:
+                raise _refuse(found)
+            warnings.append(_warning(found))
+        new_face = _new_face(space.name, analysis, vector)
+        create = NewPerson(
+            name=person_name, collection=collection, id=person_id, metadata=dict(metadata or {})
+        )
+        with timer.stage("store"):
+            if person_id is None:
+                person = await self.repository.create_person(create)
+                faces = await self.repository.add_faces(person.id, [new_face])
+            else:
+                faces = await self.repository.add_faces(person_id, [new_face], create=create)
+            person = await self.repository.get_person(faces[0].person_id)
+        await self._purge(Erasure(updated_person_ids=(person.id,)))
+        return FaceEnrollment(person, faces[0].id, analysis, warnings)
+
+    async def register_multiple(
+        self,
+        *,
+        images: Sequence[bytes],
+        person: NewPerson,
+        model: str | None,
+        mode: ProcessingMode,
+        replace: bool,
+        check_liveness: bool | None,
+        timer: StageTimer,
+        on_duplicate: GuardPolicy = GuardPolicy.WARN,
+        on_inconsistent: GuardPolicy = GuardPolicy.WARN,
+    ) -> Enrollment:
+        if not images:
+            raise InvalidInputError("images is empty: send at least one photo", code="no_images")
+        if len(images) > self.max_images:
+            raise InvalidInputError(
+                f"{len(images)} images sent; at most {self.max_images} per request",
+                code="too_many_images",
+                limit=self.max_images,
+            )
+        check_collection_name(person.collection)
+        existing = await self._existing_employee(person.employee_id or "", replace)
+        options = self.queries.subject_options(
+            embedder=model, mode=mode, enrollment=True, check_liveness=check_liveness
+        )
+        outcomes: list[ImageOutcome] = []
+        for index, data in enumerate(images):
+            try:
+                analysis = await self.queries.analyse(data, options, timer)
+                outcomes.append(ImageOutcome(index, analysis=analysis))
+            except InvalidInputError as exc:  # this image's fault; model or load errors propagate
+                outcomes.append(ImageOutcome(index, error=exc))
+        embedder = options.embedder or ""
+        outcomes = self._consistency(outcomes, embedder, on_inconsistent)
+        accepted = [o.analysis for o in outcomes if o.analysis is not None]
+        if not accepted:
+            raise FaceRejectedError(
+                "no image had a usable face; nothing was registered",
+                code="no_usable_images",
+                results=[
+                    {
+                        "index": o.index,
+                        "reason": o.error.code if o.error else "",
+                        "message": o.error.message if o.error else "",
+                    }
+                    for o in outcomes
+                ],
+            )
+        space = await self._space(embedder, accepted[0].space or "")
+        vectors = [a.subject.vector for a in accepted]
+        warnings: list[EnrollmentWarning] = []
+        with timer.stage("guards"):
+            exclude = existing.id if existing is not None else None
+            found = await self.guards.duplicate(
+                person.collection, space.name, vectors, embedder, exclude=exclude
+            )
+        if found is not None:
+            if on_duplicate is GuardPolicy.REJECT:
+                raise _refuse(found)
+            warnings.append(_warning(found))
+        faces = [_new_face(space.name, a, a.subject.vector) for a in accepted]
+        with timer.stage("store"):
+            registration = await self.repository.register_person(person, faces, replace=replace)
+        await self._purge(
+            Erasure(
+                updated_person_ids=(registration.person.id,),
+                face_ids=registration.removed.face_ids,
+                image_sha256s=registration.removed.image_sha256s,
+            )
+        )
+        return Enrollment(
+            person=registration.person,
+            face_ids=[f.id for f in registration.faces],
+            created=registration.created,
+            outcomes=outcomes,
+            embedder=embedder,
+            warnings=warnings,
+        )
+
+    async def _existing_employee(self, employee_id: str, replace: bool) -> Person | None:
+        try:
+            existing = await self.repository.get_person_by_employee_id(employee_id)
+        except NotFoundError:
+            return None
+        if not replace:
+            raise ConflictError(
+                f"employee {employee_id!r} is already registered; send replace=true to replace it",
+                code="duplicate_employee_id",
+                employee_id=employee_id,
+                person_id=existing.id,
+            )
+        return existing
+
+    def _consistency(
+        self, outcomes: list[ImageOutcome], embedder: str, policy: GuardPolicy
+    ) -> list[ImageOutcome]:
+        """Flag photos far from every other photo of the set (probably someone else)."""
+        accepted = [o for o in outcomes if o.analysis is not None]
+        vectors: list[NDArray[np.float32]] = [
+            o.analysis.subject.vector for o in accepted if o.analysis is not None
+        ]
+        flagged = self.guards.outliers(vectors, embedder)
+        result = list(outcomes)
+        for position, found in flagged.items():
+            outcome = accepted[position]
+            if policy is GuardPolicy.REJECT:
+                replaced = ImageOutcome(outcome.index, error=_refuse(found))
+            else:
+                replaced = ImageOutcome(
+                    outcome.index, analysis=outcome.analysis, warnings=[_warning(found)]
+                )
+            result[result.index(outcome)] = replaced
+        return result
+
+
+def _new_face(space: str, analysis: Analysis, vector: NDArray[np.float32]) -> NewFace:
+    probe = analysis.subject
+    return NewFace(
+        space=space,
+        embedding=vector,
+        quality=probe.quality.score,
+        bbox=probe.detection.bbox,
+        image_sha256=analysis.image_sha256,
+    )

@@ -1,0 +1,221 @@
+"""1:N identification, open set: search → templates → operating point → decision.
+
+The subject of the query photo (most prominent face; others never make it fail) is searched in
+one collection's embedding space (or an inline gallery); the nearest persons are scored from all
+their faces (:func:`facerec.domain.open_set.fused_distance`) and the open-set rule decides at the
+requested operating point (``target_fpir`` for the gallery's size, or a fixed
+``similarity_threshold``). Person records for the hits come in one batched lookup.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from facerec.domain.inline_gallery import InlineGallery, distances, parse_inline_gallery
+from facerec.domain.open_set import (
+    DEFAULT_MIN_MARGIN,
+    Candidate,
+    Decision,
+    OperatingPoint,
+    TemplateFace,
+    decide,
+    fused_distance,
+    operating_point,
+    rank,
+)
+from facerec.domain.persons import PersonService
+from facerec.domain.probes import Analysis, FaceProbe, ProcessingMode
+from facerec.domain.queries import QueryRunner
+from facerec.domain.timing import StageTimer
+from facerec.inference.base import FaceEmbedder
+from facerec.storage.models import check_collection_name
+from facerec.storage.protocols import FaceSearcher, GalleryRepository
+from facerec.values import Person
+
+# Persons fetched from the index beyond top_k, so that template scores can re-rank them.
+RERANK_EXTRA = 5
+
+
+@dataclass(frozen=True)
+class RecognizeOptions:
+    gallery: str | Mapping[str, Sequence[Sequence[float]]] | None = None
+    model: str | None = "auto"
+    top_k: int = 5
+    target_fpir: float | None = None  # None: the default target (1%)
+    similarity_threshold: float | None = None  # set: overrides target_fpir
+    min_margin: float = DEFAULT_MIN_MARGIN
+    mode: ProcessingMode = ProcessingMode.BALANCED
+    check_liveness: bool | None = None
+    min_quality: float = 0.0
+
+
+@dataclass(frozen=True)
+class Match:
+    person_id: str
+    person: Person | None
+    face_id: str | None
+    distance: float  # the person's template distance
+    nearest_distance: float  # its nearest face's distance
+    faces: int  # faces in the person's template
+    similarity: float
+    margin: float | None
+    is_match: bool  # clears the operating point's threshold
+
+
+@dataclass(frozen=True)
+class Recognition:
+    analysis: Analysis
+    matches: list[Match]
+    best: Match | None
+    decision: Decision
+    point: OperatingPoint
+
+    @property
+    def probe(self) -> FaceProbe:
+        return self.analysis.subject
+
+
+class IdentificationService:
+    def __init__(
+        self,
+        *,
+        queries: QueryRunner,
+        repository: GalleryRepository,
+        searcher: FaceSearcher,
+        persons: PersonService,
+    ) -> None:
+        self.queries = queries
+        self.repository = repository
+        self.searcher = searcher
+        self.persons = persons
+
+    async def recognize(
+        self, *, image: bytes, request: RecognizeOptions, timer: StageTimer
+    ) -> Recognition:
+        gallery = request.gallery
+        inline: InlineGallery | None = None
+        options = self.queries.subject_options(
+            embedder=request.model,
+            mode=request.mode,
+            enrollment=False,
+            check_liveness=request.check_liveness,
+            min_quality=request.min_quality,
+        )
+        embedder = self.queries.embedder(options.embedder or "")
+        collection = ""
+        if isinstance(gallery, str) or gallery is None:
+            collection = check_collection_name(gallery or "default")
+            persons = (await self.repository.get_collection(collection)).person_count  # 404 first
+        else:
+            inline = parse_inline_gallery(gallery, embedder.dim)
+            persons = inline.persons
+        analysis = await self.queries.query(image, options, timer)
+        query = analysis.subject.vector
+        with timer.stage("search"):
+            if inline is not None:
+                comparisons = len(inline.owners)
+                candidates = _inline_candidates(inline, query, embedder)
+            else:
+                space = analysis.space or ""
+                comparisons = await self.searcher.count(collection, space)
+                candidates = await self._candidates(
+                    collection, space, query, embedder, request.top_k + RERANK_EXTRA
+                )
+        point = operating_point(
+            embedder,
+            gallery_size=persons,
+            comparisons=comparisons,
+            target_fpir=request.target_fpir,
+            similarity_threshold=request.similarity_threshold,
+            min_margin=request.min_margin,
+        )
+        ranked = rank(candidates)
+        decision = decide(ranked, point)
+        shown = ranked[: request.top_k]
+        records = await self.persons.persons([c.person_id for c in shown]) if not inline else {}
+        matches = [
+            Match(
+                person_id=c.person_id,
+                person=records.get(c.person_id),
+                face_id=c.face_id,
+                distance=c.distance,
+                nearest_distance=c.nearest_distance,
+                faces=c.faces,
+                similarity=c.similarity,
+                margin=c.similarity - ranked[i + 1].similarity if i + 1 < len(ranked) else None,
+                is_match=c.distance <= point.distance_threshold,
+            )
+            for i, c in enumerate(shown)
+        ]
+        best = matches[0] if decision.known and matches else None
+        return Recognition(
+            analysis=analysis, matches=matches, best=best, decision=decision, point=point
+        )
+
+    async def _candidates(
+        self,
+        collection: str,
+        space: str,
+        query: NDArray[np.float32],
+        embedder: FaceEmbedder,
+        k: int,
+    ) -> list[Candidate]:
+        """The ``k`` nearest persons of the index, each scored from all its faces."""
+        hits = await self.searcher.search(collection, space, query, k)
+        if not hits:
+            return []
+        nearest = {h.person_id: h for h in hits}
+        faces = await self.repository.faces_of(list(nearest), space)
+        by_person: dict[str, list[tuple[NDArray[np.float32], float]]] = defaultdict(list)
+        for face in faces:
+            if face.embedding is not None:
+                by_person[face.person_id].append((face.embedding, face.quality))
+        candidates = []
+        for person_id, hit in nearest.items():
+            rows = by_person.get(person_id)
+            if not rows:  # erased between the search and this read
+                continue
+            matrix = np.stack([vector for vector, _ in rows]).astype(np.float32)
+            dists = distances(matrix, query, embedder.metric).tolist()
+            template = [TemplateFace(d, q) for d, (_, q) in zip(dists, rows, strict=True)]
+            fused = fused_distance(template)
+            candidates.append(
+                Candidate(
+                    person_id=person_id,
+                    face_id=hit.face_id,
+                    distance=fused,
+                    nearest_distance=min(dists),
+                    faces=len(rows),
+                    similarity=embedder.similarity(fused),
+                )
+            )
+        return candidates
+
+
+def _inline_candidates(
+    inline: InlineGallery, query: NDArray[np.float32], embedder: FaceEmbedder
+) -> list[Candidate]:
+    by_person: dict[str, list[float]] = defaultdict(list)
+    for owner, distance in zip(
+        inline.owners, distances(inline.vectors, query, embedder.metric).tolist(), strict=True
+    ):
+        by_person[owner].append(distance)
+    candidates = []
+    for person_id, dists in by_person.items():
+        fused = fused_distance([TemplateFace(d, 100.0) for d in dists])
+        candidates.append(
+            Candidate(
+                person_id=person_id,
+                face_id=None,
+                distance=fused,
+                nearest_distance=min(dists),
+                faces=len(dists),
+                similarity=embedder.similarity(fused),
+            )
+        )
+    return candidates

@@ -1,0 +1,159 @@
+"""Running the analysis core for a request: models resolved once, blocking work in the executor,
+recent query results from the cache.
+
+Every use case asks this one place for its analysis, so model names are resolved once per
+request (``auto``, aliases, "not installed" errors come first, before any work) and the same
+photo sent twice to recognize or compare is analysed once (the recent-results cache, keyed by the
+image's SHA-256 and the models; liveness is never cached: it is judged afresh every time).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from facerec.cache.base import image_result_key
+from facerec.domain.analysis import Analyzer
+from facerec.domain.gallery_cache import PersonCache
+from facerec.domain.probes import Analysis, AnalysisOptions, FaceChoice, ProcessingMode
+from facerec.domain.probes import image_digest as digest_of
+from facerec.domain.timing import StageTimer
+from facerec.errors import ServiceUnavailableError
+from facerec.executor import InferenceExecutor
+from facerec.inference.base import FaceEmbedder
+from facerec.inference.manager import ModelManager
+from facerec.inference.types import ModelTask
+
+
+@dataclass(frozen=True)
+class ResolvedModels:
+    detector: str
+    embedder: str | None
+    liveness: str | None
+
+
+class QueryRunner:
+    def __init__(
+        self,
+        *,
+        models: ModelManager,
+        analyzer: Analyzer,
+        executor: InferenceExecutor,
+        cache: PersonCache | None = None,
+        liveness_default: bool = False,
+        on_cache: Callable[[str], None] | None = None,
+    ) -> None:
+        self.models = models
+        self.analyzer = analyzer
+        self.executor = executor
+        self.cache = cache
+        self.liveness_default = liveness_default
+        self._on_cache: Callable[[str], None] = on_cache or (lambda result: None)
+
+    # --- models, resolved once per request ----------------------------------------------------
+
+    def resolve(
+        self,
+        *,
+        detector: str | None = "auto",
+        embedder: str | None = None,
+        liveness: bool = False,
+    ) -> ResolvedModels:
+        """Names of the models a request will use; unknown or missing models fail here, first
+        the liveness model (503 ``liveness_unavailable``), then the others."""
+        live = self.liveness_model() if liveness else None
+        return ResolvedModels(
+            detector=self.models.resolve(ModelTask.DETECTION, detector),
+            embedder=self.models.resolve(ModelTask.EMBEDDING, embedder)
+            if embedder is not None
+            else None,
+            liveness=live,
+        )
+
+    def liveness_model(self) -> str:
+        try:
+            return self.models.resolve(ModelTask.LIVENESS, "auto")
+        except Exception as exc:
+            reason = str(getattr(exc, "message", exc))
+            raise ServiceUnavailableError(
+                "liveness checking is unavailable: " + reason,
+                code="liveness_unavailable",
+                reason=reason,
+            ) from exc
+
+    def embedder(self, name: str) -> FaceEmbedder:
+        model = self.models.peek(name)
+        if not isinstance(model, FaceEmbedder):  # pragma: no cover - resolved by task
+            raise ServiceUnavailableError("embedder misconfigured", code="model_misconfigured")
+        return model
+
+    def check_liveness(self, requested: bool | None) -> bool:
+        return self.liveness_default if requested is None else requested
+
+    def subject_options(
+        self,
+        *,
+        embedder: str | None,
+        mode: ProcessingMode,
+        enrollment: bool,
+        check_liveness: bool | None,
+        min_quality: float = 0.0,
+    ) -> AnalysisOptions:
+        """Options for the one face of an enrollment or query photo, models resolved."""
+        resolved = self.resolve(embedder=embedder, liveness=self.check_liveness(check_liveness))
+        return AnalysisOptions(
+            detector=resolved.detector,
+            embedder=resolved.embedder,
+            choice=FaceChoice.ENROLL if enrollment else FaceChoice.SUBJECT,
+            mode=mode,
+            quality_bar=enrollment,
+            min_quality=min_quality,
+            liveness=resolved.liveness,
+        )
+
+    def all_faces_options(
+        self,
+        *,
+        detector: str | None,
+        conf_threshold: float = 0.5,
+        iou_threshold: float = 0.4,
+        max_faces: int = 50,
+        min_quality: float = 0.0,
+        liveness: bool = False,
+        liveness_threshold: float | None = None,
+    ) -> AnalysisOptions:
+        """Options for every face of a photo (detection, anti-spoofing), models resolved."""
+        resolved = self.resolve(detector=detector, liveness=liveness)
+        return AnalysisOptions(
+            detector=resolved.detector,
+            choice=FaceChoice.ALL,
+            conf_threshold=conf_threshold,
+            iou_threshold=iou_threshold,
+            max_faces=max_faces,
+            min_quality=min_quality,
+            liveness=resolved.liveness,
+            liveness_threshold=liveness_threshold,
+            reduced_decode=True,
+        )
+
+    # --- running the analysis -----------------------------------------------------------------
+
+    async def analyse(self, data: bytes, options: AnalysisOptions, timer: StageTimer) -> Analysis:
+        return await self.executor.run(self.analyzer.analyse, data, options, timer)
+
+    async def query(self, data: bytes, options: AnalysisOptions, timer: StageTimer) -> Analysis:
+        """The subject of a query photo (recognize, compare), from the recent-results cache when
+        the same image was analysed with the same models."""
+        if options.liveness or self.cache is None or options.choice is not FaceChoice.SUBJECT:
+            return await self.analyse(data, options, timer)
+        digest = digest_of(data)
+        key = image_result_key(digest, options.detector, f"{options.embedder}+{options.mode.value}")
+        with timer.stage("cache"):
+            cached = await self.cache.get_analysis(key)
+        if cached is not None and cached.subject.quality.score >= options.min_quality:
+            self._on_cache("hit")
+            return cached
+        self._on_cache("miss")
+        analysis = await self.executor.run(self.analyzer.analyse, data, options, timer, digest)
+        await self.cache.put_analysis(key, replace(analysis, probes=analysis.probes[:1]))
+        return analysis
