@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import math
 import os
 import random
 import sys
@@ -57,7 +58,6 @@ from bench.bench_verification import (  # noqa: E402
 from bench.report import command, percentile, write_section  # noqa: E402
 from facerec.config import LimitSettings, ModelSettings, Settings  # noqa: E402
 from facerec.domain.detection import DetectOptions, detect_downscaled  # noqa: E402
-from facerec.domain.faces import DOMINANCE_RATIO, confident_by_size  # noqa: E402
 from facerec.domain.selection import competing_faces, rank_faces  # noqa: E402
 from facerec.errors import FaceRecError  # noqa: E402
 from facerec.inference.base import FaceDetector, FaceEmbedder, RuntimeOptions  # noqa: E402
@@ -74,6 +74,7 @@ from facerec.inference.images import decode_image  # noqa: E402
 from facerec.inference.quality import assess  # noqa: E402
 from facerec.inference.registry import build_models  # noqa: E402
 from facerec.inference.types import ModelTask  # noqa: E402
+from facerec.values import Detection  # noqa: E402
 
 SHARED_MODELS = REPO.parent / "shared" / "models"
 # <model_dir>/<pack>/<file> → the reference weights under ../shared/models.
@@ -106,7 +107,7 @@ class Subject:
 
     face: Face
     detections: int  # faces RetinaFace found (score >= 0.5)
-    refused_before: bool  # confident_by_size: second face > DOMINANCE_RATIO x the first's area
+    refused_before: bool  # the old rule, see refused_by_old_rule
     refused_after: bool  # selection.competing_faces is not empty
 
 
@@ -148,6 +149,17 @@ def link_packs(shared: Path, model_dir: Path) -> None:
             (model_dir / target).symlink_to(shared / source)
 
 
+# The enrollment rule before the subject was chosen by prominence: confident faces (score >= 0.9;
+# all faces when none is) by area, refused when the second is over half the first's area.
+OLD_CONFIDENT, OLD_DOMINANCE = 0.9, 0.5
+
+
+def refused_by_old_rule(faces: list[Detection]) -> bool:
+    confident = [f for f in faces if f.score >= OLD_CONFIDENT] or faces
+    areas = sorted((f.bbox.area for f in confident), reverse=True)
+    return len(areas) > 1 and areas[1] > OLD_DOMINANCE * areas[0]
+
+
 def analyse(photos: list[Photo], detector: FaceDetector) -> tuple[list[Subject], list[str]]:
     """Each photo's subject face and refusal verdicts; and the photos without a face."""
     limits = LimitSettings()
@@ -166,8 +178,7 @@ def analyse(photos: list[Photo], detector: FaceDetector) -> tuple[list[Subject],
         if not ranked:
             missing.append(str(photo.path))
             continue
-        by_size = confident_by_size(found)
-        before = len(by_size) > 1 and by_size[1].bbox.area > DOMINANCE_RATIO * by_size[0].bbox.area
+        before = refused_by_old_rule(found)
         face = Face(photo, image, ranked[0].detection)
         subjects.append(Subject(face, len(found), before, bool(competing_faces(ranked))))
     return subjects, missing
@@ -373,9 +384,14 @@ def main(argv: list[str] | None = None) -> int:
             eer_t, eer = equal_error(result)
             at = fitted[name].distance_at_fmr(SUGGESTED_FMR)
             flag = " (extrap.)" if fitted[name].is_extrapolated(SUGGESTED_FMR) else ""
+            median_same = float(np.median(same))
+            # The scale that maps the median same-person distance to similarity 0.9.
+            scale = (result.threshold - median_same) / math.log(9.0)
             suggestions.append(
                 f"| {name} | {embedder.metric} | {result.threshold:g} | {at:.3f}{flag} | "
-                f"{eer_t:.3f} (EER {eer:.2%}) | {ident.stranger_best.size} / {ident.correct.size} |"
+                f"{eer_t:.3f} (EER {eer:.2%}) | {median_same:.3f} | {scale:.3f} "
+                f"(now {embedder.similarity_scale:g}) | "
+                f"{ident.stranger_best.size} / {ident.correct.size} |"
             )
     tables = [
         "### Identification and verification",
@@ -403,8 +419,9 @@ def main(argv: list[str] | None = None) -> int:
         "### 1:1 threshold suggestions (from measurement; the catalogue is not changed)",
         "",
         "| embedder | metric | current | distance at FMR 1e-3 (calibration) | equal-error point "
-        "on this set | strangers / genuine probes |",
-        "|---|---|---|---|---|---|",
+        "on this set | median same-person distance | similarity scale putting it at 0.9 | "
+        "strangers / genuine probes |",
+        "|---|---|---|---|---|---|---|---|",
         *suggestions,
         "",
     ]

@@ -2,7 +2,8 @@
 
 Input: a manifest CSV ``path,identity,source,kind,notes`` with ``kind`` real|spoof (paths relative
 to the CSV), by default ``../shared/faces-dev/manifest.csv``. Pipeline per image, as in the
-service: decode → RetinaFace on the image scaled to ≤ 1024 px → largest face → liveness score.
+service: decode → RetinaFace on the image scaled to ≤ 1024 px → most prominent face →
+liveness score.
 
 - APCER: share of spoof images whose face scores live (score ≥ threshold).
 - BPCER: share of real images whose face scores spoof, both for the spoofs' own live
@@ -39,7 +40,7 @@ if str(REPO) not in sys.path:  # run as a script: make ``bench`` importable
 from bench.report import percentile, write_section  # noqa: E402
 from facerec.config import LimitSettings  # noqa: E402
 from facerec.domain.detection import DetectOptions, detect_downscaled  # noqa: E402
-from facerec.domain.faces import confident_by_size  # noqa: E402
+from facerec.domain.selection import subject_of  # noqa: E402
 from facerec.errors import FaceRecError  # noqa: E402
 from facerec.inference.base import RuntimeOptions  # noqa: E402
 from facerec.inference.detectors.retinaface import RetinaFaceDetector  # noqa: E402
@@ -79,11 +80,11 @@ class Sample:
         return context_ratio(self.face.bbox, width, height)
 
 
-def largest_face(detector: RetinaFaceDetector, image: ImageBGR) -> Detection | None:
-    """The face the service would pick: its resize policy, then the largest confident face."""
+def subject_face(detector: RetinaFaceDetector, image: ImageBGR) -> Detection | None:
+    """The face the service would pick: its resize policy, then the most prominent face."""
     options = DetectOptions(conf_threshold=0.5, iou_threshold=0.4, max_faces=50)
-    faces = confident_by_size(detect_downscaled(detector, image, DETECT_MAX_SIDE, options))
-    return faces[0] if faces else None
+    subject = subject_of(image, detect_downscaled(detector, image, DETECT_MAX_SIDE, options))
+    return subject.detection if subject is not None else None
 
 
 def load_samples(manifest: Path, detector: RetinaFaceDetector) -> tuple[list[Sample], list[str]]:
@@ -98,7 +99,7 @@ def load_samples(manifest: Path, detector: RetinaFaceDetector) -> tuple[list[Sam
             except (OSError, FaceRecError) as exc:
                 skipped.append(f"{path} ({exc})")
                 continue
-            face = largest_face(detector, image)
+            face = subject_face(detector, image)
             if face is None:
                 skipped.append(f"{path} (no face)")
                 continue

@@ -43,7 +43,7 @@ if str(REPO) not in sys.path:  # run as a script: make ``bench`` importable
 from bench.report import percentile, write_section  # noqa: E402
 from facerec.config import LimitSettings  # noqa: E402
 from facerec.domain.detection import DetectOptions, detect_downscaled  # noqa: E402
-from facerec.domain.faces import CONFIDENT_SCORE, confident_by_size  # noqa: E402
+from facerec.domain.selection import subject_of  # noqa: E402
 from facerec.errors import FaceRecError  # noqa: E402
 from facerec.inference.base import FaceDetector, FaceEmbedder, RuntimeOptions  # noqa: E402
 from facerec.inference.detectors.hog import HogDetector  # noqa: E402
@@ -61,7 +61,6 @@ DEFAULT_MANIFEST = REPO.parent / "shared" / "faces-dev" / "manifest.csv"
 DEFAULT_MODEL_DIRS = (REPO.parent / "shared" / "models", REPO / "data" / "models")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 DETECT_MAX_SIDE = 1024
-CONFIDENT = CONFIDENT_SCORE
 DETECTORS: dict[str, Callable[[], FaceDetector]] = {
     "retinaface": RetinaFaceDetector,
     "hog": HogDetector,
@@ -126,12 +125,12 @@ def read_folder(folder: Path) -> list[Photo]:
     ]
 
 
-def detect_largest(detector: FaceDetector, image: ImageBGR) -> Detection | None:
-    """The face the service would pick: its resize policy, then the largest face scoring at
-    least ``CONFIDENT`` (at 0.5 RetinaFace-mnet also fires on e.g. a patterned top)."""
+def subject_face(detector: FaceDetector, image: ImageBGR) -> Detection | None:
+    """The face the service would pick: its resize policy, then the most prominent face
+    (``facerec.domain.selection``)."""
     options = DetectOptions(conf_threshold=0.5, iou_threshold=0.4, max_faces=50)
-    faces = confident_by_size(detect_downscaled(detector, image, DETECT_MAX_SIDE, options))
-    return faces[0] if faces else None
+    subject = subject_of(image, detect_downscaled(detector, image, DETECT_MAX_SIDE, options))
+    return subject.detection if subject is not None else None
 
 
 def load_faces(photos: list[Photo], detector_name: str) -> tuple[list[Face], list[str]]:
@@ -147,7 +146,7 @@ def load_faces(photos: list[Photo], detector_name: str) -> tuple[list[Face], lis
         except (OSError, FaceRecError) as exc:
             missing.append(f"{photo.path} ({exc})")
             continue
-        detection = detect_largest(detector, image)
+        detection = subject_face(detector, image)
         if detection is None:
             missing.append(str(photo.path))
             continue
@@ -374,8 +373,8 @@ def main(argv: list[str] | None = None) -> int:
         f"Data: `{source_name}`: {len(photos)} labelled real photos → {len(faces)} after "
         f"collapsing duplicates, {len(identities)} identities "
         f"({sum(1 for n in identities.values() if n > 1)} with ≥ 2 photos); "
-        f"no face found in {len(missing)}. Detector: {args.detector} (largest face of score ≥ "
-        f"{CONFIDENT}, image ≤ {DETECT_MAX_SIDE} px). Pairs: {args.pairs}. "
+        f"no face found in {len(missing)}. Detector: {args.detector} (most prominent face, "
+        f"image ≤ {DETECT_MAX_SIDE} px). Pairs: {args.pairs}. "
         'A pair is judged "same" when distance < threshold.'
     )
     print(header)

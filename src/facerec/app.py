@@ -10,17 +10,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request, Response
-from starlette.routing import Match
+from fastapi import FastAPI
 
 from facerec import __version__
-from facerec.api.errors import envelope, install_error_handlers
-from facerec.api.routes import detection, liveness, persons, recognition, system
+from facerec.api.auth import AUTHORIZE, install_auth
+from facerec.api.errors import install_error_handlers
+from facerec.api.middleware import install_middleware
+from facerec.api.routes import admin, detection, liveness, persons, recognition, system
+from facerec.auth.access import open_auth
 from facerec.cache.factory import create_cache
+from facerec.cache.memory import MemoryCache
 from facerec.config import Settings
 from facerec.domain.analysis import Analyzer
 from facerec.domain.detection import DetectionService
@@ -37,14 +39,19 @@ from facerec.inference.registry import build_models
 from facerec.logging_setup import configure_logging
 from facerec.metrics import Metrics
 from facerec.state import AppState, GalleryServices
-from facerec.storage.engine import create_engine
+from facerec.storage.engine import create_engine, is_connection_error
 from facerec.storage.factory import create_searcher
 from facerec.storage.migrate import upgrade_database
 from facerec.storage.pgvector import PgVectorSearcher
 from facerec.storage.registry import IndexOptions
+from facerec.storage.sealing import Sealer
 from facerec.storage.sql_repository import SqlGalleryRepository
 
 logger = logging.getLogger(__name__)
+
+# Start-up with the database down: retry after 0.5 s, doubling up to every 10 s, until it answers.
+STORAGE_RETRY_FIRST_S = 0.5
+STORAGE_RETRY_MAX_S = 10.0
 
 DESCRIPTION = """
 Self-hosted face recognition: detection with 5-point landmarks and quality, enrollment, 1:N
@@ -53,9 +60,6 @@ identification, 1:1 verification and liveness.
 Every error answers with one envelope and a stable code:
 `{"success": false, "error": {"code": "invalid_image", "message": "...", "details": {}}}`.
 """
-
-# Base64 inflates by 4/3; JSON fields and whitespace add a little more.
-BODY_OVERHEAD = 1.5
 
 
 def build_state(settings: Settings) -> AppState:
@@ -85,17 +89,24 @@ async def open_storage(state: AppState) -> None:
     """Database (migrated), cache and vector search, wired into the gallery service."""
     settings = state.settings
     state.components["database"] = "migrating"
-    engine = create_engine(settings.db)
+    engine = state.engine or create_engine(settings.db)  # kept across start-up retries
     state.engine = engine
     await upgrade_database(settings, engine=engine)
-    repository = SqlGalleryRepository(engine)
+    repository = SqlGalleryRepository(engine, sealer=Sealer.from_settings(settings.db))
     state.repository = repository
     state.components["database"] = engine.dialect.name
     state.cache = create_cache(
         settings, on_error=lambda op: state.metrics.cache_errors.labels(backend="redis").inc()
     )
     state.components["cache"] = "redis" if settings.cache.redis_url else "memory"
-    person_cache = PersonCache(state.cache, float(settings.cache.ttl_seconds))
+    person_cache = PersonCache(
+        state.cache,
+        float(settings.cache.ttl_seconds),
+        queries=MemoryCache(
+            settings.cache.query_max_items, float(settings.cache.query_ttl_seconds)
+        ),
+        query_ttl=float(settings.cache.query_ttl_seconds),
+    )
     searcher = await create_searcher(
         repository,
         IndexOptions.from_settings(settings),
@@ -104,6 +115,7 @@ async def open_storage(state: AppState) -> None:
     await searcher.sync()
     state.components["index"] = "pgvector" if isinstance(searcher, PgVectorSearcher) else "memory"
     state.queries.cache = person_cache
+    state.queries.space_counts = repository.space_counts
     persons = PersonService(repository=repository, searcher=searcher, cache=person_cache)
     guards = Guards(
         embedders=state.queries.embedder,
@@ -126,6 +138,7 @@ async def open_storage(state: AppState) -> None:
         verification=VerificationService(state.queries),
         searcher=searcher,
     )
+    state.auth = state.auth or open_auth(settings, engine)  # API keys, audit log, rate limits
 
 
 async def close_storage(state: AppState) -> None:
@@ -139,14 +152,53 @@ async def close_storage(state: AppState) -> None:
         await state.repository.close()
     if state.cache is not None:
         await state.cache.close()
+    if state.auth is not None:
+        await state.auth.close()
     if state.engine is not None:
         await state.engine.dispose()
+
+
+async def open_storage_retrying(state: AppState) -> None:
+    """:func:`open_storage`, tried again with backoff while the database cannot be reached, so a
+    service started during an outage becomes ready by itself when the database returns."""
+    pause = STORAGE_RETRY_FIRST_S
+    while True:
+        try:
+            await open_storage(state)
+        except Exception as exc:
+            if not is_connection_error(exc):
+                raise
+            state.components["storage"] = "unavailable"
+            state.components["database"] = "unavailable"
+            state.startup_error = f"storage unavailable, retrying: {type(exc).__name__}: {exc}"
+            logger.warning("database unavailable at start-up (%s); retrying in %.1f s", exc, pause)
+            await _discard_partial_storage(state)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, STORAGE_RETRY_MAX_S)
+            continue
+        state.components["storage"] = "ok"
+        state.startup_error = None
+        return
+
+
+async def _discard_partial_storage(state: AppState) -> None:
+    """What a failed :func:`open_storage` had built (the engine stays, with a fresh pool)."""
+    for close in (
+        state.repository.close if state.repository is not None else None,
+        state.cache.close if state.cache is not None else None,
+        state.engine.dispose if state.engine is not None else None,
+    ):
+        if close is not None:
+            with contextlib.suppress(Exception):  # closing connections to a database that is gone
+                await close()
+    state.repository = None
+    state.cache = None
 
 
 async def initialise(state: AppState) -> None:
     """Slow start-up work; flips ``state.ready`` when done."""
     try:
-        await open_storage(state)
+        await open_storage_retrying(state)
         state.components["models"] = "loading"
         await asyncio.to_thread(state.models.preload, state.settings.models.preload)
         state.components["models"] = "ok"
@@ -168,14 +220,6 @@ async def idle_unloader(state: AppState) -> None:
     while True:
         await asyncio.sleep(period)
         await asyncio.to_thread(state.models.unload_idle)
-
-
-def route_template(request: Request) -> str:
-    for route in request.app.router.routes:
-        match, _ = route.matches(request.scope)
-        if match == Match.FULL:
-            return str(getattr(route, "path", request.url.path))
-    return "unmatched"
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -206,39 +250,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.facerec = None
     install_error_handlers(app)
-    app.include_router(system.router)
-    app.include_router(detection.router)
-    app.include_router(recognition.router)
-    app.include_router(persons.router)
-    app.include_router(liveness.router)
+    # Every route's scope: facerec.api.auth.ROUTE_SCOPES.
+    for module in (system, detection, recognition, persons, liveness, admin):
+        app.include_router(module.router, dependencies=[AUTHORIZE])
 
-    body_limit = int(settings.limits.max_upload_bytes * BODY_OVERHEAD) + 64 * 1024
-
-    @app.middleware("http")
-    async def limits_and_metrics(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        started = time.perf_counter()
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > body_limit:
-            response: Response = envelope(
-                413,
-                "payload_too_large",
-                f"request body is larger than the limit of {body_limit} bytes",
-                {"limit_bytes": body_limit},
-            )
-        else:
-            response = await call_next(request)
-        state: AppState | None = getattr(request.app.state, "facerec", None)
-        if state is not None:
-            route = route_template(request)
-            state.metrics.requests.labels(route, request.method, str(response.status_code)).inc()
-            state.metrics.request_seconds.labels(route, request.method).observe(
-                time.perf_counter() - started
-            )
-            if response.status_code == 429:
-                state.metrics.overloaded.inc()
-        return response
+    install_auth(app, settings)
+    install_middleware(app, settings)
 
     return app
 

@@ -43,6 +43,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from facerec.checks import format_table, run_checks
     from facerec.logging_setup import configure_logging
 
+    # Everything the service writes (database, WAL, index snapshots, logs, pending purges) is
+    # owner-only: it holds biometric data.
+    os.umask(0o077)
     settings = _settings_with(args)
     configure_logging(settings.server)
     if not args.skip_checks:
@@ -114,6 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     from facerec import packs_cli
 
     packs_cli.register(sub, models_sub)
+    from facerec.auth import cli as keys_cli
+
+    keys_cli.register(sub)
     return parser
 
 

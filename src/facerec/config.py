@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 LogLevel = Literal["debug", "info", "warning", "error", "critical"]
@@ -27,6 +27,9 @@ class ServerSettings(BaseModel):
     # Inference jobs waiting for an executor thread beyond this answer 429.
     max_pending_jobs: int = Field(64, ge=1)
     executor_threads: int = Field(2, ge=1, le=64)
+    # Origins (scheme://host[:port]) whose browser pages may call the API (CORS); empty: no
+    # cross-site browser access, and cross-site POST/PATCH/DELETE answer 403.
+    cors_origins: list[str] = Field(default_factory=list)
 
 
 class DatabaseSettings(BaseModel):
@@ -34,6 +37,10 @@ class DatabaseSettings(BaseModel):
     url: str = "sqlite+aiosqlite:///data/facerec.db"
     echo: bool = False
     pool_size: int = Field(5, ge=1)
+    # Base64 of 32 random bytes: faces.embedding and persons.metadata are then stored encrypted
+    # (AES-256-GCM, storage/sealing.py), so erased rows stay unreadable in old pages, WAL and
+    # backups once this key is rotated away or destroyed. None: stored in plaintext.
+    encryption_key: SecretStr | None = None
 
 
 class CacheSettings(BaseModel):
@@ -41,6 +48,14 @@ class CacheSettings(BaseModel):
     redis_url: str | None = None
     ttl_seconds: int = Field(3600, ge=1)
     memory_max_items: int = Field(10_000, ge=1)
+    # Recent query results (a probe's detection and embedding) live only in this process, never
+    # in Redis, and for at most this long: an erased person's probe embeddings never sit in a
+    # shared cache.
+    query_ttl_seconds: int = Field(300, ge=1)
+    query_max_items: int = Field(2_000, ge=1)
+    # Purges that could not reach Redis are written here and replayed when it answers, also
+    # after a restart.
+    pending_purges_file: Path = Path("data/cache-pending-purges.json")
 
 
 class ModelSettings(BaseModel):
@@ -92,6 +107,33 @@ class LimitSettings(BaseModel):
     # Detector input is downscaled so its longer side is at most this many pixels.
     detect_max_side: int = Field(1024, ge=64)
     max_images_per_request: int = Field(20, ge=1)
+    # Peak memory one request may take: the copies of its encoded image plus everything decoding
+    # allocates (decoder buffers, mode conversion, the BGR array, EXIF rotation), computed from the
+    # header before decoding; an image that does not fit is refused (413 image_too_large).
+    max_request_memory_mb: int = Field(200, ge=16)
+    # Sum of the header pixels over the images of one register-multiple (its total work);
+    # beyond it the request is refused (413 too_many_pixels) before any image is decoded.
+    max_pixels_per_request: int = Field(200_000_000, ge=1)
+
+
+class AuthSettings(BaseModel):
+    # API keys are required whenever server.host is not loopback (127.0.0.1, ::1, localhost);
+    # ``required`` forces them on loopback too. Off beyond loopback only with
+    # ``allow_unauthenticated`` (a warning is logged at start-up). Off: every request acts as
+    # tenant ``default`` with every scope.
+    required: bool = False
+    allow_unauthenticated: bool = False
+    # Key of the HMAC that stores key secrets; changing it invalidates every key. Unset: a fixed
+    # built-in key (anyone who can write the database could then add keys of their own).
+    pepper: SecretStr | None = None
+    # A key's record is reread from the database at most this often per process: the longest a
+    # revoked key keeps working in other processes.
+    cache_seconds: float = Field(5.0, ge=0.0, le=60.0)
+    # Token bucket per key (in Redis when cache.redis_url is set); 0: no limit.
+    rate_per_second: float = Field(20.0, ge=0.0)
+    burst: int = Field(40, ge=1)
+    # A bearer token that may read /metrics (besides admin keys), for Prometheus.
+    metrics_token: SecretStr | None = None
 
 
 class Settings(BaseSettings):
@@ -109,6 +151,7 @@ class Settings(BaseSettings):
     limits: LimitSettings = Field(default_factory=LimitSettings)
     index: IndexSettings = Field(default_factory=IndexSettings)
     liveness: LivenessSettings = Field(default_factory=LivenessSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
     # Shortcuts documented in the README: FACEREC_DATABASE_URL and FACEREC_REDIS_URL.
     database_url: str | None = None
     redis_url: str | None = None

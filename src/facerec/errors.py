@@ -44,6 +44,13 @@ class PayloadTooLargeError(InvalidInputError):
     default_code = "payload_too_large"
 
 
+class InvalidValueError(InvalidInputError):
+    """A field that cannot be stored and returned as sent: too long, too deep, NUL characters,
+    invalid Unicode, not JSON (422). Refused before anything is written."""
+
+    default_code = "invalid_value"
+
+
 class FaceRejectedError(InvalidInputError):
     """An image decoded fine but its face cannot be used: no face, several faces, low quality,
     spoof (422)."""
@@ -71,6 +78,12 @@ class ServiceUnavailableError(FaceRecError):
     default_code = "service_unavailable"
 
 
+class StorageUnavailableError(ServiceUnavailableError):
+    """The database cannot be reached right now (503 with Retry-After); retrying later is safe."""
+
+    default_code = "storage_unavailable"
+
+
 class OverloadedError(FaceRecError):
     """Too many inference jobs waiting (429)."""
 
@@ -82,3 +95,22 @@ class ModelLoadError(FaceRecError):
     client's)."""
 
     default_code = "model_load_failed"
+
+
+class UnauthorizedError(FaceRecError):
+    """No API key, or one that is not valid, expired or revoked (401)."""
+
+    default_code = "unauthorized"
+
+
+class ForbiddenError(FaceRecError):
+    """A valid key that may not do this: a scope, tenant or collection it lacks (403)."""
+
+    default_code = "forbidden"
+
+
+class RateLimitedError(OverloadedError):
+    """The API key used up its request budget (429); ``retry_after_s`` says when a request
+    will be allowed again."""
+
+    default_code = "rate_limited"

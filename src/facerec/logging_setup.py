@@ -19,10 +19,13 @@ def configure_logging(server: ServerSettings) -> None:
     console = logging.StreamHandler()
     handlers: list[logging.Handler] = [console]
     try:
-        server.log_dir.mkdir(parents=True, exist_ok=True)
+        # Owner-only: logs name persons' ids and requests' paths.
+        server.log_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        log_file = server.log_dir / "facerec.log"
+        log_file.touch(mode=0o600, exist_ok=True)
         handlers.append(
             logging.handlers.RotatingFileHandler(
-                server.log_dir / "facerec.log",
+                log_file,
                 maxBytes=server.log_file_max_bytes,
                 backupCount=server.log_file_backups,
                 encoding="utf-8",

@@ -14,6 +14,8 @@ from facerec.metrics import Metrics
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
+    from facerec.auth.access import AuthServices
+    from facerec.auth.audit import AuditLog
     from facerec.cache.base import Cache
     from facerec.domain.enrollment import EnrollmentService
     from facerec.domain.identification import IdentificationService
@@ -49,11 +51,20 @@ class AppState:
     cache: Cache | None = None
     repository: SqlGalleryRepository | None = None
     services: GalleryServices | None = None
+    # API keys, audit log and rate limits (facerec.auth), built with storage.
+    auth: AuthServices | None = None
 
     def _services(self) -> GalleryServices:
         if self.services is None:  # pragma: no cover - routes require readiness
             raise RuntimeError("gallery services not initialised")
         return self.services
+
+    @property
+    def audit(self) -> AuditLog:
+        """``await state.audit.record(principal, "person.erase", person_id, ...)``."""
+        if self.auth is None:  # pragma: no cover - routes require readiness
+            raise RuntimeError("auth services not initialised")
+        return self.auth.audit
 
     @property
     def persons(self) -> PersonService:

@@ -111,3 +111,23 @@ class Erasure:
 
     def __bool__(self) -> bool:
         return bool(self.person_ids or self.face_ids)
+
+
+# --- tenant-qualified keys ---------------------------------------------------------------------
+# Collections and persons are stored under keys qualified by their tenant: ``<tenant>~<name>``,
+# bare for the ``default`` tenant (which owns every gallery made before tenants existed). ``~`` is
+# allowed in neither collection names nor person ids, so a key splits unambiguously.
+
+DEFAULT_TENANT = "default"
+KEY_SEPARATOR = "~"
+
+
+def qualify(tenant: str, name: str) -> str:
+    """The stored key of ``name`` (a collection name or a person id) in ``tenant``."""
+    return name if tenant == DEFAULT_TENANT else f"{tenant}{KEY_SEPARATOR}{name}"
+
+
+def split_key(key: str) -> tuple[str, str]:
+    """(tenant, name) of a stored key."""
+    tenant, sep, name = key.partition(KEY_SEPARATOR)
+    return (tenant, name) if sep else (DEFAULT_TENANT, key)

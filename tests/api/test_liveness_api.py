@@ -119,7 +119,12 @@ def test_embedding_spaces_never_mix(packs_client: TestClient) -> None:
     grace = b64(grace_hopper_jpeg())
     added = packs_client.post(
         REC + "/add-face",
-        json={"person_name": "G", "face_image_base64": grace, "collection": "spaces"},
+        json={
+            "person_name": "G",
+            "face_image_base64": grace,
+            "collection": "spaces",
+            "model_name": "dlib_resnet",
+        },
     ).json()
     assert added["model_used"] == "dlib_resnet"
     other = packs_client.post(
@@ -183,3 +188,35 @@ def test_tight_crop_gets_no_live_verdict(packs_client: TestClient) -> None:
     )
     assert refused.status_code == 422
     assert refused.json()["error"]["code"] == "liveness_insufficient_context"
+
+
+def test_auto_keeps_a_collection_in_its_space(packs_client: TestClient) -> None:
+    """``auto`` ranks MobileFaceNet above dlib (measured), but a collection already enrolled
+    with dlib keeps answering from dlib's space instead of silently finding nobody."""
+    grace = b64(grace_hopper_jpeg())
+    packs_client.post(REC + "/collections", json={"name": "old-dlib"})
+    packs_client.post(REC + "/collections", json={"name": "fresh"})
+    old = packs_client.post(
+        REC + "/add-face",
+        json={
+            "person_name": "G",
+            "face_image_base64": grace,
+            "collection": "old-dlib",
+            "model_name": "dlib_resnet",
+        },
+    ).json()
+    found = packs_client.post(
+        REC + "/recognize", json={"face_image_base64": grace, "gallery": "old-dlib"}
+    ).json()
+    assert found["model_used"] == "dlib_resnet"
+    assert found["best_match"]["person_id"] == old["person_id"]
+    more = packs_client.post(
+        REC + "/add-face",
+        json={"person_name": "H", "face_image_base64": grace, "collection": "old-dlib"},
+    ).json()
+    assert more["model_used"] == "dlib_resnet"
+    fresh = packs_client.post(
+        REC + "/add-face",
+        json={"person_name": "G", "face_image_base64": grace, "collection": "fresh"},
+    ).json()
+    assert fresh["model_used"] == "mobilefacenet"

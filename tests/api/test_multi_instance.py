@@ -124,8 +124,14 @@ def redis_url() -> str:
 def test_two_instances_on_postgres_with_redis(
     tmp_path: Path, postgres_database: str, redis_url: str
 ) -> None:
+    import redis
+
+    shared = redis.Redis.from_url(redis_url)
+    before = set(shared.scan_iter(match="facerec:img:*"))
     for a, b in two_clients(tmp_path, postgres_database, redis_url):
         check_consistency(a, b)
+        # No probe result (a query photo's embedding) ever reaches the shared cache.
+        assert set(shared.scan_iter(match="facerec:img:*")) - before == set()
 
 
 def test_redis_down_keeps_answering_from_the_database(tmp_path: Path) -> None:

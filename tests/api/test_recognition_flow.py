@@ -97,14 +97,16 @@ def test_full_flow(gallery: tuple[TestClient, Path]) -> None:
     result_key = image_result_key(
         hashlib.sha256(grace_hopper_jpeg()).hexdigest(), "retinaface", "dlib_resnet+balanced"
     )
-    assert client.portal.call(state.cache.get, result_key) is not None  # recognize cached it
+    # Query results live in this process's own cache, never in a shared one.
+    query_cache = state.queries.cache.queries
+    assert client.portal.call(query_cache.get, result_key) is not None  # recognize cached it
     text = client.get("/metrics").text
     assert 'facerec_cache_requests_total{result="hit"}' in text
 
     deleted = client.delete(f"{API}/persons/grace")
     assert deleted.status_code == 200 and deleted.json()["deleted_faces"] == 1
     # The cached embedding of the enrolled photo goes with the person.
-    assert client.portal.call(state.cache.get, result_key) is None
+    assert client.portal.call(query_cache.get, result_key) is None
     after = post(client, "/recognize", face_image_base64=grace)
     assert after["unknown"] is True
     assert all(m["person_id"] != "grace" for m in after["matches"])

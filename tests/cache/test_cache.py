@@ -7,6 +7,7 @@ import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -230,3 +231,31 @@ async def test_redis_outage_and_recovery_replays_purges() -> None:
         await real.delete_prefix("")
         await real.close()
         await proxy.stop()
+
+
+@pytest.mark.redis
+async def test_purges_pending_during_an_outage_survive_a_restart(tmp_path: Path) -> None:
+    """An erasure while Redis is unreachable is written to disk; a new process (a restart) with
+    the same file replays it as soon as Redis answers, and the file goes away."""
+    real = await _redis_cache()
+    pending = tmp_path / "pending.json"
+    await real.set(person_key("p"), b"x", tags=[person_tag("p")])
+    dead = RedisCache(
+        "redis://127.0.0.1:1/0", prefix=real.prefix, retry_after=0.1, pending_file=pending
+    )
+    try:
+        await purge_erasure(dead, Erasure(person_ids=("p",)))
+        assert pending.is_file() and (pending.stat().st_mode & 0o077) == 0
+        assert "p:p" in pending.read_text()
+    finally:
+        await dead.close()
+    assert await real.get(person_key("p")) == b"x"  # the outage kept it
+    restarted = RedisCache(REDIS_URL, prefix=real.prefix, pending_file=pending)
+    try:
+        assert await restarted.get("anything") is None  # first call replays the backlog
+        assert await real.get(person_key("p")) is None
+        assert not pending.exists()
+    finally:
+        await restarted.close()
+        await real.delete_prefix("")
+        await real.close()

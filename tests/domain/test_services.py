@@ -50,6 +50,9 @@ class StubQueries:
     def __init__(self, embedder: FakeEmbedder) -> None:
         self.fake = embedder
 
+    async def collection_embedder(self, collection: str, requested: str | None) -> str:
+        return "fake"
+
     def subject_options(self, **_: Any) -> AnalysisOptions:
         return AnalysisOptions(detector="stub", embedder="fake", choice=FaceChoice.SUBJECT)
 

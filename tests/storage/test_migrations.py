@@ -6,11 +6,12 @@ import asyncio
 from pathlib import Path
 
 import pytest
+from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 
 from facerec.config import DatabaseSettings, Settings
 from facerec.storage.engine import create_engine
-from facerec.storage.migrate import database_revision, upgrade_database
+from facerec.storage.migrate import alembic_config, database_revision, upgrade_database
 from facerec.storage.models import NewFace, NewPerson
 from facerec.storage.pgvector import PgVectorSearcher
 from facerec.storage.sql_repository import SqlGalleryRepository
@@ -18,9 +19,11 @@ from tests.conftest import POSTGRES_URL
 from tests.storage.conftest import _drop_schema, _schema_engine
 from tests.storage.helpers import L2_SPACE, Backend, vec
 
+HEAD = ScriptDirectory.from_config(alembic_config()).get_current_head()
+
 
 async def test_upgrade_is_idempotent(backend: Backend) -> None:
-    assert await database_revision(backend.engine) == "0002"
+    assert await database_revision(backend.engine) == HEAD
     await upgrade_database(Settings(database_url=backend.url), engine=backend.engine)
     assert [c.name for c in await backend.repo.list_collections()] == ["default"]
     async with backend.engine.connect() as conn:
@@ -61,7 +64,7 @@ async def test_concurrent_first_start(kind: str, tmp_path: Path) -> None:
     try:
         settings = Settings(database_url=url)
         await asyncio.gather(*(upgrade_database(settings, engine=e) for e in engines))
-        assert await database_revision(engines[1]) == "0002"
+        assert await database_revision(engines[1]) == HEAD
         async with engines[0].connect() as conn:
             count = (await conn.execute(text("SELECT count(*) FROM collections"))).scalar()
         assert count == 1

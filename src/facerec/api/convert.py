@@ -24,6 +24,7 @@ from facerec.domain.enrollment import EnrollmentWarning
 from facerec.domain.identification import Match
 from facerec.domain.open_set import Decision, OperatingPoint
 from facerec.domain.probes import Analysis, FaceProbe, ImageMeta, LivenessVerdict
+from facerec.domain.tenancy import TenantScope
 from facerec.inference.quality import QualityReport
 from facerec.values import BBox, Collection, Detection, Face, Person
 
@@ -99,11 +100,12 @@ def face_info(analysis: Analysis) -> FaceInfo:
     )
 
 
-def person_out(person: Person) -> PersonOut:
+def person_out(person: Person, scope: TenantScope) -> PersonOut:
+    """A stored person as its tenant knows it (ids and collection names without the tenant)."""
     return PersonOut(
-        person_id=person.id,
+        person_id=scope.person_id(person.id),
         person_name=person.name,
-        collection=person.collection,
+        collection=scope.collection_name(person.collection),
         employee_id=person.employee_id,
         department=person.department,
         position=person.position,
@@ -114,13 +116,13 @@ def person_out(person: Person) -> PersonOut:
     )
 
 
-def match_out(match: Match) -> MatchOut:
+def match_out(match: Match, scope: TenantScope) -> MatchOut:
     person = match.person
     return MatchOut(
-        person_id=match.person_id,
+        person_id=scope.person_id(match.person_id) if person else match.person_id,
         person_name=person.name if person else None,
         employee_id=person.employee_id if person else None,
-        collection=person.collection if person else None,
+        collection=scope.collection_name(person.collection) if person else None,
         metadata=dict(person.metadata) if person else {},
         face_id=match.face_id,
         similarity=round(match.similarity, 4),
@@ -153,8 +155,11 @@ def operating_point_out(point: OperatingPoint, decision: Decision) -> OperatingP
     )
 
 
-def warning_out(warning: EnrollmentWarning) -> WarningOut:
-    return WarningOut(code=warning.code, message=warning.message, details=warning.details)
+def warning_out(warning: EnrollmentWarning, scope: TenantScope) -> WarningOut:
+    details = dict(warning.details)
+    if isinstance(details.get("person_id"), str):
+        details["person_id"] = scope.person_id(details["person_id"])
+    return WarningOut(code=warning.code, message=warning.message, details=details)
 
 
 def face_record_out(face: Face) -> FaceOut:
@@ -167,9 +172,9 @@ def face_record_out(face: Face) -> FaceOut:
     )
 
 
-def collection_out(collection: Collection) -> CollectionOut:
+def collection_out(collection: Collection, scope: TenantScope) -> CollectionOut:
     return CollectionOut(
-        name=collection.name,
+        name=scope.collection_name(collection.name),
         description=collection.description,
         person_count=collection.person_count,
         created_at=collection.created_at,

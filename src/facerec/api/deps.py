@@ -6,6 +6,8 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from facerec.api.auth import PrincipalDep
+from facerec.domain.tenancy import TenantScope
 from facerec.errors import ServiceUnavailableError
 from facerec.state import AppState
 
@@ -22,3 +24,12 @@ def get_state(request: Request) -> AppState:
 
 
 StateDep = Annotated[AppState, Depends(get_state)]
+
+
+def get_scope(principal: PrincipalDep) -> TenantScope:
+    """What the caller may see of the gallery: its key's tenant and collections (the default
+    tenant, everything, while authentication is off)."""
+    return TenantScope.of(principal)
+
+
+ScopeDep = Annotated[TenantScope, Depends(get_scope)]

@@ -12,9 +12,11 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from facerec import errors
+from facerec.storage.engine import is_connection_error
 
 logger = logging.getLogger(__name__)
 
@@ -23,12 +25,15 @@ STATUS: tuple[tuple[type[errors.FaceRecError], int], ...] = (
     (errors.UnsupportedFormatError, 415),
     (errors.PayloadTooLargeError, 413),
     (errors.FaceRejectedError, 422),
+    (errors.InvalidValueError, 422),
     (errors.InvalidInputError, 400),
     (errors.NotFoundError, 404),
     (errors.ConflictError, 409),
     (errors.ModelNotAvailableError, 400),
     (errors.OverloadedError, 429),
     (errors.ServiceUnavailableError, 503),
+    (errors.UnauthorizedError, 401),
+    (errors.ForbiddenError, 403),
 )
 
 HTTP_CODES = {
@@ -42,6 +47,9 @@ HTTP_CODES = {
     429: "overloaded",
 }
 
+# Seconds a client should wait before retrying, by code (other 429/503 answers: 1 s).
+RETRY_AFTER = {"storage_unavailable": 2}
+
 
 def status_for(error: errors.FaceRecError) -> int:
     for kind, status in STATUS:
@@ -54,13 +62,33 @@ def envelope(
     status: int, code: str, message: str, details: dict[str, Any] | None = None
 ) -> JSONResponse:
     body = {"success": False, "error": {"code": code, "message": message, "details": details or {}}}
-    headers = {"Retry-After": "1"} if status in (429, 503) else None
+    retry = RETRY_AFTER.get(code, 1)
+    headers = {"Retry-After": str(retry)} if status in (429, 503) else {}
+    if status >= 500:
+        # After a fault the connection's state is unknown: close it, so the client's next request
+        # goes on a fresh connection instead of being reset.
+        headers["Connection"] = "close"
     return JSONResponse(status_code=status, content=jsonable_encoder(body), headers=headers)
+
+
+def storage_unavailable(exc: BaseException) -> JSONResponse:
+    """503 for a database that cannot be reached, whichever layer the driver error escaped from:
+    a client that retries later loses nothing (never a 500 for an outage)."""
+    logger.warning("storage unavailable: %s: %s", type(exc).__name__, exc)
+    return envelope(
+        503,
+        "storage_unavailable",
+        "the database is unavailable; retry shortly",
+        {"reason": type(exc).__name__},
+    )
 
 
 async def facerec_error_handler(request: Request, exc: Exception) -> JSONResponse:
     if not isinstance(exc, errors.FaceRecError):
         return await unhandled_error_handler(request, exc)
+    if isinstance(exc, errors.StorageUnavailableError):
+        cause = exc.__cause__ or exc
+        logger.warning("storage unavailable: %s: %s", type(cause).__name__, cause)
     status = status_for(exc)
     if status == 500:
         logger.error(
@@ -95,13 +123,36 @@ async def http_error_handler(request: Request, exc: Exception) -> JSONResponse:
     return envelope(status, HTTP_CODES.get(status, f"http_{status}"), str(detail))
 
 
+async def driver_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    """Database driver and socket errors: 503 when they mean an outage, else a 500."""
+    if is_connection_error(exc):
+        return storage_unavailable(exc)
+    return await unhandled_error_handler(request, exc)
+
+
 async def unhandled_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    if is_connection_error(exc):  # e.g. wrapped by a library into an error type of its own
+        return storage_unavailable(exc)
     logger.exception("unhandled error on %s %s", request.method, request.url.path)
     return envelope(500, "internal_error", "internal error; see the service log")
 
 
+def _driver_error_types() -> tuple[type[Exception], ...]:
+    kinds: list[type[Exception]] = [SQLAlchemyError, OSError]
+    try:
+        import asyncpg
+    except ImportError:  # pragma: no cover - asyncpg is a dependency
+        return tuple(kinds)
+    kinds += [asyncpg.exceptions.PostgresError, asyncpg.exceptions.InterfaceError]
+    return tuple(kinds)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(errors.FaceRecError, facerec_error_handler)
+    # Raised by storage code that does not translate them itself (index sync, pgvector search):
+    # handled here, before the catch-all, so an outage is a 503 and is not logged as a crash.
+    for kind in _driver_error_types():
+        app.add_exception_handler(kind, driver_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(StarletteHTTPException, http_error_handler)
     app.add_exception_handler(Exception, unhandled_error_handler)

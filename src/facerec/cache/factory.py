@@ -17,5 +17,6 @@ def create_cache(settings: Settings, *, on_error: Callable[[str], None] | None =
             settings.cache.redis_url,
             default_ttl=float(settings.cache.ttl_seconds),
             on_error=on_error,
+            pending_file=settings.cache.pending_purges_file,
         )
     return MemoryCache(settings.cache.memory_max_items, float(settings.cache.ttl_seconds))

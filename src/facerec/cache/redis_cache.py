@@ -5,15 +5,20 @@ about ``socket_timeout``; after a failure a circuit breaker answers every call l
 a dropped write) for ``retry_after`` seconds, then lets one call try Redis again. Each failure
 increments ``errors`` and calls ``on_error(operation)`` (wire it to facerec_cache_errors_total).
 Purges that could not reach Redis are remembered (bounded) and replayed once it answers again,
-so an erasure during an outage still reaches the cache afterwards.
+so an erasure during an outage still reaches the cache afterwards; with ``pending_file`` they are
+also written to disk (owner-only, atomically) and replayed after a restart.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import os
+import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterable, MutableSet
+from pathlib import Path
 from typing import Any, TypeVar
 
 from redis.asyncio import Redis
@@ -58,6 +63,7 @@ class RedisCache:
         retry_after: float = 5.0,
         on_error: Callable[[str], None] | None = None,
         client: Redis[bytes] | None = None,
+        pending_file: Path | None = None,
     ) -> None:
         self.prefix = prefix
         self.default_ttl = default_ttl
@@ -78,6 +84,8 @@ class RedisCache:
         self._open_until = 0.0
         self._pending_tags: MutableSet[str] = set()
         self._pending_keys: MutableSet[str] = set()
+        self._pending_file = pending_file
+        self._load_pending()
 
     @property
     def available(self) -> bool:
@@ -145,10 +153,47 @@ class RedisCache:
     def _remember(self, pending: MutableSet[str], items: list[str]) -> None:
         if len(pending) + len(items) <= _MAX_PENDING:
             pending |= set(items)
+            self._save_pending()
         else:
             log.error(
                 "cache purge backlog full: %d purges dropped (entries expire by TTL)", len(items)
             )
+
+    def _load_pending(self) -> None:
+        if self._pending_file is None or not self._pending_file.is_file():
+            return
+        try:
+            saved = json.loads(self._pending_file.read_text(encoding="utf-8"))
+            self._pending_tags |= {str(t) for t in saved.get("tags", [])}
+            self._pending_keys |= {str(k) for k in saved.get("keys", [])}
+        except (OSError, ValueError, AttributeError) as exc:
+            log.error("cannot read pending cache purges from %s: %s", self._pending_file, exc)
+            return
+        if self._pending_tags or self._pending_keys:
+            log.info(
+                "%d cache purges pending from before the restart",
+                len(self._pending_tags) + len(self._pending_keys),
+            )
+
+    def _save_pending(self) -> None:
+        """Write the pending purges to disk (or remove the file when none are left)."""
+        path = self._pending_file
+        if path is None:
+            return
+        try:
+            if not self._pending_tags and not self._pending_keys:
+                path.unlink(missing_ok=True)
+                return
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            body = json.dumps(
+                {"tags": sorted(self._pending_tags), "keys": sorted(self._pending_keys)}
+            )
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".purges-")  # mode 0600
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(body)
+            os.replace(tmp, path)
+        except OSError as exc:
+            log.error("cannot persist pending cache purges to %s: %s", path, exc)
 
     async def _call(
         self,
@@ -187,6 +232,7 @@ class RedisCache:
             await self._client.unlink(*keys)
         self._pending_tags -= set(tags)
         self._pending_keys -= set(keys)
+        self._save_pending()
         log.info("replayed %d cache purges after a redis outage", len(tags) + len(keys))
 
 

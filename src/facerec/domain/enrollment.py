@@ -35,8 +35,9 @@ from facerec.storage.models import (
     EmbeddingSpace,
     NewFace,
     NewPerson,
-    check_collection_name,
-    check_id,
+    check_collection_key,
+    check_id_key,
+    new_id,
 )
 from facerec.storage.protocols import GalleryRepository
 from facerec.values import Erasure, Metric, Person
@@ -126,14 +127,20 @@ class EnrollmentService:
         on_duplicate: GuardPolicy = GuardPolicy.WARN,
         on_inconsistent: GuardPolicy = GuardPolicy.WARN,
     ) -> FaceEnrollment:
-        check_collection_name(collection)
+        check_collection_key(collection)
         existing: Person | None = None
         if person_id is not None:
-            check_id(person_id, "person")
+            check_id_key(person_id, "person")
             try:
                 existing = await self.repository.get_person(person_id)
             except NotFoundError:
                 existing = None
+            if existing is not None and existing.collection != collection:
+                raise ConflictError(
+                    "this person belongs to another collection; a person is in exactly one",
+                    code="person_in_other_collection",
+                )
+        model = await self.queries.collection_embedder(collection, model)
         options = self.queries.subject_options(
             embedder=model, mode=mode, enrollment=True, check_liveness=check_liveness
         )
@@ -153,15 +160,14 @@ class EnrollmentService:
                 raise _refuse(found)
             warnings.append(_warning(found))
         new_face = _new_face(space.name, analysis, vector)
+        # The person (when new) and its face are written in one transaction: no failure can
+        # leave a person without faces.
+        target_id = person_id or new_id()
         create = NewPerson(
-            name=person_name, collection=collection, id=person_id, metadata=dict(metadata or {})
+            name=person_name, collection=collection, id=target_id, metadata=dict(metadata or {})
         )
         with timer.stage("store"):
-            if person_id is None:
-                person = await self.repository.create_person(create)
-                faces = await self.repository.add_faces(person.id, [new_face])
-            else:
-                faces = await self.repository.add_faces(person_id, [new_face], create=create)
+            faces = await self.repository.add_faces(target_id, [new_face], create=create)
             person = await self.repository.get_person(faces[0].person_id)
         await self._purge(Erasure(updated_person_ids=(person.id,)))
         return FaceEnrollment(person, faces[0].id, analysis, warnings)
@@ -187,8 +193,11 @@ class EnrollmentService:
                 code="too_many_images",
                 limit=self.max_images,
             )
-        check_collection_name(person.collection)
-        existing = await self._existing_employee(person.employee_id or "", replace)
+        check_collection_key(person.collection)
+        existing = await self._existing_employee(
+            person.employee_id or "", person.collection, replace
+        )
+        model = await self.queries.collection_embedder(person.collection, model)
         options = self.queries.subject_options(
             embedder=model, mode=mode, enrollment=True, check_liveness=check_liveness
         )
@@ -246,9 +255,11 @@ class EnrollmentService:
             warnings=warnings,
         )
 
-    async def _existing_employee(self, employee_id: str, replace: bool) -> Person | None:
+    async def _existing_employee(
+        self, employee_id: str, collection: str, replace: bool
+    ) -> Person | None:
         try:
-            existing = await self.repository.get_person_by_employee_id(employee_id)
+            existing = await self.repository.get_person_by_employee_id(employee_id, collection)
         except NotFoundError:
             return None
         if not replace:

@@ -68,8 +68,7 @@ class Guards:
             return None
         return GuardResult(
             "inconsistent_with_person",
-            f"this face is far from every face enrolled for person {person_id!r}: "
-            "it may be someone else",
+            "this face is far from every face enrolled for this person: it may be someone else",
             {
                 "person_id": person_id,
                 "distance": round(nearest, 4),
@@ -100,7 +99,7 @@ class Guards:
         person = await self.persons.person(person_id)
         return GuardResult(
             "possible_duplicate",
-            f"this face already matches person {person_id!r} of collection {collection!r}: "
+            "this face already matches another person of this collection (details): "
             "the same person may be enrolled twice",
             {
                 "person_id": person_id,

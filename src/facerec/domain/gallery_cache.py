@@ -21,17 +21,24 @@ from facerec.cache.base import (
     purge_erasure,
     set_json,
 )
+from facerec.cache.memory import MemoryCache
 from facerec.domain.probes import Analysis, FaceProbe, ImageMeta
 from facerec.inference.quality import QualityReport
 from facerec.values import BBox, Detection, Erasure, Person
 
 
 class PersonCache:
-    """Person records in the cache (key ``person:{id}``, tag ``p:{id}``), purged on change."""
+    """Person records in the cache (key ``person:{id}``, tag ``p:{id}``), purged on change, and
+    recent query results in ``queries``: a cache of this process only (never Redis), so a
+    probe's embedding never sits in a shared cache; erasure purges both."""
 
-    def __init__(self, cache: Cache, ttl: float) -> None:
+    def __init__(
+        self, cache: Cache, ttl: float, *, queries: Cache | None = None, query_ttl: float = 300.0
+    ) -> None:
         self.cache = cache
         self.ttl = ttl
+        self.queries = queries if queries is not None else MemoryCache(1000, query_ttl)
+        self.query_ttl = query_ttl
 
     async def get_person(self, person_id: str) -> Person | None:
         raw = await get_json(self.cache, person_key(person_id))
@@ -63,12 +70,13 @@ class PersonCache:
         )
 
     async def purge(self, erasure: Erasure) -> None:
+        await purge_erasure(self.queries, erasure)
         await purge_erasure(self.cache, erasure)
 
     async def get_analysis(self, key: str) -> Analysis | None:
         """A recent query photo's subject (detection, quality, embedding) by image hash and
         models."""
-        raw = await get_json(self.cache, key)
+        raw = await get_json(self.queries, key)
         if not isinstance(raw, dict):
             return None
         try:
@@ -128,11 +136,14 @@ class PersonCache:
             "faces_in_image": analysis.faces_in_image,
         }
         tags = [image_tag(analysis.image_sha256)]
-        await set_json(self.cache, key, value, ttl=self.ttl, tags=tags)
+        await set_json(self.queries, key, value, ttl=self.query_ttl, tags=tags)
 
     async def purge_persons(self, person_ids: set[str] | None) -> None:
         """Changes made by another process: drop this process's cached copies of those persons."""
         if person_ids is None:
             await self.cache.delete_prefix("person:")
+            await self.queries.delete_prefix("")
         elif person_ids:
-            await purge_erasure(self.cache, Erasure(updated_person_ids=tuple(person_ids)))
+            erasure = Erasure(updated_person_ids=tuple(person_ids))
+            await purge_erasure(self.queries, erasure)
+            await purge_erasure(self.cache, erasure)

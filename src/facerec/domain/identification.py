@@ -33,7 +33,7 @@ from facerec.domain.probes import Analysis, FaceProbe, ProcessingMode
 from facerec.domain.queries import QueryRunner
 from facerec.domain.timing import StageTimer
 from facerec.inference.base import FaceEmbedder
-from facerec.storage.models import check_collection_name
+from facerec.storage.models import DEFAULT_COLLECTION, check_collection_key
 from facerec.storage.protocols import FaceSearcher, GalleryRepository
 from facerec.values import Person
 
@@ -99,8 +99,11 @@ class IdentificationService:
     ) -> Recognition:
         gallery = request.gallery
         inline: InlineGallery | None = None
+        model = request.model
+        if isinstance(gallery, str) or gallery is None:
+            model = await self.queries.collection_embedder(gallery or "default", model)
         options = self.queries.subject_options(
-            embedder=request.model,
+            embedder=model,
             mode=request.mode,
             enrollment=False,
             check_liveness=request.check_liveness,
@@ -109,7 +112,7 @@ class IdentificationService:
         embedder = self.queries.embedder(options.embedder or "")
         collection = ""
         if isinstance(gallery, str) or gallery is None:
-            collection = check_collection_name(gallery or "default")
+            collection = check_collection_key(gallery or DEFAULT_COLLECTION)
             persons = (await self.repository.get_collection(collection)).person_count  # 404 first
         else:
             inline = parse_inline_gallery(gallery, embedder.dim)

@@ -1,4 +1,5 @@
-"""Persons and collections: batched lookups through the cache, edits, and erasure.
+"""Persons and collections as one caller sees them: batched lookups through the cache, edits,
+erasure, each within the caller's tenant (:class:`~facerec.domain.tenancy.TenantScope`).
 
 Every cached copy of a person is purged when the person or one of its faces changes or is erased;
 an erasure also lets the vector index drop the vectors at once (snapshot files included).
@@ -9,10 +10,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from facerec.domain.gallery_cache import PersonCache
-from facerec.errors import NotFoundError
-from facerec.storage.models import PersonPatch
+from facerec.domain.tenancy import TenantScope
+from facerec.errors import ConflictError, NotFoundError
+from facerec.storage.models import DEFAULT_COLLECTION, PersonPage, PersonPatch
 from facerec.storage.protocols import FaceSearcher, GalleryRepository
-from facerec.values import Erasure, Person
+from facerec.values import Collection, Erasure, Face, Person
 
 
 class PersonService:
@@ -22,10 +24,43 @@ class PersonService:
         self.repository = repository
         self.searcher = searcher
         self.cache = cache
+        self._known_defaults: set[str] = set()
+
+    # --- collections --------------------------------------------------------------------------
+
+    async def collection_key(self, scope: TenantScope, name: str) -> str:
+        """The stored key of one of the caller's collections; a tenant's ``default`` collection
+        is created on first use, as the default tenant's was by the first migration."""
+        key = scope.collection_key(name)
+        if name == DEFAULT_COLLECTION and key != name and key not in self._known_defaults:
+            await self.repository.ensure_collection(key, "Default collection")
+            self._known_defaults.add(key)
+        return key
+
+    async def create_collection(
+        self, scope: TenantScope, name: str, description: str
+    ) -> Collection:
+        return await self.repository.create_collection(scope.collection_key(name), description)
+
+    async def list_collections(self, scope: TenantScope) -> list[Collection]:
+        if scope.allows(DEFAULT_COLLECTION):
+            await self.collection_key(scope, DEFAULT_COLLECTION)
+        found = await self.repository.list_collections(tenant=scope.tenant)
+        return [c for c in found if scope.owns_collection(c.name)]
+
+    async def delete_collection(self, scope: TenantScope, name: str, force: bool) -> Erasure:
+        key = scope.collection_key(name)
+        if name == DEFAULT_COLLECTION:
+            raise ConflictError(
+                "the default collection cannot be deleted", code="default_collection"
+            )
+        return await self._erased(await self.repository.delete_collection(key, force=force))
+
+    # --- persons ------------------------------------------------------------------------------
 
     async def persons(self, person_ids: Sequence[str]) -> dict[str, Person]:
-        """Persons by id: cached ones from the cache, the rest in one query (erased ids are
-        simply absent)."""
+        """Persons by stored id: cached ones from the cache, the rest in one query (erased ids
+        are simply absent)."""
         found: dict[str, Person] = {}
         missing: list[str] = []
         for person_id in dict.fromkeys(person_ids):
@@ -44,26 +79,59 @@ class PersonService:
     async def person(self, person_id: str) -> Person | None:
         return (await self.persons([person_id])).get(person_id)
 
-    async def update_person(self, person_id: str, patch: PersonPatch) -> Person:
-        person = await self.repository.update_person(person_id, patch)
-        await self.cache.purge(Erasure(updated_person_ids=(person_id,)))
+    async def get(self, scope: TenantScope, person_id: str) -> tuple[Person, list[Face]]:
+        person = await self._own(scope, person_id)
+        return person, await self.repository.list_faces(person.id)
+
+    async def list_persons(
+        self,
+        scope: TenantScope,
+        *,
+        collection: str | None,
+        name: str | None,
+        employee_id: str | None,
+        limit: int,
+        cursor: str | None,
+    ) -> PersonPage:
+        key = await self.collection_key(scope, collection) if collection is not None else None
+        allowed = scope.collection_keys()
+        return await self.repository.list_persons(
+            collection=key,
+            name=name,
+            employee_id=employee_id,
+            limit=limit,
+            cursor=cursor,
+            tenant=scope.tenant,
+            collections_in=sorted(allowed) if allowed is not None else None,
+        )
+
+    async def update_person(self, scope: TenantScope, person_id: str, patch: PersonPatch) -> Person:
+        key = (await self._own(scope, person_id)).id
+        person = await self.repository.update_person(key, patch)
+        await self.cache.purge(Erasure(updated_person_ids=(key,)))
+        return person
+
+    async def delete_person(self, scope: TenantScope, person_id: str) -> Erasure:
+        key = (await self._own(scope, person_id)).id
+        return await self._erased(await self.repository.delete_person(key))
+
+    async def delete_face(self, scope: TenantScope, person_id: str, face_id: str) -> Erasure:
+        key = (await self._own(scope, person_id)).id
+        face = await self.repository.get_face(face_id)
+        if face.person_id != key:
+            raise NotFoundError(
+                f"person {person_id!r} has no face {face_id!r}", code="face_not_found"
+            )
+        return await self._erased(await self.repository.delete_face(face_id))
+
+    async def _own(self, scope: TenantScope, person_id: str) -> Person:
+        """The caller's person, or 404 exactly as for an id nobody has (another tenant's
+        person is another key); a collection the key may not use is 403."""
+        person = await self.repository.get_person(scope.person_key(person_id))
+        scope.collection_key(scope.collection_name(person.collection))
         return person
 
     async def _erased(self, erasure: Erasure) -> Erasure:
         await self.cache.purge(erasure)
         await self.searcher.sync()
         return erasure
-
-    async def delete_person(self, person_id: str) -> Erasure:
-        return await self._erased(await self.repository.delete_person(person_id))
-
-    async def delete_face(self, person_id: str, face_id: str) -> Erasure:
-        face = await self.repository.get_face(face_id)
-        if face.person_id != person_id:
-            raise NotFoundError(
-                f"person {person_id!r} has no face {face_id!r}", code="face_not_found"
-            )
-        return await self._erased(await self.repository.delete_face(face_id))
-
-    async def delete_collection(self, name: str, force: bool) -> Erasure:
-        return await self._erased(await self.repository.delete_collection(name, force=force))

@@ -9,7 +9,8 @@ image's SHA-256 and the models; liveness is never cached: it is judged afresh ev
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 
 from facerec.cache.base import image_result_key
@@ -23,6 +24,10 @@ from facerec.executor import InferenceExecutor
 from facerec.inference.base import FaceEmbedder
 from facerec.inference.manager import ModelManager
 from facerec.inference.types import ModelTask
+
+SpaceCounts = Callable[[str], Awaitable[dict[str, int]]]
+# How long a collection's faces-per-space counts are reused to resolve ``auto``.
+SPACE_COUNTS_TTL = 10.0
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,8 @@ class QueryRunner:
         self.cache = cache
         self.liveness_default = liveness_default
         self._on_cache: Callable[[str], None] = on_cache or (lambda result: None)
+        self.space_counts: SpaceCounts | None = None  # set once storage is open
+        self._counts: dict[str, tuple[float, dict[str, int]]] = {}
 
     # --- models, resolved once per request ----------------------------------------------------
 
@@ -69,6 +76,36 @@ class QueryRunner:
             else None,
             liveness=live,
         )
+
+    async def collection_embedder(self, collection: str, requested: str | None) -> str | None:
+        """``auto`` for a collection: the installed embedder the collection already holds the
+        most faces of, so that a newly installed, better model never leaves a gallery silently
+        unsearchable; the best installed (measured order) for a collection without faces. Any
+        other name is returned as it is."""
+        if requested not in (None, "", "auto"):
+            return requested
+        candidates = self.models.auto_candidates(ModelTask.EMBEDDING)
+        if not candidates or self.space_counts is None:
+            return requested
+        counts = await self._space_counts(collection)
+        held = {name: self._faces_in_space(name, counts) for name in candidates}
+        best = max(candidates, key=lambda name: held[name])
+        return best if held[best] > 0 else candidates[0]
+
+    def _faces_in_space(self, name: str, counts: dict[str, int]) -> int:
+        space = self.embedder(name).space
+        return sum(n for s, n in counts.items() if s == space or s.startswith(space + "+"))
+
+    async def _space_counts(self, collection: str) -> dict[str, int]:
+        now = time.monotonic()
+        cached = self._counts.get(collection)
+        if cached is not None and now - cached[0] < SPACE_COUNTS_TTL:
+            return cached[1]
+        counts = await self.space_counts(collection) if self.space_counts is not None else {}
+        if len(self._counts) > 1000:
+            self._counts.clear()
+        self._counts[collection] = (now, counts)
+        return counts
 
     def liveness_model(self) -> str:
         try:

@@ -23,7 +23,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from facerec.inference.quality import QualityReport
+from facerec.inference.quality import QualityBar, QualityReport, assess
+from facerec.inference.types import ImageBGR
 from facerec.values import BBox, Detection
 
 CONFIDENT_SCORE = 0.9
@@ -106,3 +107,13 @@ def competing_faces(ranked: Sequence[RankedFace]) -> list[RankedFace]:
         ):
             competing.append(other)
     return competing
+
+
+def subject_of(
+    image: ImageBGR, faces: Sequence[Detection], bar: QualityBar | None = None
+) -> RankedFace | None:
+    """The subject of an image's detected faces (quality assessed here), or None without faces.
+    For benchmarks and tools that hold decoded pixels; the service ranks inside the analysis."""
+    reports = [assess(image, face, bar or QualityBar()) for face in faces]
+    ranked = rank_faces(faces, reports, image.shape[1], image.shape[0])
+    return ranked[0] if ranked else None

@@ -7,13 +7,13 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from facerec.config import Settings
-from facerec.storage.engine import create_engine, writer
+from facerec.storage.engine import create_engine
 from facerec.storage.pgvector import ensure_pgvector
+from facerec.storage.sql_support import read_connection, write_transaction
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 # Several API processes may start at once: they take turns (PostgreSQL advisory lock; SQLite's
@@ -32,13 +32,14 @@ def alembic_config(connection: Connection | None = None) -> Config:
 async def upgrade_database(
     settings: Settings, *, engine: AsyncEngine | None = None, revision: str = "head"
 ) -> None:
-    """Bring the database at ``settings.db.url`` (or ``engine``) to ``revision``."""
+    """Bring the database at ``settings.db.url`` (or ``engine``) to ``revision``.
+
+    An unreachable database raises :class:`~facerec.errors.StorageUnavailableError` (the app's
+    start-up retries it)."""
     owned = engine is None
     engine = engine or create_engine(settings.db)
     try:
-        async with writer(engine).begin() as conn:
-            if conn.dialect.name == "postgresql":
-                await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK})
+        async with write_transaction(engine, lock_key=_MIGRATION_LOCK) as conn:
             await conn.run_sync(_upgrade, revision)
     finally:
         if owned:
@@ -54,7 +55,7 @@ def _upgrade(connection: Connection, revision: str) -> None:
 
 async def database_revision(engine: AsyncEngine) -> str | None:
     """The applied revision, or None for a database never migrated."""
-    async with engine.connect() as conn:
+    async with read_connection(engine) as conn:
         return await conn.run_sync(
             lambda sync: MigrationContext.configure(sync).get_current_revision()
         )

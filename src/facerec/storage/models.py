@@ -13,12 +13,24 @@ import numpy as np
 from numpy.typing import NDArray
 
 from facerec.errors import InvalidInputError
+from facerec.storage.validation import (
+    DEPARTMENT_MAX,
+    EMPLOYEE_ID_MAX,
+    POSITION_MAX,
+    check_metadata,
+    check_optional_text,
+    check_person_name,
+)
 from facerec.values import BBox, Erasure, Face, Metric, Person
 
 DEFAULT_COLLECTION: Final = "default"
 
 _COLLECTION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,63}$")
+# Stored keys: the same, optionally qualified by a tenant (values.qualify).
+_TENANT = r"(?:[a-z0-9][a-z0-9_-]{0,31}~)?"
+_COLLECTION_KEY_RE = re.compile(rf"^{_TENANT}[A-Za-z0-9][A-Za-z0-9_.-]{{0,63}}$")
+_ID_KEY_RE = re.compile(rf"^{_TENANT}[A-Za-z0-9][A-Za-z0-9_.:@-]{{0,63}}$")
 _SPACE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@/+-]{0,127}$")
 
 
@@ -40,6 +52,12 @@ class NewPerson:
     position: str | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # Every write of a person passes here: refuse what could not be stored and returned.
+        check_person_name(self.name)
+        _check_person_fields(self.employee_id, self.department, self.position)
+        check_metadata(self.metadata)
+
 
 @dataclass(frozen=True)
 class NewFace:
@@ -58,6 +76,25 @@ class PersonPatch:
     department: str | _Unset | None = UNSET
     position: str | _Unset | None = UNSET
     metadata: Mapping[str, Any] | _Unset = UNSET  # replaces the whole mapping
+
+    def __post_init__(self) -> None:
+        if self.name is not UNSET:
+            check_person_name(self.name)
+        _check_person_fields(
+            None if self.employee_id is UNSET else self.employee_id,
+            None if self.department is UNSET else self.department,
+            None if self.position is UNSET else self.position,
+        )
+        if self.metadata is not UNSET:
+            check_metadata(self.metadata)
+
+
+def _check_person_fields(
+    employee_id: str | None, department: str | None, position: str | None
+) -> None:
+    check_optional_text(employee_id, "employee_id", EMPLOYEE_ID_MAX)
+    check_optional_text(department, "department", DEPARTMENT_MAX)
+    check_optional_text(position, "position", POSITION_MAX)
 
 
 @dataclass(frozen=True)
@@ -102,6 +139,28 @@ def check_collection_name(name: str) -> str:
             collection=name[:80],
         )
     return name
+
+
+def check_collection_key(key: str) -> str:
+    """A stored collection key: a collection name, optionally qualified by its tenant."""
+    if not _COLLECTION_KEY_RE.match(key):
+        raise InvalidInputError(
+            "collection names are 1-64 characters: letters, digits, '_', '.', '-'",
+            code="invalid_collection_name",
+            collection=key[:80],
+        )
+    return key
+
+
+def check_id_key(value: str, what: str) -> str:
+    """A stored id: an id, optionally qualified by its tenant."""
+    if not _ID_KEY_RE.match(value):
+        raise InvalidInputError(
+            f"{what} ids are 1-64 characters: letters, digits, '_', '.', ':', '@', '-'",
+            code=f"invalid_{what}_id",
+            value=value[:80],
+        )
+    return value
 
 
 def check_id(value: str, what: str) -> str:

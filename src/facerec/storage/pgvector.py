@@ -4,6 +4,10 @@ Embeddings always live in ``faces.embedding`` (float32 bytes). Where pgvector ex
 copied into ``face_vectors`` in the same transaction, with one partial HNSW index per
 (collection, space): dimensions differ between spaces, so the index is on
 ``embedding::vector(dim)`` and queries use the same expression.
+
+``face_vectors`` holds plaintext vectors (search needs them), even when ``faces.embedding`` is
+encrypted at rest (:mod:`facerec.storage.sealing`); with encryption on, prefer the in-process
+index (``FACEREC_INDEX__BACKEND=memory``).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from facerec.storage.models import EmbeddingSpace, SearchHit, as_vector
+from facerec.storage.sealing import EMBEDDING_COLUMN, Sealer, is_sealed, open_blob
 from facerec.values import Metric
 
 log = logging.getLogger(__name__)
@@ -54,12 +59,23 @@ def _index_ddl(collection: str, space: EmbeddingSpace) -> str:
     )
 
 
-def ensure_pgvector(conn: Connection) -> bool:
-    """Create the extension and ``face_vectors`` (backfilled) if possible; True when present."""
+def ensure_pgvector(conn: Connection, sealer: Sealer | None = None) -> bool:
+    """Create the extension and ``face_vectors`` (backfilled) if possible; True when present.
+
+    Embeddings encrypted at rest are opened with ``sealer`` for the backfill; without one, the
+    table is not created (vectors that cannot be read are never copied as garbage, and searches
+    stay with the in-process index, which reads them through the repository's sealer)."""
     if conn.dialect.name != "postgresql":
         return False
     if conn.execute(text(f"SELECT to_regclass('{TABLE}') IS NOT NULL")).scalar_one():
         return True
+    rows = conn.execute(text("SELECT id, person_id, collection, space, embedding FROM faces")).all()
+    if sealer is None and any(is_sealed(r[4]) for r in rows):
+        log.warning(
+            "faces are encrypted at rest: pgvector table %s not created, using in-process indexes",
+            TABLE,
+        )
+        return False
     try:
         with conn.begin_nested():  # a failed CREATE EXTENSION must not abort the migration
             conn.exec_driver_sql("CREATE EXTENSION IF NOT EXISTS vector")
@@ -69,19 +85,27 @@ def ensure_pgvector(conn: Connection) -> bool:
     conn.exec_driver_sql(
         f"CREATE TABLE {TABLE} ("
         " face_id VARCHAR(64) PRIMARY KEY REFERENCES faces(id) ON DELETE CASCADE,"
-        " person_id VARCHAR(64) NOT NULL,"
-        " collection VARCHAR(64) NOT NULL,"
+        " person_id VARCHAR(128) NOT NULL,"
+        " collection VARCHAR(128) NOT NULL,"
         " space VARCHAR(128) NOT NULL,"
         " embedding vector NOT NULL)"
     )
-    rows = conn.execute(text("SELECT id, person_id, collection, space, embedding FROM faces")).all()
     if rows:
         conn.execute(
             text(
                 f"INSERT INTO {TABLE} (face_id, person_id, collection, space, embedding)"
                 " VALUES (:f, :p, :c, :s, CAST(CAST(:v AS text) AS vector))"
             ),
-            [{"f": r[0], "p": r[1], "c": r[2], "s": r[3], "v": _bytes_literal(r[4])} for r in rows],
+            [
+                {
+                    "f": r[0],
+                    "p": r[1],
+                    "c": r[2],
+                    "s": r[3],
+                    "v": _bytes_literal(sealer, r[0], r[4]),
+                }
+                for r in rows
+            ],
         )
     spaces = {
         r[0]: EmbeddingSpace(r[0], int(r[1]), r[2])
@@ -98,7 +122,8 @@ def drop_pgvector(conn: Connection) -> None:
         conn.exec_driver_sql(f"DROP TABLE IF EXISTS {TABLE}")
 
 
-def _bytes_literal(blob: bytes) -> str:
+def _bytes_literal(sealer: Sealer | None, face_id: str, stored: bytes) -> str:
+    blob = open_blob(sealer, stored, column=EMBEDDING_COLUMN, row_id=face_id)
     return vector_literal(np.frombuffer(blob, dtype="<f4"))
 
 

@@ -31,6 +31,10 @@ metadata = MetaData()
 
 ID_LEN = 64
 SPACE_LEN = 128
+# Collections and person ids are stored tenant-qualified (values.qualify: ``<tenant>~<id>``, a
+# 32-character tenant at most), employee ids collection-qualified (revision 0005 widened them).
+KEY_LEN = 128
+EMPLOYEE_KEY_LEN = 256
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -61,7 +65,7 @@ SeqInt = BigInteger().with_variant(Integer(), "sqlite")  # SQLite: INTEGER PRIMA
 collections = Table(
     "collections",
     metadata,
-    Column("name", String(ID_LEN), primary_key=True),
+    Column("name", String(KEY_LEN), primary_key=True),
     Column("description", Text, nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
 )
@@ -69,10 +73,11 @@ collections = Table(
 persons = Table(
     "persons",
     metadata,
-    Column("id", String(ID_LEN), primary_key=True),
-    Column("collection", String(ID_LEN), ForeignKey("collections.name"), nullable=False),
+    Column("id", String(KEY_LEN), primary_key=True),
+    Column("collection", String(KEY_LEN), ForeignKey("collections.name"), nullable=False),
     Column("name", String(256), nullable=False),
-    Column("employee_id", String(128), nullable=True, unique=True),
+    # ``<collection key>~<employee id>``: unique per collection (sql_support.employee_key).
+    Column("employee_id", String(EMPLOYEE_KEY_LEN), nullable=True, unique=True),
     Column("department", String(256), nullable=True),
     Column("position", String(256), nullable=True),
     Column("metadata", Json, nullable=False),
@@ -94,11 +99,11 @@ faces = Table(
     metadata,
     Column("id", String(ID_LEN), primary_key=True),
     Column(
-        "person_id", String(ID_LEN), ForeignKey("persons.id", ondelete="CASCADE"), nullable=False
+        "person_id", String(KEY_LEN), ForeignKey("persons.id", ondelete="CASCADE"), nullable=False
     ),
     # Denormalised from the person (a person never changes collection): index builds read one
     # (collection, space) slice without a join.
-    Column("collection", String(ID_LEN), nullable=False),
+    Column("collection", String(KEY_LEN), nullable=False),
     Column("space", String(SPACE_LEN), ForeignKey("embedding_spaces.name"), nullable=False),
     Column("embedding", LargeBinary, nullable=False),  # float32 little-endian bytes
     Column("quality", Float, nullable=False),
@@ -112,9 +117,9 @@ change_log = Table(
     metadata,
     Column("seq", SeqInt, primary_key=True, autoincrement=True),
     Column("op", String(32), nullable=False),
-    Column("person_id", String(ID_LEN), nullable=True),
+    Column("person_id", String(KEY_LEN), nullable=True),
     Column("face_id", String(ID_LEN), nullable=True),
-    Column("collection", String(ID_LEN), nullable=True),
+    Column("collection", String(KEY_LEN), nullable=True),
     Column("space", String(SPACE_LEN), nullable=True),
     Column("created_at", UtcDateTime, nullable=False),
     sqlite_autoincrement=True,  # never reuse a seq, even after pruning the newest rows
@@ -125,4 +130,55 @@ gallery_state = Table(
     metadata,
     Column("key", String(64), primary_key=True),
     Column("value", BigInteger, nullable=False),
+)
+
+# Idempotency-Key records (revision 0003): the first successful response of an enrollment request,
+# replayed to a retry with the same key. ``status`` NULL: the first request is still running (it
+# holds the key until ``locked_until``).
+IDEMPOTENCY_KEY_LEN = 255
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("key", String(IDEMPOTENCY_KEY_LEN), primary_key=True),
+    Column("route", String(64), nullable=False),
+    Column("request_hash", String(64), nullable=False),
+    Column("status", Integer, nullable=True),
+    Column("body", LargeBinary, nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("locked_until", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+)
+
+# API keys and the audit log (revision 0004, facerec.auth). A key's secret is never stored: only
+# HMAC-SHA256(pepper, key_id "." secret). ``collections`` NULL: every collection of the tenant.
+TENANT_LEN = 32
+KEY_ID_LEN = 32
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("key_id", String(KEY_ID_LEN), primary_key=True),
+    Column("tenant", String(TENANT_LEN), nullable=False),
+    Column("name", String(128), nullable=False),
+    Column("secret_hash", String(64), nullable=False),
+    Column("scopes", Json, nullable=False),
+    Column("collections", Json, nullable=True),
+    Column("created_by", String(64), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=True),
+    Column("revoked_at", UtcDateTime, nullable=True),
+)
+
+# Who (tenant + key id; NULL: no key, e.g. the command line) did what (action + target id) when.
+# Never images, vectors, names or metadata.
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("seq", SeqInt, primary_key=True, autoincrement=True),
+    Column("at", UtcDateTime, nullable=False),
+    Column("tenant", String(TENANT_LEN), nullable=False),
+    Column("key_id", String(KEY_ID_LEN), nullable=True),
+    Column("action", String(64), nullable=False),
+    Column("target", String(255), nullable=True),
+    Column("details", Json, nullable=False),
+    sqlite_autoincrement=True,
 )

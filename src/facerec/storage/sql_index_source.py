@@ -1,4 +1,8 @@
-"""The reads an in-process vector index needs: slices of vectors and the change log."""
+"""The reads an in-process vector index needs: slices of vectors and the change log.
+
+Embeddings sealed at rest (:mod:`facerec.storage.sealing`) are opened here, so the index gets
+plain vectors; they live only in this process's memory (and HNSW snapshots under index_dir).
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from facerec.storage.log_probe import LogProbe
 from facerec.storage.models import EmbeddingSpace
 from facerec.storage.protocols import Change, FaceVector, IndexRows, LogState
 from facerec.storage.schema import change_log, embedding_spaces, faces, gallery_state
+from facerec.storage.sealing import EMBEDDING_COLUMN, Sealer, open_blob
 from facerec.storage.sql_support import write_transaction
 
 _BATCH = 10_000
@@ -22,8 +27,9 @@ _IN_CHUNK = 500
 class SqlIndexSource:
     """:class:`~facerec.storage.protocols.IndexSource` over the gallery tables."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, sealer: Sealer | None = None) -> None:
         self._engine = engine
+        self._sealer = sealer
         self._spaces: dict[str, EmbeddingSpace] = {}
         self._probe = LogProbe(engine)
 
@@ -85,7 +91,7 @@ class SqlIndexSource:
             async for partition in result.partitions(_BATCH):
                 face_ids.extend(r[0] for r in partition)
                 person_ids.extend(r[1] for r in partition)
-                blob = b"".join(r[2] for r in partition)
+                blob = b"".join(self._embedding(r[0], r[2]) for r in partition)
                 chunks.append(np.frombuffer(blob, dtype="<f4").reshape(len(partition), dim))
         vectors = (
             np.concatenate(chunks).astype(np.float32, copy=False)
@@ -107,9 +113,14 @@ class SqlIndexSource:
                     faces.c.embedding,
                 ).where(faces.c.id.in_(wanted[start : start + _IN_CHUNK]))
                 for r in await conn.execute(query):
-                    vector = np.frombuffer(r[4], dtype="<f4").astype(np.float32)
+                    blob = self._embedding(r[0], r[4])
+                    vector = np.frombuffer(blob, dtype="<f4").astype(np.float32)
                     found.append(FaceVector(r[0], r[1], r[2], r[3], vector))
         return found
+
+    def _embedding(self, face_id: str, stored: bytes) -> bytes:
+        """The float32 bytes of a stored embedding (opened when sealed)."""
+        return open_blob(self._sealer, stored, column=EMBEDDING_COLUMN, row_id=face_id)
 
     async def get_space(self, name: str) -> EmbeddingSpace:
         space = self._spaces.get(name)

@@ -11,9 +11,13 @@ from typing import Any
 
 from sqlalchemy import delete, func, insert, or_, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.sql.elements import ColumnElement
 
 from facerec.errors import ConflictError, InvalidInputError, NotFoundError
 from facerec.storage import pgvector
+from facerec.storage.engine import StorageProbe
+from facerec.storage.idempotency import SqlIdempotencyStore
 from facerec.storage.models import (
     DEFAULT_COLLECTION,
     UNSET,
@@ -23,20 +27,23 @@ from facerec.storage.models import (
     PersonPage,
     PersonPatch,
     Registration,
-    check_collection_name,
-    check_id,
+    check_collection_key,
+    check_id_key,
     check_space_name,
 )
 from facerec.storage.schema import collections, embedding_spaces, faces, persons
+from facerec.storage.sealing import Sealer
 from facerec.storage.sql_support import (
     change,
     decode_cursor,
     duplicate_employee,
+    employee_key,
     encode_cursor,
     face_columns_light,
     insert_ignore,
     log_changes,
     person_columns,
+    read_connection,
     to_collection,
     to_face,
     to_person,
@@ -44,7 +51,8 @@ from facerec.storage.sql_support import (
     write_transaction,
 )
 from facerec.storage.sql_writes import SqlWrites, collection_not_found, person_not_found
-from facerec.values import Collection, Erasure, Face, Person
+from facerec.storage.validation import DESCRIPTION_MAX, check_text
+from facerec.values import DEFAULT_TENANT, KEY_SEPARATOR, Collection, Erasure, Face, Person
 
 MAX_PAGE = 1000
 _person_count = (
@@ -63,10 +71,21 @@ class SqlGalleryRepository(SqlWrites):
     Call :meth:`close` before disposing the engine (it holds the change-log probe).
     """
 
+    def __init__(self, engine: AsyncEngine, *, sealer: Sealer | None = None) -> None:
+        """``sealer``: embeddings and metadata are encrypted at rest with its key."""
+        super().__init__(engine, sealer)
+        self.idempotency = SqlIdempotencyStore(engine)
+        self._ready_probe = StorageProbe(engine)
+
+    async def ping(self) -> bool:
+        """Whether the database answers now (a ``SELECT 1``, remembered for a second)."""
+        return await self._ready_probe.check()
+
     # ---- collections -------------------------------------------------------------------------
 
     async def create_collection(self, name: str, description: str = "") -> Collection:
-        check_collection_name(name)
+        check_collection_key(name)
+        check_text(description, "description", DESCRIPTION_MAX)
         async with write_transaction(self._engine) as conn:
             now = utcnow()
             values = {"name": name, "description": description, "created_at": now}
@@ -76,13 +95,33 @@ class SqlGalleryRepository(SqlWrites):
                 )
         return Collection(name, description, now, 0)
 
-    async def list_collections(self) -> list[Collection]:
-        async with self._engine.connect() as conn:
-            rows = await conn.execute(select(*collections.c, _person_count).order_by("name"))
-            return [to_collection(r) for r in rows]
+    async def space_counts(self, collection: str) -> dict[str, int]:
+        """Faces of one collection per embedding space."""
+        async with read_connection(self._engine) as conn:
+            query = (
+                select(faces.c.space, func.count())
+                .where(faces.c.collection == collection)
+                .group_by(faces.c.space)
+            )
+            return {row[0]: int(row[1]) for row in await conn.execute(query)}
+
+    async def list_collections(self, *, tenant: str | None = None) -> list[Collection]:
+        """Every collection, or only those of ``tenant`` (keys, see values.qualify)."""
+        query = select(*collections.c, _person_count).order_by("name")
+        if tenant is not None:
+            query = query.where(_of_tenant(collections.c.name, tenant))
+        async with read_connection(self._engine) as conn:
+            return [to_collection(r) for r in await conn.execute(query)]
+
+    async def ensure_collection(self, name: str, description: str = "") -> None:
+        """Create the collection unless it exists (a tenant's ``default``, on first use)."""
+        check_collection_key(name)
+        async with write_transaction(self._engine) as conn:
+            values = {"name": name, "description": description, "created_at": utcnow()}
+            await insert_ignore(conn, collections, values, "name")
 
     async def get_collection(self, name: str) -> Collection:
-        async with self._engine.connect() as conn:
+        async with read_connection(self._engine) as conn:
             query = select(*collections.c, _person_count).where(collections.c.name == name)
             row = (await conn.execute(query)).first()
         if row is None:
@@ -164,7 +203,7 @@ class SqlGalleryRepository(SqlWrites):
             await self._require_collection(conn, person.collection)
             values = self._person_values(person)
             if person.employee_id is not None:
-                await self._check_employee_free(conn, person.employee_id, None)
+                await self._check_employee_free(conn, person.collection, person.employee_id, None)
             try:
                 inserted = await insert_ignore(conn, persons, values, "id")
             except IntegrityError as exc:
@@ -179,7 +218,7 @@ class SqlGalleryRepository(SqlWrites):
             return await self._load_person(conn, values["id"])
 
     async def get_person(self, person_id: str) -> Person:
-        async with self._engine.connect() as conn:
+        async with read_connection(self._engine) as conn:
             return await self._load_person(conn, person_id)
 
     async def get_persons(self, person_ids: Sequence[str]) -> dict[str, Person]:
@@ -187,26 +226,31 @@ class SqlGalleryRepository(SqlWrites):
         wanted = list(dict.fromkeys(person_ids))
         if not wanted:
             return {}
-        async with self._engine.connect() as conn:
+        async with read_connection(self._engine) as conn:
             query = select(*person_columns).where(persons.c.id.in_(wanted))
-            return {p.id: p for p in (to_person(r) for r in await conn.execute(query))}
+            rows = await conn.execute(query)
+            return {p.id: p for p in (to_person(r, self._sealer) for r in rows)}
 
     async def faces_of(self, person_ids: Sequence[str], space: str) -> list[Face]:
         """Every face (with its embedding) of these persons in one embedding space."""
         wanted = list(dict.fromkeys(person_ids))
         if not wanted:
             return []
-        async with self._engine.connect() as conn:
+        async with read_connection(self._engine) as conn:
             query = (
                 select(*faces.c)
                 .where(faces.c.person_id.in_(wanted), faces.c.space == space)
                 .order_by(faces.c.person_id, faces.c.created_at, faces.c.id)
             )
-            return [to_face(r) for r in await conn.execute(query)]
+            return [to_face(r, self._sealer) for r in await conn.execute(query)]
 
-    async def get_person_by_employee_id(self, employee_id: str) -> Person:
-        async with self._engine.connect() as conn:
-            query = select(*person_columns).where(persons.c.employee_id == employee_id)
+    async def get_person_by_employee_id(
+        self, employee_id: str, collection: str = DEFAULT_COLLECTION
+    ) -> Person:
+        """The person of ``collection`` with this employee id (unique per collection)."""
+        stored = employee_key(collection, employee_id)
+        async with read_connection(self._engine) as conn:
+            query = select(*person_columns).where(persons.c.employee_id == stored)
             row = (await conn.execute(query)).first()
         if row is None:
             raise NotFoundError(
@@ -214,7 +258,7 @@ class SqlGalleryRepository(SqlWrites):
                 code="person_not_found",
                 employee_id=employee_id,
             )
-        return to_person(row)
+        return to_person(row, self._sealer)
 
     async def list_persons(
         self,
@@ -224,25 +268,33 @@ class SqlGalleryRepository(SqlWrites):
         employee_id: str | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        tenant: str | None = None,
+        collections_in: Sequence[str] | None = None,
     ) -> PersonPage:
+        """``tenant``: only that tenant's persons; ``collections_in``: only these collections."""
         if limit < 1:
             raise InvalidInputError("limit must be at least 1", code="invalid_limit")
         limit = min(limit, MAX_PAGE)
         query = select(*person_columns)
         if collection is not None:
             query = query.where(persons.c.collection == collection)
+        if tenant is not None:
+            query = query.where(_of_tenant(persons.c.collection, tenant))
+        if collections_in is not None:
+            query = query.where(persons.c.collection.in_(list(collections_in)))
         if name:
             query = query.where(persons.c.name.icontains(name, autoescape=True))
         if employee_id is not None:
-            query = query.where(persons.c.employee_id == employee_id)
+            stored = persons.c.collection.concat(KEY_SEPARATOR + employee_id)
+            query = query.where(persons.c.employee_id == stored)
         if cursor:
             after = decode_cursor(cursor)
             query = query.where(tuple_(persons.c.created_at, persons.c.id) > tuple_(*after))
         query = query.order_by(persons.c.created_at, persons.c.id).limit(limit + 1)
-        async with self._engine.connect() as conn:
+        async with read_connection(self._engine) as conn:
             if collection is not None:
                 await self._require_collection(conn, collection)
-            items = [to_person(r) for r in await conn.execute(query)]
+            items = [to_person(r, self._sealer) for r in await conn.execute(query)]
         more = len(items) > limit
         items = items[:limit]
         last = items[-1] if more else None
@@ -255,13 +307,15 @@ class SqlGalleryRepository(SqlWrites):
             if value is not UNSET and key != "metadata"
         }
         if patch.metadata is not UNSET:
-            values["metadata"] = dict(patch.metadata)
+            values["metadata"] = self._seal_metadata(person_id, patch.metadata)
         if "name" in values and not str(values["name"]).strip():
             raise InvalidInputError("a person needs a name", code="invalid_name")
         async with write_transaction(self._engine) as conn:
             employee_id = values.get("employee_id")
             if employee_id is not None:
-                await self._check_employee_free(conn, employee_id, person_id)
+                current = await self._load_person(conn, person_id)
+                await self._check_employee_free(conn, current.collection, employee_id, person_id)
+                values["employee_id"] = employee_key(current.collection, employee_id)
             values["updated_at"] = utcnow()
             try:
                 result = await conn.execute(
@@ -298,7 +352,7 @@ class SqlGalleryRepository(SqlWrites):
         Concurrent calls for the same new id create one person: the insert ignores a primary
         key conflict and the faces are appended to whichever call's row won.
         """
-        check_id(person_id, "person")
+        check_id_key(person_id, "person")
         if create is not None and create.id not in (None, person_id):
             raise InvalidInputError("create.id differs from person_id", code="invalid_person_id")
         async with write_transaction(self._engine) as conn:
@@ -323,24 +377,24 @@ class SqlGalleryRepository(SqlWrites):
 
     async def list_faces(self, person_id: str, *, with_embeddings: bool = False) -> list[Face]:
         columns = faces.c if with_embeddings else face_columns_light
-        async with self._engine.connect() as conn:
+        async with read_connection(self._engine) as conn:
             await self._load_person(conn, person_id)
             query = (
                 select(*columns)
                 .where(faces.c.person_id == person_id)
                 .order_by(faces.c.created_at, faces.c.id)
             )
-            return [to_face(r) for r in await conn.execute(query)]
+            return [to_face(r, self._sealer) for r in await conn.execute(query)]
 
     async def get_face(self, face_id: str, *, with_embeddings: bool = False) -> Face:
         columns = faces.c if with_embeddings else face_columns_light
-        async with self._engine.connect() as conn:
+        async with read_connection(self._engine) as conn:
             row = (await conn.execute(select(*columns).where(faces.c.id == face_id))).first()
         if row is None:
             raise NotFoundError(
                 f"face {face_id!r} not found", code="face_not_found", face_id=face_id
             )
-        return to_face(row)
+        return to_face(row, self._sealer)
 
     async def delete_face(self, face_id: str) -> Erasure:
         async with write_transaction(self._engine) as conn:
@@ -362,14 +416,13 @@ class SqlGalleryRepository(SqlWrites):
         async with write_transaction(self._engine) as conn:
             await self._require_collection(conn, person.collection)
             clauses = [persons.c.id == person.id] if person.id else []
-            if person.employee_id is not None:
-                clauses.append(persons.c.employee_id == person.employee_id)
+            stored = employee_key(person.collection, person.employee_id)
+            if stored is not None:
+                clauses.append(persons.c.employee_id == stored)
             query = select(persons.c.id, persons.c.employee_id).where(or_(*clauses))
             found = (await conn.execute(query)).all() if clauses else []
             by_id = next((r[0] for r in found if r[0] == person.id), None)
-            by_employee = next(
-                (r[0] for r in found if r[1] is not None and r[1] == person.employee_id), None
-            )
+            by_employee = next((r[0] for r in found if r[1] is not None and r[1] == stored), None)
             if by_employee is not None and (
                 not replace or (person.id is not None and by_employee != person.id)
             ):
@@ -398,3 +451,10 @@ class SqlGalleryRepository(SqlWrites):
             return Registration(
                 await self._load_person(conn, person_id), added, target is None, removed
             )
+
+
+def _of_tenant(key: ColumnElement[str], tenant: str) -> ColumnElement[bool]:
+    """Keys of one tenant: ``<tenant>~...``, or those without a separator for ``default``."""
+    if tenant == DEFAULT_TENANT:
+        return ~key.contains(KEY_SEPARATOR, autoescape=True)
+    return key.startswith(tenant + KEY_SEPARATOR, autoescape=True)

@@ -1,12 +1,20 @@
-"""Helpers shared by the SQL repository: write transactions, change-log rows, row mapping."""
+"""Helpers shared by the SQL repository: write transactions, change-log rows, row mapping.
+
+Erasures (any write that logs a removal, and :func:`mark_erasure`) are followed, once committed,
+by a SQLite WAL checkpoint (:func:`~facerec.storage.engine.checkpoint_wal`): with
+``secure_delete`` on, no copy of the deleted rows is then left in the database or -wal file.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
+import logging
+import time
 from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,16 +24,38 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from facerec.errors import ConflictError, InvalidInputError
-from facerec.storage.engine import writer
+from facerec.errors import ConflictError, InvalidInputError, StorageUnavailableError
+from facerec.storage.engine import (
+    checkpoint_wal,
+    is_connection_error,
+    is_sqlite,
+    is_sqlite_busy,
+    write_lock,
+    writer,
+)
 from facerec.storage.protocols import ChangeOp
 from facerec.storage.schema import change_log, faces, persons
-from facerec.values import BBox, Collection, Face, Person
+from facerec.storage.sealing import (
+    EMBEDDING_COLUMN,
+    METADATA_COLUMN,
+    Sealer,
+    open_blob,
+    open_json,
+)
+from facerec.values import KEY_SEPARATOR, BBox, Collection, Face, Person
 
 # Every PostgreSQL write transaction takes this lock first. Writers are serialised (as SQLite's
 # single writer is), so change-log seqs become visible in commit order: a reader that has seen
 # seq N has seen every change <= N. Taking it first, before any row lock, cannot deadlock.
 WRITE_LOCK_KEY = 7_301_652_002
+# SQLite: another process holding the write lock past the busy timeout is waited for again, up to
+# this long in all, before the write answers "storage unavailable" (never "database is locked").
+SQLITE_BUSY_DEADLINE_S = 60.0
+# Change-log ops that erase data, and the connection-info flag they set (see mark_erasure).
+ERASING_OPS: frozenset[str] = frozenset({"face_remove", "person_remove", "collection_remove"})
+_ERASED = "facerec_erased"
+
+logger = logging.getLogger(__name__)
 
 AnyRow = Row[*tuple[Any, ...]]
 
@@ -46,17 +76,84 @@ def utcnow() -> datetime:
 
 
 @asynccontextmanager
-async def write_transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
-    async with writer(engine).begin() as conn:
-        if conn.dialect.name == "postgresql":
-            await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": WRITE_LOCK_KEY})
+async def write_transaction(
+    engine: AsyncEngine, *, lock_key: int = WRITE_LOCK_KEY
+) -> AsyncIterator[AsyncConnection]:
+    """One write transaction on the base ``engine``: committed when the block ends, rolled back
+    when it raises. This process's writers take turns (:func:`write_lock`); PostgreSQL writers of
+    every process also take the advisory lock ``lock_key``. An unreachable database raises
+    :class:`StorageUnavailableError`. A transaction that erased (:func:`mark_erasure`) is
+    followed, after its commit, by a SQLite WAL checkpoint."""
+    async with write_lock(engine), storage_errors():
+        erased = False
+        async with AsyncExitStack() as stack:
+            conn = await _begin_write(engine, stack)
+            try:
+                if conn.dialect.name == "postgresql":
+                    await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock_key})
+                yield conn
+            finally:
+                erased = bool(conn.info.pop(_ERASED, False))
+        if erased and is_sqlite(engine):  # committed and the connection returned: checkpoint
+            await checkpoint_wal(engine)
+
+
+def mark_erasure(conn: AsyncConnection) -> None:
+    """Say that this write transaction deletes or overwrites personal data (see
+    :func:`write_transaction`); removals written to the change log mark it too."""
+    conn.info[_ERASED] = True
+
+
+async def _begin_write(engine: AsyncEngine, stack: AsyncExitStack) -> AsyncConnection:
+    """Connect and BEGIN (IMMEDIATE on SQLite). The body has not run yet, so a BEGIN that found
+    the SQLite file locked by another process past the busy timeout is simply tried again."""
+    deadline = time.monotonic() + SQLITE_BUSY_DEADLINE_S
+    pause = 0.05
+    while True:
+        attempt = AsyncExitStack()
+        try:
+            conn = await attempt.enter_async_context(writer(engine).connect())
+            await attempt.enter_async_context(conn.begin())
+        except Exception as error:
+            await attempt.aclose()
+            if not is_sqlite_busy(error) or time.monotonic() + pause > deadline:
+                raise
+            logger.warning("the SQLite database is locked by another process; waiting")
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 1.0)
+            continue
+        await stack.enter_async_context(attempt)
+        return conn
+
+
+@asynccontextmanager
+async def read_connection(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A connection for reads; an unreachable database raises :class:`StorageUnavailableError`."""
+    async with storage_errors(), engine.connect() as conn:
         yield conn
+
+
+@asynccontextmanager
+async def storage_errors() -> AsyncIterator[None]:
+    """Turn driver errors that mean "the database cannot be reached" into the typed error."""
+    try:
+        yield
+    except StorageUnavailableError:
+        raise
+    except Exception as error:
+        if not is_connection_error(error):
+            raise
+        raise StorageUnavailableError(
+            "the database is unavailable; retry shortly", reason=type(error).__name__
+        ) from error
 
 
 async def log_changes(conn: AsyncConnection, changes: Sequence[Mapping[str, Any]]) -> None:
     """Append change-log rows (keys: op, person_id, face_id, collection, space)."""
     if not changes:
         return
+    if any(c["op"] in ERASING_OPS for c in changes):
+        mark_erasure(conn)
     now = utcnow()
     rows = [
         {
@@ -103,26 +200,42 @@ def duplicate_employee(employee_id: str | None) -> ConflictError:
     )
 
 
-def to_person(row: AnyRow) -> Person:
+def employee_key(collection: str, employee_id: str | None) -> str | None:
+    """What persons.employee_id stores: the id qualified by its collection's key, so that
+    employee ids are unique per collection (and so per tenant) under one unique column."""
+    return None if employee_id is None else f"{collection}{KEY_SEPARATOR}{employee_id}"
+
+
+def employee_id_of(collection: str, stored: str | None) -> str | None:
+    prefix = f"{collection}{KEY_SEPARATOR}"
+    if stored is None or not stored.startswith(prefix):
+        return stored
+    return stored[len(prefix) :]
+
+
+def to_person(row: AnyRow, sealer: Sealer | None = None) -> Person:
     m = row._mapping
+    metadata = open_json(sealer, m["metadata"], column=METADATA_COLUMN, row_id=m["id"])
     return Person(
         id=m["id"],
         name=m["name"],
         collection=m["collection"],
-        employee_id=m["employee_id"],
+        employee_id=employee_id_of(m["collection"], m["employee_id"]),
         department=m["department"],
         position=m["position"],
-        metadata=dict(m["metadata"] or {}),
+        metadata=dict(metadata or {}),
         created_at=m["created_at"],
         updated_at=m["updated_at"],
         face_count=int(m["face_count"]),
     )
 
 
-def to_face(row: AnyRow, dim: int | None = None) -> Face:
+def to_face(row: AnyRow, sealer: Sealer | None = None) -> Face:
     m = row._mapping
     bbox = m["bbox"]
     blob = m.get("embedding")
+    if blob is not None:
+        blob = open_blob(sealer, blob, column=EMBEDDING_COLUMN, row_id=m["id"])
     return Face(
         id=m["id"],
         person_id=m["person_id"],

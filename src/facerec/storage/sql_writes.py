@@ -1,4 +1,9 @@
-"""Row-level write steps shared by the repository's transactions (faces, persons, pgvector)."""
+"""Row-level write steps shared by the repository's transactions (faces, persons, pgvector).
+
+With a :class:`~facerec.storage.sealing.Sealer`, embeddings and person metadata are sealed here
+before they are written (bound to their row id); the pgvector mirror stays plaintext, as search
+needs it.
+"""
 
 from __future__ import annotations
 
@@ -11,15 +16,32 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from facerec.errors import ConflictError, InvalidInputError, NotFoundError
 from facerec.storage import pgvector
-from facerec.storage.models import EmbeddingSpace, NewFace, NewPerson, as_vector, check_id, new_id
+from facerec.storage.models import (
+    EmbeddingSpace,
+    NewFace,
+    NewPerson,
+    as_vector,
+    check_id,
+    check_id_key,
+    new_id,
+)
 from facerec.storage.schema import collections, faces, persons
+from facerec.storage.sealing import (
+    EMBEDDING_COLUMN,
+    METADATA_COLUMN,
+    Sealer,
+    seal_blob,
+    seal_json,
+)
 from facerec.storage.sql_index_source import SqlIndexSource
 from facerec.storage.sql_support import (
     bbox_json,
     change,
     duplicate_employee,
+    employee_key,
     is_employee_conflict,
     log_changes,
+    mark_erasure,
     person_columns,
     to_person,
     utcnow,
@@ -42,31 +64,36 @@ def collection_not_found(name: str) -> NotFoundError:
 class SqlWrites(SqlIndexSource):
     """Steps run inside a caller's transaction; no method here opens one."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
-        super().__init__(engine)
+    def __init__(self, engine: AsyncEngine, sealer: Sealer | None = None) -> None:
+        super().__init__(engine, sealer)
         self._pgvector: bool | None = None
 
     def _person_values(self, person: NewPerson, person_id: str | None = None) -> dict[str, Any]:
         if not person.name.strip():
             raise InvalidInputError("a person needs a name", code="invalid_name")
         now = utcnow()
+        row_id = check_id_key(person_id or person.id or new_id(), "person")
         return {
-            "id": check_id(person_id or person.id or new_id(), "person"),
+            "id": row_id,
             "collection": person.collection,
             "name": person.name,
-            "employee_id": person.employee_id,
+            "employee_id": employee_key(person.collection, person.employee_id),
             "department": person.department,
             "position": person.position,
-            "metadata": dict(person.metadata),
+            "metadata": self._seal_metadata(row_id, person.metadata),
             "created_at": now,
             "updated_at": now,
         }
+
+    def _seal_metadata(self, person_id: str, metadata: Any) -> Any:
+        """The stored form of a person's metadata: sealed when a key is set."""
+        return seal_json(self._sealer, dict(metadata), column=METADATA_COLUMN, row_id=person_id)
 
     async def _load_person(self, conn: AsyncConnection, person_id: str) -> Person:
         row = (await conn.execute(select(*person_columns).where(persons.c.id == person_id))).first()
         if row is None:
             raise person_not_found(person_id)
-        return to_person(row)
+        return to_person(row, self._sealer)
 
     async def _require_collection(self, conn: AsyncConnection, name: str) -> None:
         query = select(collections.c.name).where(collections.c.name == name)
@@ -74,9 +101,10 @@ class SqlWrites(SqlIndexSource):
             raise collection_not_found(name)
 
     async def _check_employee_free(
-        self, conn: AsyncConnection, employee_id: str, person_id: str | None
+        self, conn: AsyncConnection, collection: str, employee_id: str, person_id: str | None
     ) -> None:
-        query = select(persons.c.id).where(persons.c.employee_id == employee_id)
+        stored = employee_key(collection, employee_id)
+        query = select(persons.c.id).where(persons.c.employee_id == stored)
         owner = (await conn.execute(query)).scalar()
         if owner is not None and owner != person_id:
             raise duplicate_employee(employee_id)
@@ -103,13 +131,17 @@ class SqlWrites(SqlIndexSource):
             if face.space not in spaces:
                 spaces[face.space] = await self._space_or_invalid(conn, face.space)
             vector = as_vector(face.embedding, spaces[face.space].dim)
+            face_id = check_id(face.id, "face") if face.id else new_id()
+            embedding = vector.astype("<f4").tobytes()
             rows.append(
                 {
-                    "id": check_id(face.id, "face") if face.id else new_id(),
+                    "id": face_id,
                     "person_id": person_id,
                     "collection": collection,
                     "space": face.space,
-                    "embedding": vector.astype("<f4").tobytes(),
+                    "embedding": seal_blob(
+                        self._sealer, embedding, column=EMBEDDING_COLUMN, row_id=face_id
+                    ),
                     "quality": float(face.quality),
                     "bbox": bbox_json(face.bbox),
                     "image_sha256": face.image_sha256,
@@ -153,6 +185,9 @@ class SqlWrites(SqlIndexSource):
             ) from exc
 
     async def _drop_faces(self, conn: AsyncConnection, where: Any) -> Erasure:
+        """Every erasure of faces passes here (delete person or face, replace on register): the
+        transaction is marked for the post-commit WAL checkpoint."""
+        mark_erasure(conn)
         removed = (
             await conn.execute(
                 select(

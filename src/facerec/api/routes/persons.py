@@ -7,9 +7,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from facerec.api.auth import PrincipalDep
 from facerec.api.convert import collection_out, face_record_out, person_out
-from facerec.api.deps import StateDep
-from facerec.api.schemas.common import ERROR_RESPONSES
+from facerec.api.deps import ScopeDep, StateDep
+from facerec.api.schemas.common import GALLERY_RESPONSES
 from facerec.api.schemas.recognition import (
     CollectionIn,
     CollectionListResponse,
@@ -20,10 +21,10 @@ from facerec.api.schemas.recognition import (
     PersonOut,
     PersonPatchRequest,
 )
-from facerec.storage.models import UNSET, PersonPatch, check_collection_name
+from facerec.storage.models import UNSET, PersonPatch
 
 router = APIRouter(
-    prefix="/api/face-recognition", tags=["Persons and collections"], responses=ERROR_RESPONSES
+    prefix="/api/face-recognition", tags=["Persons and collections"], responses=GALLERY_RESPONSES
 )
 
 
@@ -32,31 +33,42 @@ router = APIRouter(
 )
 async def list_persons(
     state: StateDep,
+    scope: ScopeDep,
     collection: Annotated[str | None, Query()] = None,
     name: Annotated[str | None, Query(description="Case-insensitive substring")] = None,
     employee_id: Annotated[str | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
 ) -> PersonListResponse:
-    page = await state.persons.repository.list_persons(
-        collection=collection, name=name, employee_id=employee_id, limit=limit, cursor=cursor
+    page = await state.persons.list_persons(
+        scope,
+        collection=collection,
+        name=name,
+        employee_id=employee_id,
+        limit=limit,
+        cursor=cursor,
     )
     return PersonListResponse(
-        persons=[person_out(p) for p in page.items], next_cursor=page.next_cursor
+        persons=[person_out(p, scope) for p in page.items], next_cursor=page.next_cursor
     )
 
 
 @router.get("/persons/{person_id}", response_model=PersonDetailResponse, summary="One person")
-async def get_person(person_id: str, state: StateDep) -> PersonDetailResponse:
-    person = await state.persons.repository.get_person(person_id)
-    faces = await state.persons.repository.list_faces(person_id)
+async def get_person(person_id: str, state: StateDep, scope: ScopeDep) -> PersonDetailResponse:
+    person, faces = await state.persons.get(scope, person_id)
     return PersonDetailResponse(
-        person=person_out(person), faces=[face_record_out(f) for f in faces]
+        person=person_out(person, scope), faces=[face_record_out(f) for f in faces]
     )
 
 
 @router.patch("/persons/{person_id}", response_model=PersonOut, summary="Rename, edit metadata")
-async def patch_person(person_id: str, body: PersonPatchRequest, state: StateDep) -> PersonOut:
+async def patch_person(
+    person_id: str,
+    body: PersonPatchRequest,
+    state: StateDep,
+    principal: PrincipalDep,
+    scope: ScopeDep,
+) -> PersonOut:
     fields = body.model_fields_set
     patch = PersonPatch(
         name=body.person_name if "person_name" in fields and body.person_name else UNSET,
@@ -64,12 +76,19 @@ async def patch_person(person_id: str, body: PersonPatchRequest, state: StateDep
         department=body.department if "department" in fields else UNSET,
         position=body.position if "position" in fields else UNSET,
     )
-    return person_out(await state.persons.update_person(person_id, patch))
+    person = await state.persons.update_person(scope, person_id, patch)
+    await state.audit.record(principal, "person.update", person.id, fields=sorted(fields))
+    return person_out(person, scope)
 
 
 @router.delete("/persons/{person_id}", response_model=DeletedResponse, summary="Erase a person")
-async def delete_person(person_id: str, state: StateDep) -> DeletedResponse:
-    erasure = await state.persons.delete_person(person_id)
+async def delete_person(
+    person_id: str, state: StateDep, principal: PrincipalDep, scope: ScopeDep
+) -> DeletedResponse:
+    erasure = await state.persons.delete_person(scope, person_id)
+    await state.audit.record(
+        principal, "person.erase", scope.person_key(person_id), faces=len(erasure.face_ids)
+    )
     return DeletedResponse(
         deleted_persons=len(erasure.person_ids), deleted_faces=len(erasure.face_ids)
     )
@@ -78,25 +97,29 @@ async def delete_person(person_id: str, state: StateDep) -> DeletedResponse:
 @router.delete(
     "/persons/{person_id}/faces/{face_id}", response_model=DeletedResponse, summary="Erase one face"
 )
-async def delete_face(person_id: str, face_id: str, state: StateDep) -> DeletedResponse:
-    erasure = await state.persons.delete_face(person_id, face_id)
+async def delete_face(
+    person_id: str, face_id: str, state: StateDep, principal: PrincipalDep, scope: ScopeDep
+) -> DeletedResponse:
+    erasure = await state.persons.delete_face(scope, person_id, face_id)
+    await state.audit.record(principal, "face.erase", scope.person_key(person_id), face_id=face_id)
     return DeletedResponse(deleted_persons=0, deleted_faces=len(erasure.face_ids))
 
 
 @router.post(
     "/collections", response_model=CollectionOut, status_code=201, summary="Create a gallery"
 )
-async def create_collection(body: CollectionIn, state: StateDep) -> CollectionOut:
-    created = await state.persons.repository.create_collection(
-        check_collection_name(body.name), body.description
-    )
-    return collection_out(created)
+async def create_collection(
+    body: CollectionIn, state: StateDep, principal: PrincipalDep, scope: ScopeDep
+) -> CollectionOut:
+    created = await state.persons.create_collection(scope, body.name, body.description)
+    await state.audit.record(principal, "collection.create", created.name)
+    return collection_out(created, scope)
 
 
 @router.get("/collections", response_model=CollectionListResponse, summary="List galleries")
-async def list_collections(state: StateDep) -> CollectionListResponse:
-    items = await state.persons.repository.list_collections()
-    return CollectionListResponse(collections=[collection_out(c) for c in items])
+async def list_collections(state: StateDep, scope: ScopeDep) -> CollectionListResponse:
+    items = await state.persons.list_collections(scope)
+    return CollectionListResponse(collections=[collection_out(c, scope) for c in items])
 
 
 @router.delete(
@@ -105,9 +128,20 @@ async def list_collections(state: StateDep) -> CollectionListResponse:
     summary="Delete a gallery (force=true erases its persons too)",
 )
 async def delete_collection(
-    name: str, state: StateDep, force: Annotated[bool, Query()] = False
+    name: str,
+    state: StateDep,
+    principal: PrincipalDep,
+    scope: ScopeDep,
+    force: Annotated[bool, Query()] = False,
 ) -> DeletedResponse:
-    erasure = await state.persons.delete_collection(name, force)
+    erasure = await state.persons.delete_collection(scope, name, force)
+    await state.audit.record(
+        principal,
+        "collection.erase",
+        scope.collection_key(name),
+        persons=len(erasure.person_ids),
+        faces=len(erasure.face_ids),
+    )
     return DeletedResponse(
         deleted_persons=len(erasure.person_ids), deleted_faces=len(erasure.face_ids)
     )

@@ -8,8 +8,9 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, UploadFile
+from fastapi import APIRouter, File, Form, Response, UploadFile
 
+from facerec.api.auth import PrincipalDep
 from facerec.api.convert import (
     face_info,
     match_out,
@@ -17,8 +18,9 @@ from facerec.api.convert import (
     person_out,
     warning_out,
 )
-from facerec.api.deps import StateDep
-from facerec.api.schemas.common import ERROR_RESPONSES
+from facerec.api.deps import ScopeDep, StateDep
+from facerec.api.idempotency import IdempotencyKey, idempotent
+from facerec.api.schemas.common import GALLERY_RESPONSES
 from facerec.api.schemas.recognition import (
     AddFaceRequest,
     AddFaceResponse,
@@ -31,16 +33,19 @@ from facerec.api.schemas.recognition import (
     RegisterMultipleResponse,
 )
 from facerec.api.uploads import ImageSource, image_bytes
+from facerec.auth.principal import Principal
 from facerec.domain.enrollment import Enrollment, GuardPolicy
 from facerec.domain.identification import RecognizeOptions
 from facerec.domain.probes import ProcessingMode
+from facerec.domain.tenancy import TenantScope
 from facerec.domain.timing import StageTimer
 from facerec.errors import InvalidInputError
+from facerec.inference.images import check_request_pixels
 from facerec.state import AppState
 from facerec.storage.models import NewPerson
 
 router = APIRouter(
-    prefix="/api/face-recognition", tags=["Face recognition"], responses=ERROR_RESPONSES
+    prefix="/api/face-recognition", tags=["Face recognition"], responses=GALLERY_RESPONSES
 )
 
 
@@ -63,39 +68,63 @@ def _metadata(raw: str | None) -> dict[str, Any] | None:
 # --- enrollment -------------------------------------------------------------------------------
 
 
-async def _add_face(state: AppState, source: ImageSource, body: AddFaceRequest) -> AddFaceResponse:
+async def _add_face(
+    state: AppState,
+    principal: Principal,
+    scope: TenantScope,
+    source: ImageSource,
+    body: AddFaceRequest,
+) -> AddFaceResponse:
+    collection = await state.persons.collection_key(scope, body.collection)
+    person_id = scope.person_key(body.person_id) if body.person_id else None
     image = await image_bytes(source, state.settings.limits)
     timer = StageTimer(state.metrics.stage)
     done = await state.enrollment.add_face(
         image=image,
         person_name=body.person_name,
-        person_id=body.person_id or None,
+        person_id=person_id,
         model=body.model_name,
         metadata=body.metadata,
-        collection=body.collection,
+        collection=collection,
         mode=_mode(body.fast_mode, body.processing_mode),
         check_liveness=body.check_liveness,
         on_duplicate=body.on_duplicate,
         on_inconsistent=body.on_inconsistent,
         timer=timer,
     )
+    await state.audit.record(
+        principal, "face.enroll", done.person.id, face_id=done.face_id, collection=collection
+    )
     return AddFaceResponse(
-        person_id=done.person.id,
+        person_id=scope.person_id(done.person.id),
         person_name=done.person.name,
         face_id=done.face_id,
         model_used=done.analysis.embedder or "",
         face_quality=done.analysis.subject.quality.score,
         face=face_info(done.analysis),
-        person=person_out(done.person),
+        person=person_out(done.person, scope),
         embedding_space=done.analysis.space or "",
-        warnings=[warning_out(w) for w in done.warnings],
+        warnings=[warning_out(w, scope) for w in done.warnings],
         processing_time=round(timer.total, 4),
     )
 
 
 @router.post("/add-face", response_model=AddFaceResponse, summary="Enroll one face of a person")
-async def add_face(body: AddFaceRequest, state: StateDep) -> AddFaceResponse:
-    return await _add_face(state, body.face_image_base64, body)
+async def add_face(
+    body: AddFaceRequest,
+    state: StateDep,
+    principal: PrincipalDep,
+    scope: ScopeDep,
+    idempotency_key: IdempotencyKey = None,
+) -> AddFaceResponse | Response:
+    return await idempotent(
+        state,
+        idempotency_key,
+        "add-face",
+        body,
+        lambda: _add_face(state, principal, scope, body.face_image_base64, body),
+        tenant=scope.tenant,
+    )
 
 
 @router.post(
@@ -103,6 +132,8 @@ async def add_face(body: AddFaceRequest, state: StateDep) -> AddFaceResponse:
 )
 async def add_face_upload(
     state: StateDep,
+    principal: PrincipalDep,
+    scope: ScopeDep,
     file: Annotated[UploadFile, File()],
     person_name: Annotated[str, Form(min_length=1, max_length=200)],
     person_id: Annotated[str | None, Form()] = None,
@@ -114,7 +145,8 @@ async def add_face_upload(
     check_liveness: Annotated[bool | None, Form()] = None,
     on_duplicate: Annotated[GuardPolicy, Form()] = GuardPolicy.WARN,
     on_inconsistent: Annotated[GuardPolicy, Form()] = GuardPolicy.WARN,
-) -> AddFaceResponse:
+    idempotency_key: IdempotencyKey = None,
+) -> AddFaceResponse | Response:
     body = AddFaceRequest(
         person_name=person_name,
         person_id=person_id or None,
@@ -128,14 +160,22 @@ async def add_face_upload(
         on_duplicate=on_duplicate,
         on_inconsistent=on_inconsistent,
     )
-    return await _add_face(state, file, body)
+    return await idempotent(
+        state,
+        idempotency_key,
+        "add-face-upload",
+        body,
+        lambda: _add_face(state, principal, scope, file, body),
+        file,
+        tenant=scope.tenant,
+    )
 
 
-def _image_results(enrollment: Enrollment) -> list[ImageResult]:
+def _image_results(enrollment: Enrollment, scope: TenantScope) -> list[ImageResult]:
     face_ids = iter(enrollment.face_ids)
     results = []
     for outcome in enrollment.outcomes:
-        warnings = [warning_out(w) for w in outcome.warnings]
+        warnings = [warning_out(w, scope) for w in outcome.warnings]
         if outcome.analysis is not None:
             results.append(
                 ImageResult(
@@ -166,8 +206,26 @@ def _image_results(enrollment: Enrollment) -> list[ImageResult]:
     summary="Register a person (e.g. an employee) from several photos, atomically",
 )
 async def register_multiple(
-    body: RegisterMultipleRequest, state: StateDep
+    body: RegisterMultipleRequest,
+    state: StateDep,
+    principal: PrincipalDep,
+    scope: ScopeDep,
+    idempotency_key: IdempotencyKey = None,
+) -> RegisterMultipleResponse | Response:
+    return await idempotent(
+        state,
+        idempotency_key,
+        "register-multiple",
+        body,
+        lambda: _register_multiple(state, principal, scope, body),
+        tenant=scope.tenant,
+    )
+
+
+async def _register_multiple(
+    state: AppState, principal: Principal, scope: TenantScope, body: RegisterMultipleRequest
 ) -> RegisterMultipleResponse:
+    collection = await state.persons.collection_key(scope, body.collection)
     limits = state.settings.limits
     if len(body.images) > limits.max_images_per_request:
         raise InvalidInputError(
@@ -176,10 +234,11 @@ async def register_multiple(
             limit=limits.max_images_per_request,
         )
     images = [await image_bytes(text, limits) for text in body.images]
+    check_request_pixels(images, limits)  # total work, from the headers (413)
     timer = StageTimer(state.metrics.stage)
     person = NewPerson(
         name=body.full_name,
-        collection=body.collection,
+        collection=collection,
         employee_id=body.employee_id,
         department=body.department,
         position=body.position,
@@ -196,17 +255,25 @@ async def register_multiple(
         on_inconsistent=body.on_inconsistent,
         timer=timer,
     )
-    results = _image_results(enrollment)
+    await state.audit.record(
+        principal,
+        "person.register",
+        enrollment.person.id,
+        collection=collection,
+        faces=len(enrollment.face_ids),
+        replaced=not enrollment.created,
+    )
+    results = _image_results(enrollment, scope)
     accepted = sum(1 for r in results if r.accepted)
     return RegisterMultipleResponse(
-        person=person_out(enrollment.person),
+        person=person_out(enrollment.person, scope),
         created=enrollment.created,
         images_total=len(results),
         images_accepted=accepted,
         images_rejected=len(results) - accepted,
         results=results,
         model_used=enrollment.embedder,
-        warnings=[warning_out(w) for w in enrollment.warnings],
+        warnings=[warning_out(w, scope) for w in enrollment.warnings],
         processing_time=round(timer.total, 4),
     )
 
@@ -215,12 +282,17 @@ async def register_multiple(
 
 
 async def _recognize(
-    state: AppState, source: ImageSource, body: RecognizeRequest
+    state: AppState, scope: TenantScope, source: ImageSource, body: RecognizeRequest
 ) -> RecognizeResponse:
+    gallery = body.gallery
+    if gallery is None or isinstance(
+        gallery, str
+    ):  # a collection; inline galleries are the client's
+        gallery = await state.persons.collection_key(scope, gallery or "default")
     image = await image_bytes(source, state.settings.limits)
     timer = StageTimer(state.metrics.stage)
     options = RecognizeOptions(
-        gallery=body.gallery,
+        gallery=gallery,
         model=body.model_name,
         top_k=body.top_k,
         target_fpir=body.target_fpir,
@@ -231,8 +303,8 @@ async def _recognize(
         min_quality=body.min_quality,
     )
     result = await state.identification.recognize(image=image, request=options, timer=timer)
-    matches = [match_out(m) for m in result.matches]
-    best = match_out(result.best) if result.best is not None else None
+    matches = [match_out(m, scope) for m in result.matches]
+    best = match_out(result.best, scope) if result.best is not None else None
     return RecognizeResponse(
         matches_found=sum(1 for m in matches if m.is_match),
         matches=matches,
@@ -251,8 +323,8 @@ async def _recognize(
 @router.post(
     "/recognize", response_model=RecognizeResponse, summary="Identify a face (1:N, open set)"
 )
-async def recognize(body: RecognizeRequest, state: StateDep) -> RecognizeResponse:
-    return await _recognize(state, body.face_image_base64, body)
+async def recognize(body: RecognizeRequest, state: StateDep, scope: ScopeDep) -> RecognizeResponse:
+    return await _recognize(state, scope, body.face_image_base64, body)
 
 
 @router.post(
@@ -260,6 +332,7 @@ async def recognize(body: RecognizeRequest, state: StateDep) -> RecognizeRespons
 )
 async def recognize_upload(
     state: StateDep,
+    scope: ScopeDep,
     file: Annotated[UploadFile, File()],
     gallery: Annotated[str, Form(description="Collection name")] = "default",
     model_name: Annotated[str, Form()] = "auto",
@@ -283,7 +356,7 @@ async def recognize_upload(
         check_liveness=check_liveness,
         min_quality=min_quality,
     )
-    return await _recognize(state, file, body)
+    return await _recognize(state, scope, file, body)
 
 
 # --- verification -----------------------------------------------------------------------------

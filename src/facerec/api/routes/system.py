@@ -65,7 +65,7 @@ async def health() -> Health:
 @router.get(
     "/ready",
     response_model=Readiness,
-    summary="Readiness: models and storage initialised (503 until then)",
+    summary="Readiness: models and storage initialised and the database reachable (else 503)",
     responses={503: {"model": Readiness}},
 )
 async def ready(request: Request) -> Response:
@@ -73,8 +73,15 @@ async def ready(request: Request) -> Response:
     if state is None:
         body = Readiness(ready=False, components={}, reason="starting")
         return JSONResponse(status_code=503, content=body.model_dump())
-    body = Readiness(ready=state.ready, components=state.components, reason=state.startup_error)
-    return JSONResponse(status_code=200 if state.ready else 503, content=body.model_dump())
+    ready = state.ready
+    reason = state.startup_error
+    if ready and state.repository is not None:
+        # Ready means "can serve": a database outage turns it 503 and back by itself.
+        ready = await state.repository.ping()
+        state.components["storage"] = "ok" if ready else "unavailable"
+        reason = None if ready else "storage_unavailable"
+    body = Readiness(ready=ready, components=state.components, reason=reason)
+    return JSONResponse(status_code=200 if ready else 503, content=body.model_dump())
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)

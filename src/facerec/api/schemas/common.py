@@ -76,9 +76,20 @@ class ImageInfo(BaseModel):
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorResponse, "description": "Bad input (invalid base64, not an image, ...)"},
+    401: {"model": ErrorResponse, "description": "No valid API key (when auth is on)"},
+    403: {"model": ErrorResponse, "description": "The key lacks the scope, or a cross-site post"},
     413: {"model": ErrorResponse, "description": "File or image over the size limit"},
     415: {"model": ErrorResponse, "description": "Unsupported image format (GIF, SVG, PDF, ...)"},
     422: {"model": ErrorResponse, "description": "Validation error or unusable face"},
-    429: {"model": ErrorResponse, "description": "Inference queue full; retry"},
-    503: {"model": ErrorResponse, "description": "Service not initialised yet"},
+    429: {"model": ErrorResponse, "description": "Inference queue full or rate limit; retry"},
+    503: {
+        "model": ErrorResponse,
+        "description": "Not initialised yet, storage unavailable, or liveness unavailable",
+    },
+}
+# Routes that address stored things (collections, persons, faces) or write them.
+GALLERY_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **ERROR_RESPONSES,
+    404: {"model": ErrorResponse, "description": "No such collection, person or face"},
+    409: {"model": ErrorResponse, "description": "Conflict (duplicate, guard, concurrent edit)"},
 }
