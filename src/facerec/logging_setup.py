@@ -10,6 +10,18 @@ from facerec.config import ServerSettings
 FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
 
+class RedactQueryStrings(logging.Filter):
+    """Access log lines keep the path and drop the query string: queries such as
+    ``/persons?name=...`` carry person names, which logs must not."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        # uvicorn.access: (client address, method, path with query, HTTP version, status)
+        if isinstance(args, tuple) and len(args) == 5 and isinstance(args[2], str):
+            record.args = (args[0], args[1], args[2].split("?", 1)[0], args[3], args[4])
+        return True
+
+
 def configure_logging(server: ServerSettings) -> None:
     root = logging.getLogger()
     root.setLevel(server.log_level.upper())
@@ -33,6 +45,9 @@ def configure_logging(server: ServerSettings) -> None:
         )
     except OSError as exc:
         logging.getLogger(__name__).warning("file logging disabled: %s", exc)
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, RedactQueryStrings) for f in access.filters):
+        access.addFilter(RedactQueryStrings())
     for handler in handlers:
         handler.setFormatter(logging.Formatter(FORMAT))
         handler._facerec = True  # type: ignore[attr-defined]

@@ -150,6 +150,17 @@ def test_enrollment_guards(client: TestClient) -> None:
     )
     assert [w["code"] for w in other["warnings"]] == ["inconsistent_with_person"]
     assert other["person"]["face_count"] == 2
+    # A person belongs to exactly one collection.
+    moved = post(
+        client,
+        "/add-face",
+        409,
+        person_name="Grace",
+        person_id=first["person_id"],
+        face_image_base64=grace,
+        collection="default",
+    )
+    assert moved["error"]["code"] == "person_in_other_collection"
     # The same face enrolled as a new person: a possible duplicate of Grace.
     again = post(
         client, "/add-face", person_name="Grace again", face_image_base64=grace, collection="guards"

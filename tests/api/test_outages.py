@@ -82,6 +82,35 @@ def test_retry_with_the_same_key_replays_the_first_response(client: TestClient) 
     assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_idempotency_key"
 
 
+def test_erasing_the_person_deletes_its_stored_response(client: TestClient) -> None:
+    """The stored response names the person (and its metadata): it goes with the person."""
+    marker = f"erase-me-{uuid.uuid4().hex}"
+    key = str(uuid.uuid4())
+    body = {
+        "person_name": marker,
+        "face_image_base64": b64(grace_hopper_jpeg()),
+        "collection": COLLECTION,
+        "metadata": {"note": marker},
+    }
+    first = client.post(API + "/add-face", json=body, headers={"Idempotency-Key": key})
+    assert first.status_code == 200, first.text
+    state = client.app.state.facerec  # type: ignore[attr-defined]
+
+    async def stored_bodies() -> list[bytes]:
+        from sqlalchemy import select
+
+        from facerec.storage.schema import idempotency_keys
+
+        async with state.engine.connect() as conn:
+            rows = await conn.execute(select(idempotency_keys.c.body))
+            return [bytes(r[0]) for r in rows if r[0] is not None]
+
+    assert any(marker.encode() in b for b in client.portal.call(stored_bodies))
+    erased = client.delete(f"{API}/persons/{first.json()['person_id']}")
+    assert erased.status_code == 200
+    assert not any(marker.encode() in b for b in client.portal.call(stored_bodies))
+
+
 def test_a_failed_request_stores_nothing(client: TestClient) -> None:
     key = str(uuid.uuid4())
     body = {"person_name": "Nobody", "face_image_base64": b64(b"not an image")}

@@ -32,7 +32,7 @@ from pydantic import BaseModel
 from facerec.errors import ConflictError, InvalidInputError, ServiceUnavailableError
 from facerec.state import AppState
 from facerec.storage.idempotency import Claim, ClaimState, SqlIdempotencyStore
-from facerec.values import DEFAULT_TENANT
+from facerec.values import DEFAULT_TENANT, qualify
 
 logger = logging.getLogger(__name__)
 
@@ -101,8 +101,10 @@ async def idempotent(
         await _release(store, key)
         raise
     response = JSONResponse(result.model_dump(mode="json", by_alias=True))
+    person = getattr(result, "person", None)
+    person_key = qualify(tenant, person.person_id) if person is not None else None
     try:
-        await store.complete(key, response.status_code, bytes(response.body))
+        await store.complete(key, response.status_code, bytes(response.body), person_key)
     except Exception as exc:  # the enrollment is committed: answer it, the key stays claimed
         logger.warning("could not store the response of Idempotency-Key %r: %s", key, exc)
     return response

@@ -9,12 +9,13 @@ died holds the key only until its lease ends. Records expire after ``ttl``.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
 
 from sqlalchemy import delete, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from facerec.storage.schema import idempotency_keys as keys
 from facerec.storage.sql_support import utcnow, write_transaction
@@ -96,17 +97,26 @@ class SqlIdempotencyStore:
             )
             return Claim(ClaimState.CLAIMED)
 
-    async def complete(self, key: str, status: int, body: bytes) -> None:
-        """Store the response of a claimed key (replayed to every later retry until expiry)."""
+    async def complete(
+        self, key: str, status: int, body: bytes, person_id: str | None = None
+    ) -> None:
+        """Store the response of a claimed key (replayed to every later retry until expiry).
+        ``person_id``: the stored person it names; erasing that person deletes the record."""
         now = utcnow()
         async with write_transaction(self._engine, lock_key=IDEMPOTENCY_LOCK_KEY) as conn:
             await conn.execute(
                 update(keys)
                 .where(keys.c.key == key, keys.c.status.is_(None))
-                .values(status=status, body=body, expires_at=now + self.ttl)
+                .values(status=status, body=body, expires_at=now + self.ttl, person_id=person_id)
             )
 
     async def release(self, key: str) -> None:
         """Give a claimed key up (the request failed): a retry runs it again."""
         async with write_transaction(self._engine, lock_key=IDEMPOTENCY_LOCK_KEY) as conn:
             await conn.execute(delete(keys).where(keys.c.key == key, keys.c.status.is_(None)))
+
+
+async def forget_responses(conn: AsyncConnection, person_ids: Sequence[str]) -> None:
+    """Inside an erasure's transaction: stored responses naming these persons go with them."""
+    if person_ids:
+        await conn.execute(delete(keys).where(keys.c.person_id.in_(list(person_ids))))

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from facerec.config import Settings
 from facerec.storage.engine import create_engine
 from facerec.storage.pgvector import ensure_pgvector
+from facerec.storage.sealing import Sealer
 from facerec.storage.sql_support import read_connection, write_transaction
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -40,17 +41,18 @@ async def upgrade_database(
     engine = engine or create_engine(settings.db)
     try:
         async with write_transaction(engine, lock_key=_MIGRATION_LOCK) as conn:
-            await conn.run_sync(_upgrade, revision)
+            await conn.run_sync(_upgrade, revision, Sealer.from_settings(settings.db))
     finally:
         if owned:
             await engine.dispose()
 
 
-def _upgrade(connection: Connection, revision: str) -> None:
+def _upgrade(connection: Connection, revision: str, sealer: Sealer | None) -> None:
     command.upgrade(alembic_config(connection), revision)
     if revision == "head":
-        # Covers pgvector installed after revision 0002 ran: creates and backfills the table now.
-        ensure_pgvector(connection)
+        # Covers pgvector installed after revision 0002 ran: creates and backfills the table now
+        # (decrypting embeddings stored encrypted).
+        ensure_pgvector(connection, sealer=sealer)
 
 
 async def database_revision(engine: AsyncEngine) -> str | None:

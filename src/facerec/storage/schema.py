@@ -147,6 +147,8 @@ idempotency_keys = Table(
     Column("created_at", UtcDateTime, nullable=False),
     Column("locked_until", UtcDateTime, nullable=False),
     Column("expires_at", UtcDateTime, nullable=False),
+    # The person the stored response names (revision 0006): erasing the person deletes it.
+    Column("person_id", String(KEY_LEN), nullable=True),
 )
 
 # API keys and the audit log (revision 0004, facerec.auth). A key's secret is never stored: only

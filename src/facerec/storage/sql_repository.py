@@ -17,7 +17,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from facerec.errors import ConflictError, InvalidInputError, NotFoundError
 from facerec.storage import pgvector
 from facerec.storage.engine import StorageProbe
-from facerec.storage.idempotency import SqlIdempotencyStore
+from facerec.storage.idempotency import SqlIdempotencyStore, forget_responses
 from facerec.storage.models import (
     DEFAULT_COLLECTION,
     UNSET,
@@ -160,6 +160,7 @@ class SqlGalleryRepository(SqlWrites):
             await conn.execute(delete(faces).where(faces.c.collection == name))
             await conn.execute(delete(persons).where(persons.c.collection == name))
             await conn.execute(delete(collections).where(collections.c.name == name))
+            await forget_responses(conn, person_ids)
             # One collection_remove drops the whole index; no per-face rows needed.
             await log_changes(
                 conn,
@@ -335,6 +336,7 @@ class SqlGalleryRepository(SqlWrites):
             result = await conn.execute(delete(persons).where(persons.c.id == person_id))
             if result.rowcount == 0:
                 raise person_not_found(person_id)
+            await forget_responses(conn, [person_id])
             await log_changes(conn, [change("person_remove", person_id=person_id)])
         return Erasure(
             person_ids=(person_id,),
@@ -419,8 +421,10 @@ class SqlGalleryRepository(SqlWrites):
             stored = employee_key(person.collection, person.employee_id)
             if stored is not None:
                 clauses.append(persons.c.employee_id == stored)
-            query = select(persons.c.id, persons.c.employee_id).where(or_(*clauses))
-            found = (await conn.execute(query)).all() if clauses else []
+            found = []
+            if clauses:
+                query = select(persons.c.id, persons.c.employee_id).where(or_(*clauses))
+                found = list((await conn.execute(query)).all())
             by_id = next((r[0] for r in found if r[0] == person.id), None)
             by_employee = next((r[0] for r in found if r[1] is not None and r[1] == stored), None)
             if by_employee is not None and (

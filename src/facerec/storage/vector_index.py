@@ -260,7 +260,8 @@ class HnswIndex:
         ).encode()
         body = self._index.save()
         assert body is not None  # no path given: the index comes back as bytes
-        path.parent.mkdir(parents=True, exist_ok=True)
+        # Owner-only: a snapshot holds every vector of a gallery (mkstemp files are 0600).
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as handle:
