@@ -19,7 +19,15 @@ from facerec import __version__
 from facerec.api.auth import AUTHORIZE, install_auth
 from facerec.api.errors import install_error_handlers
 from facerec.api.middleware import install_middleware
-from facerec.api.routes import admin, detection, liveness, persons, recognition, system
+from facerec.api.routes import (
+    admin,
+    detection,
+    enrollment,
+    liveness,
+    persons,
+    recognition,
+    system,
+)
 from facerec.auth.access import open_auth
 from facerec.cache.factory import create_cache
 from facerec.cache.memory import MemoryCache
@@ -32,6 +40,7 @@ from facerec.domain.gallery_cache import PersonCache
 from facerec.domain.identification import IdentificationService
 from facerec.domain.persons import PersonService
 from facerec.domain.queries import QueryRunner
+from facerec.domain.tagging import TaggingService
 from facerec.domain.verification import VerificationService
 from facerec.executor import InferenceExecutor
 from facerec.inference.manager import ModelManager
@@ -123,6 +132,9 @@ async def open_storage(state: AppState) -> None:
         searcher=searcher,
         persons=persons,
     )
+    identification = IdentificationService(
+        queries=state.queries, repository=repository, searcher=searcher, persons=persons
+    )
     state.services = GalleryServices(
         persons=persons,
         enrollment=EnrollmentService(
@@ -132,10 +144,9 @@ async def open_storage(state: AppState) -> None:
             purge=person_cache.purge,
             max_images=settings.limits.max_images_per_request,
         ),
-        identification=IdentificationService(
-            queries=state.queries, repository=repository, searcher=searcher, persons=persons
-        ),
+        identification=identification,
         verification=VerificationService(state.queries),
+        tagging=TaggingService(identification),
         searcher=searcher,
     )
     state.auth = state.auth or open_auth(settings, engine)  # API keys, audit log, rate limits
@@ -251,7 +262,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.facerec = None
     install_error_handlers(app)
     # Every route's scope: facerec.api.auth.ROUTE_SCOPES.
-    for module in (system, detection, recognition, persons, liveness, admin):
+    for module in (system, detection, enrollment, recognition, persons, liveness, admin):
         app.include_router(module.router, dependencies=[AUTHORIZE])
 
     install_auth(app, settings)

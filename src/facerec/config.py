@@ -136,6 +136,20 @@ class AuthSettings(BaseModel):
     metrics_token: SecretStr | None = None
 
 
+class StreamSettings(BaseModel):
+    # Frames one /ws/recognize socket processes per second when its client does not ask for
+    # fewer; also the most a client may ask for (frames beyond it are dropped, newest kept).
+    max_fps: float = Field(10.0, gt=0.0, le=1000.0)
+    # A socket that sends nothing (no config, frame or ping) for this long is closed (4408).
+    idle_timeout_seconds: float = Field(30.0, gt=0.0)
+    # Largest WebSocket message (a binary frame or a JSON text); beyond it the socket is closed
+    # (1009). Run uvicorn with a --ws-max-size at least this large.
+    max_message_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    # Largest frame, from its header, before decoding (3840x2160 by default); larger frames get
+    # an error message (frame_too_large) and the socket stays open.
+    max_frame_pixels: int = Field(3840 * 2160, ge=1)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="FACEREC_",
@@ -152,6 +166,7 @@ class Settings(BaseSettings):
     index: IndexSettings = Field(default_factory=IndexSettings)
     liveness: LivenessSettings = Field(default_factory=LivenessSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
+    streams: StreamSettings = Field(default_factory=StreamSettings)
     # Shortcuts documented in the README: FACEREC_DATABASE_URL and FACEREC_REDIS_URL.
     database_url: str | None = None
     redis_url: str | None = None

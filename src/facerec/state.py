@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from facerec.config import Settings
 from facerec.domain.queries import QueryRunner
+from facerec.events.bus import EventBus
 from facerec.executor import InferenceExecutor
 from facerec.inference.manager import ModelManager
 from facerec.metrics import Metrics
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
     from facerec.domain.enrollment import EnrollmentService
     from facerec.domain.identification import IdentificationService
     from facerec.domain.persons import PersonService
+    from facerec.domain.tagging import TaggingService
     from facerec.domain.verification import VerificationService
     from facerec.storage.protocols import FaceSearcher
     from facerec.storage.sql_repository import SqlGalleryRepository
@@ -33,6 +35,7 @@ class GalleryServices:
     enrollment: EnrollmentService
     identification: IdentificationService
     verification: VerificationService
+    tagging: TaggingService
     searcher: FaceSearcher
 
 
@@ -43,6 +46,8 @@ class AppState:
     models: ModelManager
     executor: InferenceExecutor
     queries: QueryRunner
+    # Identifications, stream presence and tagged photos for MQTT/webhooks (no sinks: a no-op).
+    events: EventBus = field(default_factory=EventBus)
     ready: bool = False
     startup_error: str | None = None
     components: dict[str, str] = field(default_factory=dict)
@@ -81,3 +86,7 @@ class AppState:
     @property
     def verification(self) -> VerificationService:
         return self._services().verification
+
+    @property
+    def tagging(self) -> TaggingService:
+        return self._services().tagging

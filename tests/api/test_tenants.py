@@ -127,6 +127,18 @@ def test_another_tenant_sees_nothing_and_changes_nothing(client: TestClient) -> 
         bob.post(API + "/recognize", json={"face_image_base64": grace, "gallery": "staff"}),
         "collection_not_found",
     )
+    for path in ("/recognize-all", "/recognize-all-upload"):
+        walk("POST", API + path)
+    everyone = ok(bob.post(API + "/recognize-all", json={"face_image_base64": grace}))
+    assert everyone["faces"] and all(f["candidates"] == [] for f in everyone["faces"])
+    not_found(
+        bob.post(API + "/recognize-all", json={"face_image_base64": grace, "collection": "staff"}),
+        "collection_not_found",
+    )
+    everyone = ok(
+        bob.post(API + "/recognize-all-upload", files={"file": ("g.jpg", grace_hopper_jpeg())})
+    )
+    assert all(f["best_match"] is None for f in everyone["faces"])
     walk("POST", API + "/recognize-upload")
     upload = bob.post(
         API + "/recognize-upload", files={"file": ("g.jpg", grace_hopper_jpeg())}, data={}

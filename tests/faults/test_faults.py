@@ -13,133 +13,20 @@ Each test is bounded in requests and time; every figure is printed (``pytest -s`
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import signal
-import threading
 import time
-import uuid
-from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass, field
 
-import httpx
 import pytest
-
-from tests.faults.conftest import PrivatePostgres, PrivateRedis, Service, stop_process
-from tests.images import grace_hopper_jpeg
+from bench.faults import (
+    Load,
+    PrivatePostgres,
+    PrivateRedis,
+    Service,
+    audit_database,
+    poll,
+    ready_status,
+)
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
-
-API = "/api/face-recognition"
-GRACE = base64.b64encode(grace_hopper_jpeg()).decode()
-
-
-@dataclass
-class Load:
-    """Client threads enrolling (one new person each) and recognising, until stopped."""
-
-    base: str
-    threads: int = 3
-    max_requests: int = 600
-    recognize: bool = True
-    statuses: Counter[str] = field(default_factory=Counter)
-    acknowledged: list[str] = field(default_factory=list)  # person ids answered 200
-    unexpected: list[str] = field(default_factory=list)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-    _workers: list[threading.Thread] = field(default_factory=list)
-
-    def start(self) -> None:
-        for _ in range(self.threads):
-            worker = threading.Thread(target=self._run, daemon=True)
-            worker.start()
-            self._workers.append(worker)
-
-    def stop(self) -> None:
-        self._stop.set()
-        for worker in self._workers:
-            worker.join(60)
-
-    @property
-    def total(self) -> int:
-        return sum(self.statuses.values())
-
-    def _record(self, label: str, response: httpx.Response | None, error: str = "") -> None:
-        with self._lock:
-            if response is None:
-                self.statuses[f"{label} {error}"] += 1
-                return
-            code = ""
-            if response.status_code != 200:
-                code = response.json().get("error", {}).get("code", "")
-            self.statuses[f"{label} {response.status_code} {code}".strip()] += 1
-            if response.status_code not in (200, 503) or (
-                response.status_code == 503 and code != "storage_unavailable"
-            ):
-                self.unexpected.append(f"{label} {response.status_code} {response.text[:300]}")
-
-    def _run(self) -> None:
-        with httpx.Client(base_url=self.base, timeout=60) as client:
-            while not self._stop.is_set() and self.total < self.max_requests:
-                person_id = f"load-{uuid.uuid4().hex[:12]}"
-                body = {"person_name": "Load", "person_id": person_id, "face_image_base64": GRACE}
-                try:
-                    response = client.post(API + "/add-face", json=body)
-                except httpx.HTTPError as exc:  # the service itself went away (test c)
-                    self._record("enroll", None, type(exc).__name__)
-                    time.sleep(0.05)
-                    continue
-                self._record("enroll", response)
-                if response.status_code == 200:
-                    with self._lock:
-                        self.acknowledged.append(person_id)
-                else:  # a client honouring Retry-After, shortened to keep the test brief
-                    time.sleep(0.2)
-                if self.recognize:
-                    try:
-                        found = client.post(API + "/recognize", json={"face_image_base64": GRACE})
-                    except httpx.HTTPError as exc:
-                        self._record("recognize", None, type(exc).__name__)
-                        continue
-                    self._record("recognize", found)
-
-
-async def _database_counts(url: str, person_ids: list[str]) -> tuple[int, int]:
-    """(acknowledged persons missing or without faces, persons without faces overall)."""
-    import asyncpg
-
-    conn = await asyncpg.connect(url.replace("postgresql+asyncpg", "postgresql"))
-    try:
-        rows = await conn.fetch(
-            "SELECT p.id FROM persons p JOIN faces f ON f.person_id = p.id"
-            " WHERE p.id = ANY($1::text[]) GROUP BY p.id",
-            person_ids,
-        )
-        lost = len(set(person_ids) - {r["id"] for r in rows})
-        orphans = await conn.fetchval(
-            "SELECT COUNT(*) FROM persons p"
-            " WHERE NOT EXISTS (SELECT 1 FROM faces f WHERE f.person_id = p.id)"
-        )
-        return lost, int(orphans)
-    finally:
-        await conn.close()
-
-
-def poll(check: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.1)
-    return False
-
-
-def ready_status(service: Service) -> int:
-    try:
-        return httpx.get(service.base + "/ready", timeout=5).status_code
-    except httpx.HTTPError:
-        return 0
 
 
 def report(name: str, **figures: object) -> None:
@@ -150,7 +37,7 @@ def test_redis_killed_mid_load(service: Service, private_redis: PrivateRedis) ->
     load = Load(service.base, max_requests=200)
     load.start()
     time.sleep(2)
-    stop_process(private_redis.process, signal.SIGKILL)
+    private_redis.kill()
     killed_at = load.total
     time.sleep(3)
     load.stop()
@@ -179,7 +66,8 @@ def test_postgres_stopped_and_restarted_mid_load(
     time.sleep(2)  # keep loading after the recovery
     load.stop()
     after_recovery = len(load.acknowledged) - acknowledged_before
-    lost, orphans = asyncio.run(_database_counts(private_postgres.url, load.acknowledged))
+    audit = audit_database(private_postgres.url, load)
+    lost, orphans = audit.lost, audit.without_faces
     report(
         "postgres",
         requests=load.total,
@@ -201,7 +89,7 @@ def test_postgres_stopped_and_restarted_mid_load(
 def test_service_killed_during_enrollment_burst(
     service: Service, private_postgres: PrivatePostgres
 ) -> None:
-    load = Load(service.base, threads=4, max_requests=400, recognize=False)
+    load = Load(service.base, threads=4, max_requests=400, cycle=("enroll",))
     load.start()
     time.sleep(3)
     service.kill()
@@ -209,7 +97,8 @@ def test_service_killed_during_enrollment_burst(
     time.sleep(0.5)
     load.stop()
     service.start()
-    lost, orphans = asyncio.run(_database_counts(private_postgres.url, load.acknowledged))
+    audit = audit_database(private_postgres.url, load)
+    lost, orphans = audit.lost, audit.without_faces
     report(
         "sigkill",
         requests=load.total,

@@ -316,10 +316,10 @@ async def test_rows_written_without_a_key_stay_readable_after_one_is_set(
         await repo.close()
 
 
-@pytest.mark.pgvector
+@pytest.mark.parametrize(
+    "backend", [pytest.param("pgvector", marks=pytest.mark.pgvector)], indirect=True
+)
 async def test_pgvector_backfill_opens_sealed_embeddings_or_stays_off(backend: Backend) -> None:
-    if backend.kind != "pgvector":
-        pytest.skip("needs the pgvector extension")
     repo = SqlGalleryRepository(backend.engine, sealer=sealer())
     try:
         registered = await repo.register_person(canary_person(), [canary_face()])

@@ -52,6 +52,8 @@ ROUTE_SCOPES: dict[tuple[str, str], str] = {
     ("POST", "/api/face-antispoofing/detect-upload"): DETECT,
     ("POST", f"{FACES}/recognize"): RECOGNIZE,
     ("POST", f"{FACES}/recognize-upload"): RECOGNIZE,
+    ("POST", f"{FACES}/recognize-all"): RECOGNIZE,
+    ("POST", f"{FACES}/recognize-all-upload"): RECOGNIZE,
     ("POST", f"{FACES}/compare"): RECOGNIZE,
     ("POST", f"{FACES}/compare-upload"): RECOGNIZE,
     ("POST", f"{FACES}/add-face"): ENROLL,

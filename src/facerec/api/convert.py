@@ -13,6 +13,7 @@ from facerec.api.schemas.common import (
 from facerec.api.schemas.detection import DetectedFaceOut
 from facerec.api.schemas.recognition import (
     CollectionOut,
+    FaceIdentityOut,
     FaceInfo,
     FaceOut,
     MatchOut,
@@ -22,8 +23,9 @@ from facerec.api.schemas.recognition import (
 )
 from facerec.domain.enrollment import EnrollmentWarning
 from facerec.domain.identification import Match
-from facerec.domain.open_set import Decision, OperatingPoint
+from facerec.domain.open_set import OperatingPoint
 from facerec.domain.probes import Analysis, FaceProbe, ImageMeta, LivenessVerdict
+from facerec.domain.tagging import FaceTag
 from facerec.domain.tenancy import TenantScope
 from facerec.inference.quality import QualityReport
 from facerec.values import BBox, Collection, Detection, Face, Person
@@ -134,7 +136,9 @@ def match_out(match: Match, scope: TenantScope) -> MatchOut:
     )
 
 
-def operating_point_out(point: OperatingPoint, decision: Decision) -> OperatingPointOut:
+def operating_point_out(point: OperatingPoint, decided_by: str) -> OperatingPointOut:
+    """``decided_by``: the decision's (recognize), or ``per_face`` (recognize-all)."""
+
     def rate(value: float | None) -> float | None:
         return None if value is None else float(f"{value:.4g}")
 
@@ -150,7 +154,7 @@ def operating_point_out(point: OperatingPoint, decision: Decision) -> OperatingP
         extrapolated=point.extrapolated,
         capped_at_verification=point.capped_at_verification,
         min_margin=point.min_margin,
-        decided_by=decision.decided_by,
+        decided_by=decided_by,
         calibration=point.calibration,
     )
 
@@ -178,4 +182,21 @@ def collection_out(collection: Collection, scope: TenantScope) -> CollectionOut:
         description=collection.description,
         person_count=collection.person_count,
         created_at=collection.created_at,
+    )
+
+
+def face_identity_out(tag: FaceTag, scope: TenantScope, with_landmarks: bool) -> FaceIdentityOut:
+    """One face of a photo identified by recognize-all (or a stored photo)."""
+    probe = tag.probe
+    return FaceIdentityOut(
+        index=probe.index,
+        bbox=bbox_out(probe.detection.bbox),
+        confidence=round(probe.detection.score, 4),
+        landmarks=landmarks_out(probe.detection) if with_landmarks else None,
+        quality=quality_out(probe.quality),
+        best_match=match_out(tag.best, scope) if tag.best is not None else None,
+        unknown=tag.best is None,
+        candidates=[match_out(m, scope) for m in tag.candidates],
+        reason=tag.reason,
+        decided_by=tag.decided_by,
     )

@@ -126,7 +126,7 @@ class IdentificationService:
             else:
                 space = analysis.space or ""
                 comparisons = await self.searcher.count(collection, space)
-                candidates = await self._candidates(
+                candidates = await self.candidates(
                     collection, space, query, embedder, request.top_k + RERANK_EXTRA
                 )
         point = operating_point(
@@ -160,7 +160,7 @@ class IdentificationService:
             analysis=analysis, matches=matches, best=best, decision=decision, point=point
         )
 
-    async def _candidates(
+    async def candidates(
         self,
         collection: str,
         space: str,

@@ -1,281 +1,43 @@
-"""Face recognition: enrollment, identification, verification (JSON and multipart).
+"""Identification (1:N, open set: one face, or every face of a photo) and verification (1:1).
 
 Each pair of routes shares one handler; the image comes through :func:`image_bytes` either way.
 """
 
 from __future__ import annotations
 
-import json
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Response, UploadFile
+from fastapi import APIRouter, File, Form, UploadFile
 
-from facerec.api.auth import PrincipalDep
 from facerec.api.convert import (
+    face_identity_out,
     face_info,
+    image_info,
     match_out,
     operating_point_out,
-    person_out,
-    warning_out,
 )
 from facerec.api.deps import ScopeDep, StateDep
-from facerec.api.idempotency import IdempotencyKey, idempotent
+from facerec.api.publish import publish_identification
 from facerec.api.schemas.common import GALLERY_RESPONSES
 from facerec.api.schemas.recognition import (
-    AddFaceRequest,
-    AddFaceResponse,
     CompareRequest,
     CompareResponse,
-    ImageResult,
+    RecognizeAllRequest,
+    RecognizeAllResponse,
     RecognizeRequest,
     RecognizeResponse,
-    RegisterMultipleRequest,
-    RegisterMultipleResponse,
 )
 from facerec.api.uploads import ImageSource, image_bytes
-from facerec.auth.principal import Principal
-from facerec.domain.enrollment import Enrollment, GuardPolicy
 from facerec.domain.identification import RecognizeOptions
 from facerec.domain.probes import ProcessingMode
+from facerec.domain.tagging import TagOptions
 from facerec.domain.tenancy import TenantScope
 from facerec.domain.timing import StageTimer
-from facerec.errors import InvalidInputError
-from facerec.inference.images import check_request_pixels
 from facerec.state import AppState
-from facerec.storage.models import NewPerson
 
 router = APIRouter(
     prefix="/api/face-recognition", tags=["Face recognition"], responses=GALLERY_RESPONSES
 )
-
-
-def _mode(fast_mode: bool, mode: ProcessingMode) -> ProcessingMode:
-    return ProcessingMode.FAST if fast_mode else mode
-
-
-def _metadata(raw: str | None) -> dict[str, Any] | None:
-    if raw is None or raw == "":
-        return None
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise InvalidInputError("metadata must be a JSON object", code="invalid_metadata") from exc
-    if not isinstance(value, dict):
-        raise InvalidInputError("metadata must be a JSON object", code="invalid_metadata")
-    return value
-
-
-# --- enrollment -------------------------------------------------------------------------------
-
-
-async def _add_face(
-    state: AppState,
-    principal: Principal,
-    scope: TenantScope,
-    source: ImageSource,
-    body: AddFaceRequest,
-) -> AddFaceResponse:
-    collection = await state.persons.collection_key(scope, body.collection)
-    person_id = scope.person_key(body.person_id) if body.person_id else None
-    image = await image_bytes(source, state.settings.limits)
-    timer = StageTimer(state.metrics.stage)
-    done = await state.enrollment.add_face(
-        image=image,
-        person_name=body.person_name,
-        person_id=person_id,
-        model=body.model_name,
-        metadata=body.metadata,
-        collection=collection,
-        mode=_mode(body.fast_mode, body.processing_mode),
-        check_liveness=body.check_liveness,
-        on_duplicate=body.on_duplicate,
-        on_inconsistent=body.on_inconsistent,
-        timer=timer,
-    )
-    await state.audit.record(
-        principal, "face.enroll", done.person.id, face_id=done.face_id, collection=collection
-    )
-    return AddFaceResponse(
-        person_id=scope.person_id(done.person.id),
-        person_name=done.person.name,
-        face_id=done.face_id,
-        model_used=done.analysis.embedder or "",
-        face_quality=done.analysis.subject.quality.score,
-        face=face_info(done.analysis),
-        person=person_out(done.person, scope),
-        embedding_space=done.analysis.space or "",
-        warnings=[warning_out(w, scope) for w in done.warnings],
-        processing_time=round(timer.total, 4),
-    )
-
-
-@router.post("/add-face", response_model=AddFaceResponse, summary="Enroll one face of a person")
-async def add_face(
-    body: AddFaceRequest,
-    state: StateDep,
-    principal: PrincipalDep,
-    scope: ScopeDep,
-    idempotency_key: IdempotencyKey = None,
-) -> AddFaceResponse | Response:
-    return await idempotent(
-        state,
-        idempotency_key,
-        "add-face",
-        body,
-        lambda: _add_face(state, principal, scope, body.face_image_base64, body),
-        tenant=scope.tenant,
-    )
-
-
-@router.post(
-    "/add-face-upload", response_model=AddFaceResponse, summary="Enroll one face (multipart)"
-)
-async def add_face_upload(
-    state: StateDep,
-    principal: PrincipalDep,
-    scope: ScopeDep,
-    file: Annotated[UploadFile, File()],
-    person_name: Annotated[str, Form(min_length=1, max_length=200)],
-    person_id: Annotated[str | None, Form()] = None,
-    model_name: Annotated[str, Form()] = "auto",
-    metadata: Annotated[str | None, Form(description="JSON object")] = None,
-    collection: Annotated[str, Form()] = "default",
-    fast_mode: Annotated[bool, Form()] = False,
-    processing_mode: Annotated[ProcessingMode, Form()] = ProcessingMode.BALANCED,
-    check_liveness: Annotated[bool | None, Form()] = None,
-    on_duplicate: Annotated[GuardPolicy, Form()] = GuardPolicy.WARN,
-    on_inconsistent: Annotated[GuardPolicy, Form()] = GuardPolicy.WARN,
-    idempotency_key: IdempotencyKey = None,
-) -> AddFaceResponse | Response:
-    body = AddFaceRequest(
-        person_name=person_name,
-        person_id=person_id or None,
-        face_image_base64="",
-        model_name=model_name,
-        metadata=_metadata(metadata),
-        collection=collection,
-        fast_mode=fast_mode,
-        processing_mode=processing_mode,
-        check_liveness=check_liveness,
-        on_duplicate=on_duplicate,
-        on_inconsistent=on_inconsistent,
-    )
-    return await idempotent(
-        state,
-        idempotency_key,
-        "add-face-upload",
-        body,
-        lambda: _add_face(state, principal, scope, file, body),
-        file,
-        tenant=scope.tenant,
-    )
-
-
-def _image_results(enrollment: Enrollment, scope: TenantScope) -> list[ImageResult]:
-    face_ids = iter(enrollment.face_ids)
-    results = []
-    for outcome in enrollment.outcomes:
-        warnings = [warning_out(w, scope) for w in outcome.warnings]
-        if outcome.analysis is not None:
-            results.append(
-                ImageResult(
-                    index=outcome.index,
-                    accepted=True,
-                    face_id=next(face_ids),
-                    face_quality=outcome.analysis.subject.quality.score,
-                    warnings=warnings,
-                )
-            )
-        elif outcome.error is not None:
-            results.append(
-                ImageResult(
-                    index=outcome.index,
-                    accepted=False,
-                    reason=outcome.error.code,
-                    message=outcome.error.message,
-                    details=outcome.error.details,
-                    warnings=warnings,
-                )
-            )
-    return results
-
-
-@router.post(
-    "/register-multiple",
-    response_model=RegisterMultipleResponse,
-    summary="Register a person (e.g. an employee) from several photos, atomically",
-)
-async def register_multiple(
-    body: RegisterMultipleRequest,
-    state: StateDep,
-    principal: PrincipalDep,
-    scope: ScopeDep,
-    idempotency_key: IdempotencyKey = None,
-) -> RegisterMultipleResponse | Response:
-    return await idempotent(
-        state,
-        idempotency_key,
-        "register-multiple",
-        body,
-        lambda: _register_multiple(state, principal, scope, body),
-        tenant=scope.tenant,
-    )
-
-
-async def _register_multiple(
-    state: AppState, principal: Principal, scope: TenantScope, body: RegisterMultipleRequest
-) -> RegisterMultipleResponse:
-    collection = await state.persons.collection_key(scope, body.collection)
-    limits = state.settings.limits
-    if len(body.images) > limits.max_images_per_request:
-        raise InvalidInputError(
-            f"{len(body.images)} images sent; at most {limits.max_images_per_request} per request",
-            code="too_many_images",
-            limit=limits.max_images_per_request,
-        )
-    images = [await image_bytes(text, limits) for text in body.images]
-    check_request_pixels(images, limits)  # total work, from the headers (413)
-    timer = StageTimer(state.metrics.stage)
-    person = NewPerson(
-        name=body.full_name,
-        collection=collection,
-        employee_id=body.employee_id,
-        department=body.department,
-        position=body.position,
-        metadata=dict(body.metadata or {}),
-    )
-    enrollment = await state.enrollment.register_multiple(
-        images=images,
-        person=person,
-        model=body.model_name,
-        mode=body.processing_mode,
-        replace=body.replace,
-        check_liveness=body.check_liveness,
-        on_duplicate=body.on_duplicate,
-        on_inconsistent=body.on_inconsistent,
-        timer=timer,
-    )
-    await state.audit.record(
-        principal,
-        "person.register",
-        enrollment.person.id,
-        collection=collection,
-        faces=len(enrollment.face_ids),
-        replaced=not enrollment.created,
-    )
-    results = _image_results(enrollment, scope)
-    accepted = sum(1 for r in results if r.accepted)
-    return RegisterMultipleResponse(
-        person=person_out(enrollment.person, scope),
-        created=enrollment.created,
-        images_total=len(results),
-        images_accepted=accepted,
-        images_rejected=len(results) - accepted,
-        results=results,
-        model_used=enrollment.embedder,
-        warnings=[warning_out(w, scope) for w in enrollment.warnings],
-        processing_time=round(timer.total, 4),
-    )
 
 
 # --- identification ---------------------------------------------------------------------------
@@ -305,6 +67,11 @@ async def _recognize(
     result = await state.identification.recognize(image=image, request=options, timer=timer)
     matches = [match_out(m, scope) for m in result.matches]
     best = match_out(result.best, scope) if result.best is not None else None
+    face = face_info(result.analysis)
+    if best is not None and isinstance(body.gallery, str | None):
+        publish_identification(
+            state, scope, body.gallery or "default", best, face.bbox, source="recognize"
+        )
     return RecognizeResponse(
         matches_found=sum(1 for m in matches if m.is_match),
         matches=matches,
@@ -313,9 +80,9 @@ async def _recognize(
         confidence_scores=[m.similarity for m in matches],
         model_used=result.analysis.embedder or "",
         embedding_space=result.analysis.space or "",
-        face=face_info(result.analysis),
+        face=face,
         faces_in_image=result.analysis.faces_in_image,
-        operating_point=operating_point_out(result.point, result.decision),
+        operating_point=operating_point_out(result.point, result.decision.decided_by),
         processing_time=round(timer.total, 4),
     )
 
@@ -357,6 +124,91 @@ async def recognize_upload(
         min_quality=min_quality,
     )
     return await _recognize(state, scope, file, body)
+
+
+async def _recognize_all(
+    state: AppState, scope: TenantScope, source: ImageSource, body: RecognizeAllRequest
+) -> RecognizeAllResponse:
+    collection = await state.persons.collection_key(scope, body.collection)
+    image = await image_bytes(source, state.settings.limits)
+    timer = StageTimer(state.metrics.stage)
+    options = TagOptions(
+        collection=collection,
+        model=body.model_name,
+        top_k=body.top_k,
+        target_fpir=body.target_fpir,
+        similarity_threshold=body.similarity_threshold,
+        min_margin=body.min_margin,
+        max_faces=body.max_faces,
+        min_quality=body.min_quality,
+        mode=body.processing_mode,
+    )
+    tagging = await state.tagging.tag(image, options, timer)
+    faces = [face_identity_out(tag, scope, with_landmarks=True) for tag in tagging.faces]
+    for face in faces:
+        if face.best_match is not None:
+            publish_identification(
+                state,
+                scope,
+                body.collection,
+                face.best_match,
+                face.bbox,
+                source="recognize-all",
+                face_index=face.index,
+            )
+    return RecognizeAllResponse(
+        faces_detected=tagging.analysis.faces_in_image,
+        faces_identified=sum(1 for f in faces if f.best_match is not None),
+        faces=faces,
+        model_used=tagging.analysis.embedder or "",
+        embedding_space=tagging.analysis.space or "",
+        operating_point=operating_point_out(tagging.point, "per_face"),
+        image_info=image_info(tagging.analysis.image),
+        processing_time=round(timer.total, 4),
+    )
+
+
+@router.post(
+    "/recognize-all",
+    response_model=RecognizeAllResponse,
+    summary="Identify every face of a photo (each identity at most once)",
+)
+async def recognize_all(
+    body: RecognizeAllRequest, state: StateDep, scope: ScopeDep
+) -> RecognizeAllResponse:
+    return await _recognize_all(state, scope, body.face_image_base64, body)
+
+
+@router.post(
+    "/recognize-all-upload",
+    response_model=RecognizeAllResponse,
+    summary="Identify every face of a photo (multipart)",
+)
+async def recognize_all_upload(
+    state: StateDep,
+    scope: ScopeDep,
+    file: Annotated[UploadFile, File()],
+    collection: Annotated[str, Form()] = "default",
+    model_name: Annotated[str, Form()] = "auto",
+    top_k: Annotated[int, Form(ge=1, le=20)] = 3,
+    target_fpir: Annotated[float | None, Form(gt=0.0, lt=1.0)] = None,
+    similarity_threshold: Annotated[float | None, Form(ge=0.0, le=1.0)] = None,
+    min_margin: Annotated[float, Form(ge=0.0, le=1.0)] = 0.05,
+    max_faces: Annotated[int, Form(ge=1, le=200)] = 50,
+    min_quality: Annotated[float, Form(ge=0.0, le=100.0)] = 0.0,
+) -> RecognizeAllResponse:
+    body = RecognizeAllRequest(
+        face_image_base64="",
+        collection=collection,
+        model_name=model_name,
+        top_k=top_k,
+        target_fpir=target_fpir,
+        similarity_threshold=similarity_threshold,
+        min_margin=min_margin,
+        max_faces=max_faces,
+        min_quality=min_quality,
+    )
+    return await _recognize_all(state, scope, file, body)
 
 
 # --- verification -----------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from facerec.api.schemas.common import BoundingBox, LivenessOut, QualityOut
+from facerec.api.schemas.common import BoundingBox, ImageInfo, Landmarks, LivenessOut, QualityOut
 from facerec.domain.enrollment import GuardPolicy
 from facerec.domain.probes import ProcessingMode
 
@@ -359,3 +359,60 @@ class CollectionOut(BaseModel):
 class CollectionListResponse(BaseModel):
     success: bool = True
     collections: list[CollectionOut]
+
+
+class RecognizeAllRequest(BaseModel):
+    model_config = ConfigDict(
+        protected_namespaces=(),
+        json_schema_extra={
+            "examples": [{"face_image_base64": IMG, "collection": "default", "max_faces": 20}]
+        },
+    )
+
+    face_image_base64: str
+    collection: str = Field("default", description="The gallery every face is searched in.")
+    model_name: str = "auto"
+    top_k: int = Field(3, ge=1, le=20)
+    target_fpir: float | None = Field(
+        None, gt=0.0, lt=1.0, description="As in recognize; default 0.01."
+    )
+    similarity_threshold: float | None = Field(None, ge=0.0, le=1.0)
+    min_margin: float = Field(0.05, ge=0.0, le=1.0)
+    max_faces: int = Field(50, ge=1, le=200)
+    min_quality: float = Field(
+        0.0, ge=0.0, le=100.0, description="Faces below it get no identity (reason low_quality)."
+    )
+    processing_mode: ProcessingMode = ProcessingMode.BALANCED
+
+
+class FaceIdentityOut(BaseModel):
+    index: int = Field(description="Position among the detected faces.")
+    bbox: BoundingBox
+    confidence: float
+    landmarks: Landmarks | None = None
+    quality: QualityOut
+    best_match: MatchOut | None
+    unknown: bool
+    candidates: list[MatchOut]
+    reason: str | None = Field(
+        None,
+        description="Why no identity was tried: `too_small`, `low_detector_score`, `low_quality`.",
+    )
+    decided_by: str = Field(
+        description="`threshold`, `margin` (ambiguous) or `assignment` (a stronger face of the "
+        "photo took the person)."
+    )
+
+
+class RecognizeAllResponse(BaseModel):
+    model_config = NO_NS
+
+    success: bool = True
+    faces_detected: int
+    faces_identified: int
+    faces: list[FaceIdentityOut]
+    model_used: str
+    embedding_space: str
+    operating_point: OperatingPointOut
+    image_info: ImageInfo
+    processing_time: float

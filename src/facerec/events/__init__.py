@@ -1,0 +1,1 @@
+"""Events: identifications, stream presence and tagged photos, published to MQTT and webhooks."""
