@@ -31,12 +31,12 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 import httpx
-import numpy as np
 from PIL import Image, ImageEnhance
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -54,6 +54,7 @@ from bench.faults import (
     PrivatePostgres,
     PrivateRedis,
     Service,
+    UnavailableError,
     audit_database,
     poll,
     ready_status,
@@ -166,14 +167,12 @@ class Run:
     loads: list[Load] = field(default_factory=list)
 
     def load(self, cycle: list[str] | None = None, *, allowed_503: frozenset[str]) -> Load:
-        rng = random.Random(self.seed + len(self.loads))
-        ops = list(cycle or CYCLE)
-        rng.shuffle(ops)
         load = Load(
             self.service.base,
             threads=self.clients,
             max_requests=1_000_000,  # bounded by time
-            cycle=ops,
+            cycle=cycle or CYCLE,
+            shuffle=True,
             images=self.photos,
             group_photo=self.group,
             vary=True,
@@ -223,7 +222,9 @@ def steady(run: Run, minutes: float) -> Steady:
     time.sleep(minutes * 60)
     load.stop()
     seconds = time.monotonic() - started
-    return Steady(load, seconds, audit_database(run.postgres.url, load), rss_before, kib(pid, "VmHWM"))
+    return Steady(
+        load, seconds, audit_database(run.postgres.url, load), rss_before, kib(pid, "VmHWM")
+    )
 
 
 @dataclass
@@ -284,7 +285,9 @@ def fault_redis(run: Run, down_s: float) -> Fault:
     load.stop()
     note = "recovered: the service caching in the restarted (empty) Redis again"
     audit = audit_database(run.postgres.url, load)
-    return Fault("Redis SIGKILLed, restarted", load, fault_at, restart_at, recovered_at, audit, note)
+    return Fault(
+        "Redis SIGKILLed, restarted", load, fault_at, restart_at, recovered_at, audit, note
+    )
 
 
 def fault_postgres(run: Run, down_s: float) -> Fault:
@@ -311,7 +314,7 @@ def fault_postgres(run: Run, down_s: float) -> Fault:
 
 
 def fault_service(run: Run) -> Fault:
-    load = run.load(["enroll"], allowed_503=frozenset())
+    load = run.load(["enroll"], allowed_503=frozenset({"not_ready"}))  # while it starts
     load.start()
     time.sleep(3)
     fault_at = time.monotonic()
@@ -364,12 +367,10 @@ def send_bad_inputs(run: Run, liveness: bool) -> BadInputs:
                 text = base64.b64encode(data).decode()
                 calls: list[tuple[str, Callable[[], httpx.Response]]] = []
                 for route, body in JSON_ROUTES.items():
-                    calls.append((route, lambda r=route, b=body: client.post(r, json=b(text))))
+                    calls.append((route, partial(client.post, route, json=body(text))))
                 for route, (fields, form) in UPLOAD_ROUTES.items():
                     files = {f: ("x.bin", data) for f in fields}
-                    calls.append(
-                        (route, lambda r=route, f=files, d=form: client.post(r, files=f, data=d))
-                    )
+                    calls.append((route, partial(client.post, route, files=files, data=form)))
                 for route, call in calls:
                     try:
                         growth, response = peak_growth(pid, call)
@@ -380,10 +381,16 @@ def send_bad_inputs(run: Run, liveness: bool) -> BadInputs:
                     if response.status_code < 500:
                         continue
                     code = response.json().get("error", {}).get("code", "") if response.text else ""
-                    if response.status_code == 503 and code == "liveness_unavailable" and not liveness:
+                    if (
+                        response.status_code == 503
+                        and code == "liveness_unavailable"
+                        and not liveness
+                    ):
                         result.documented_503 += 1
                     else:
-                        result.server_errors.append(f"{family}/{name} {route} {response.status_code}")
+                        result.server_errors.append(
+                            f"{family}/{name} {route} {response.status_code}"
+                        )
             result.statuses[family] = statuses
             result.peaks[family] = worst
         photo = base64.b64encode(run.photos[0]).decode()
@@ -403,7 +410,11 @@ def peak_per_class(run: Run, runs: int = 3) -> list[tuple[str, int]]:
     counter = iter(range(1_000_000))
 
     def enroll(client: httpx.Client) -> httpx.Response:
-        body = {"person_name": "Rss", "person_id": f"rss-{next(counter)}", "face_image_base64": image()}
+        body = {
+            "person_name": "Rss",
+            "person_id": f"rss-{next(counter)}",
+            "face_image_base64": image(),
+        }
         return client.post(API + "/add-face", json=body)
 
     classes: list[tuple[str, Callable[[httpx.Client], httpx.Response]]] = [
@@ -412,10 +423,14 @@ def peak_per_class(run: Run, runs: int = 3) -> list[tuple[str, int]]:
         (
             "compare",
             lambda c: c.post(
-                API + "/compare", json={"face1_image_base64": image(), "face2_image_base64": image()}
+                API + "/compare",
+                json={"face1_image_base64": image(), "face2_image_base64": image()},
             ),
         ),
-        ("detect (two-face photo)", lambda c: c.post(DETECT, json={"image_base64": image(run.group)})),
+        (
+            "detect (two-face photo)",
+            lambda c: c.post(DETECT, json={"image_base64": image(run.group)}),
+        ),
         ("list persons", lambda c: c.get(API + "/persons?limit=50")),
     ]
     rows = []
@@ -424,17 +439,337 @@ def peak_per_class(run: Run, runs: int = 3) -> list[tuple[str, int]]:
             send(client)  # warm-up
             worst = 0
             for _ in range(runs):
-                growth, response = peak_growth(pid, lambda s=send: s(client))
+                growth, response = peak_growth(pid, partial(send, client))
                 if response.status_code != 200:
                     raise RuntimeError(f"{name}: {response.status_code} {response.text[:300]}")
                 worst = max(worst, growth)
             rows.append((name, worst))
         worst = 0
-        for _ in range(runs + 1):
-            person = enroll(client).json()["person_id"]
-            growth, response = peak_growth(pid, lambda p=person: client.delete(f"{API}/persons/{p}"))
+        for index in range(runs + 1):  # the first one a warm-up
+            path = f"{API}/persons/{enroll(client).json()['person_id']}"
+            growth, response = peak_growth(pid, partial(client.delete, path))
             if response.status_code != 200:
                 raise RuntimeError(f"erase: {response.status_code} {response.text[:300]}")
-            worst = max(worst, growth)
+            worst = max(worst, growth) if index else 0
         rows.append(("erase (delete person)", worst))
     return rows
+
+
+# --- report -----------------------------------------------------------------------------------
+
+
+def mib(value: int | None) -> str:
+    return "n/a" if value is None else f"{value / MIB:.0f}"
+
+
+def by_route(load: Load) -> dict[str, Counter[str]]:
+    """Route -> (status[ code] or connection error) -> count."""
+    table: dict[str, Counter[str]] = {}
+    for key, count in load.statuses.items():
+        route, _, outcome = key.partition(" ")
+        table.setdefault(route, Counter())[outcome] += count
+    return table
+
+
+def spell(counts: Counter[Any]) -> str:
+    return ", ".join(f"{key} ×{n}" for key, n in sorted(counts.items(), key=lambda kv: str(kv[0])))
+
+
+def seconds(value: float | None) -> str:
+    return "never" if value is None else f"{value:.1f}"
+
+
+def steady_table(result: Steady, clients: int, minutes: float) -> list[str]:
+    load, audit = result.load, result.audit
+    lines = [
+        f"{clients} client threads for {minutes:g} min ({result.seconds:.0f} s measured), "
+        f"{load.total} requests ({load.total / result.seconds:.1f}/s), 50 ms think time between "
+        "requests; every image a distinct byte string (no answer from the cache). Each client "
+        "goes round a shuffled cycle of 13 requests: 3 enroll (new person), 2 add-face to one of "
+        "its persons, 1 erase of its oldest person, 3 recognize, 1 compare, 2 detect (half of "
+        "them a two-face photo), 1 list.",
+        "",
+        "| route | requests | statuses | p50 (ms) | p95 (ms) |",
+        "|---|---|---|---|---|",
+    ]
+    routes = by_route(load)
+    for route in ROUTES:
+        counts = routes.get(route, Counter())
+        times = load.latencies.get(route, [])
+        lines.append(
+            f"| {ROUTE_PATHS[route]} | {sum(counts.values())} | {spell(counts)} | "
+            f"{percentile(times, 50):.0f} | {percentile(times, 95):.0f} |"
+        )
+    lines += [
+        "",
+        f"5xx: {server_errors(load)}. Database afterwards: {audit.persons} acknowledged persons "
+        f"and {audit.faces} acknowledged faces present except {audit.lost} lost; "
+        f"{audit.erased} acknowledged erasures, {audit.erased_present} of them still present; "
+        f"{audit.without_faces} persons without faces. Service RSS {mib(result.rss_before)} MiB "
+        f"before the load, peak {mib(result.rss_peak)} MiB during it.",
+    ]
+    return lines
+
+
+def faults_table(faults: list[Fault]) -> list[str]:
+    lines = [
+        "Each fault under the same client mix (the service kill: enrollments only), 3 s of load "
+        "before it and 2-3 s after the recovery. *Errors for*: first to last failed request as "
+        "the clients saw it; *recovered*: from the restart; *first write*: the first enrollment "
+        "answered 200 after the restart.",
+        "",
+        "| fault | requests | 200 | 503 | connection errors | other | down (s) | errors for (s) "
+        "| recovered (s) | first write (s) | acknowledged persons / faces / erasures "
+        "| lost | persons without faces | survived |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for fault in faults:
+        outcomes, audit = fault.outcomes(), fault.audit
+        other = sum(n for k, n in outcomes.items() if k not in ("ok", "503", "conn"))
+        recovered = None if fault.recovered_at is None else fault.recovered_at - fault.restart_at
+        lines.append(
+            f"| {fault.name} | {fault.load.total} | {outcomes['ok']} | {outcomes['503']} "
+            f"| {outcomes['conn']} | {other} | {fault.restart_at - fault.fault_at:.1f} "
+            f"| {fault.error_window():.1f} | {seconds(recovered)} "
+            f"| {seconds(fault.first_write_after_restart())} "
+            f"| {audit.persons} / {audit.faces} / {audit.erased} | {audit.lost} "
+            f"| {audit.without_faces} | {'yes' if fault.survived else '**no**'} |"
+        )
+    lines.append("")
+    for fault in faults:
+        statuses = spell(Counter({k: n for k, n in fault.load.statuses.items()}))
+        lines.append(f"- {fault.name}: {statuses}; {fault.note}.")
+    return lines
+
+
+def bad_inputs_table(result: BadInputs, liveness: bool) -> list[str]:
+    routes = len(JSON_ROUTES) + len(UPLOAD_ROUTES)
+    pack = "installed" if liveness else "not installed (anti-spoofing routes answer 503)"
+    lines = [
+        f"Every input through all {routes} image routes ({len(JSON_ROUTES)} JSON base64, "
+        f"{len(UPLOAD_ROUTES)} multipart), one at a time, default limits (200 MB per request, "
+        f"40 MP per image); liveness pack {pack}. Peak: the server's RSS growth during one "
+        "request, worst of the family.",
+        "",
+        "| family | inputs | requests | statuses | 5xx | worst peak RSS growth (MiB) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for family, corpus in result.families.items():
+        statuses = result.statuses[family]
+        errors = sum(1 for line in result.server_errors if line.startswith(family + "/"))
+        lines.append(
+            f"| {family} | {len(corpus)} | {sum(statuses.values())} | {spell(statuses)} "
+            f"| {errors} | {result.peaks[family] / MIB:.1f} |"
+        )
+    lines += ["", f"A real photo's detect after the corpus: {result.after}."]
+    return lines
+
+
+def rss_table(rows: list[tuple[str, int]], bad: BadInputs, rss_fresh: int) -> list[str]:
+    lines = [
+        f"The service restarted first (RSS {mib(rss_fresh)} MiB after start-up), then one request "
+        "at a time, the kernel's peak mark of the server reset before each "
+        "(`/proc/PID/clear_refs`): the peak growth over the RSS it started from, worst of 3 "
+        "after a warm-up; bad input (sent after these): worst of its family.",
+        "",
+        "| request class | peak RSS growth (MiB) |",
+        "|---|---|",
+    ]
+    lines += [f"| {name} | {growth / MIB:.1f} |" for name, growth in rows]
+    lines += [f"| bad input: {family} | {peak / MIB:.1f} |" for family, peak in bad.peaks.items()]
+    return lines
+
+
+def total_audit(run: Run) -> Audit:
+    audits = [audit_database(run.postgres.url, load) for load in run.loads]
+    return Audit(
+        persons=sum(a.persons for a in audits),
+        faces=sum(a.faces for a in audits),
+        erased=sum(a.erased for a in audits),
+        lost_persons=sum(a.lost_persons for a in audits),
+        lost_faces=sum(a.lost_faces for a in audits),
+        erased_present=sum(a.erased_present for a in audits),
+        without_faces=max((a.without_faces for a in audits), default=0),
+    )
+
+
+@dataclass(frozen=True)
+class Totals:
+    requests: int
+    server_errors: int
+    documented_503: Counter[str]  # code -> count
+    connection_errors: int
+    audit: Audit
+    unrecovered: list[str]
+
+    @property
+    def passed(self) -> bool:
+        return self.server_errors == 0 and self.audit.clean and not self.unrecovered
+
+
+def totals(run: Run, faults: list[Fault], bad: BadInputs, rss_requests: int) -> Totals:
+    outcomes: Counter[str] = Counter()
+    documented: Counter[str] = Counter()
+    for load in run.loads:
+        outcomes.update(e.outcome for e in load.events)
+        for key, count in load.statuses.items():
+            _, status, code = [*key.split(), ""][:3]
+            if status == "503" and code in load.allowed_503:
+                documented[code] += count
+    if bad.documented_503:
+        documented["liveness_unavailable"] += bad.documented_503
+    return Totals(
+        requests=sum(load.total for load in run.loads)
+        + sum(sum(c.values()) for c in bad.statuses.values())
+        + rss_requests,
+        server_errors=sum(server_errors(load) for load in run.loads) + len(bad.server_errors),
+        documented_503=documented,
+        connection_errors=outcomes["conn"],
+        audit=total_audit(run),
+        unrecovered=[f.name for f in faults if not f.survived],
+    )
+
+
+def totals_table(result: Totals) -> list[str]:
+    audit = result.audit
+    return [
+        "| total | value |",
+        "|---|---|",
+        f"| requests (load, faults, bad input, RSS classes) | {result.requests} |",
+        f"| 5xx other than the documented 503s | {result.server_errors} |",
+        "| documented 503s (`storage_unavailable`: PostgreSQL down; `not_ready`: the service "
+        f"starting) | {sum(result.documented_503.values())}: {spell(result.documented_503)} |",
+        f"| connection errors (service killed) | {result.connection_errors} |",
+        f"| acknowledged persons / faces / erasures checked at the end "
+        f"| {audit.persons} / {audit.faces} / {audit.erased} |",
+        f"| lost records (must be 0) | {audit.lost} |",
+        f"| erased records still present (must be 0) | {audit.erased_present} |",
+        f"| persons without faces (must be 0) | {audit.without_faces} |",
+        f"| faults not survived | {', '.join(result.unrecovered) or 'none'} |",
+        f"| result | {'PASS' if result.passed else '**FAIL**'} |",
+    ]
+
+
+# --- main -------------------------------------------------------------------------------------
+
+
+def install_liveness(model_dir: Path) -> bool:
+    """The MiniFASNet pack converted from ../shared/models, when there (as the tests do)."""
+    if not (SHARED_MODELS / "minifasnet").is_dir():
+        return False
+    from facerec.inference.catalogue import PACK_DIRNAME
+    from facerec.inference.liveness.convert import convert_pack
+
+    try:
+        convert_pack(SHARED_MODELS / "minifasnet", model_dir / PACK_DIRNAME)
+    except Exception as exc:  # torch missing or the weights unreadable: 503 documented below
+        print(f"liveness pack not installed: {exc}", file=sys.stderr)
+        return False
+    return True
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)  # unwinds: every server is stopped by the ExitStack
+
+
+@contextlib.contextmanager
+def servers(work: Path) -> Iterator[tuple[PrivatePostgres, PrivateRedis, Service, bool]]:
+    with contextlib.ExitStack() as stack:
+        stack.callback(shutil.rmtree, work, True)
+        postgres = start_private_postgres()
+        stack.callback(postgres.close)
+        redis = start_private_redis()
+        stack.callback(redis.stop)
+        liveness = install_liveness(work / "models")
+        service = Service(service_env(postgres.url, redis.url, work), work)
+        stack.callback(service.stop)
+        service.start()
+        yield postgres, redis, service, liveness
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--minutes", type=float, default=2.0, help="steady load duration")
+    parser.add_argument("--clients", type=int, default=4, help="client threads")
+    parser.add_argument("--down-seconds", type=float, default=4.0, help="each outage")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args()
+    signal.signal(signal.SIGTERM, _terminate)
+    work = Path(tempfile.mkdtemp(prefix="facerec-reliability-"))
+    started = time.monotonic()
+    with servers(work) as (postgres, redis, service, liveness):
+        log(f"service on {service.base}, PostgreSQL :{postgres.port}, Redis :{redis.port}")
+        photos = usable(service.base, photo_variants(6, args.seed))
+        if not photos:
+            raise RuntimeError("no composited photo was enrolled")
+        group = jpeg(Image.fromarray(composite_rgb()), 90)
+        run = Run(postgres, redis, service, args.clients, photos, group, args.seed)
+        log(f"{len(photos)} photos; steady load: {args.clients} clients x {args.minutes:g} min")
+        steady_result = steady(run, args.minutes)
+        log(f"steady: {steady_result.load.total} requests; faults")
+        faults = [fault_postgres(run, args.down_seconds), fault_redis(run, args.down_seconds)]
+        faults.append(fault_service(run))
+        log("service restarted; peak RSS per request class")
+        service.stop()  # a fresh process: the load's heap would hide each request's own peak
+        service.start()
+        rss_fresh = kib(service_pid(run), "VmRSS") or 0
+        rows = peak_per_class(run)
+        log("bad inputs")
+        bad = send_bad_inputs(run, liveness)
+        result = totals(run, faults, bad, rss_requests=len(rows) * 4 + 4)
+    elapsed = time.monotonic() - started
+    body = "\n".join(
+        [
+            f"A real service process (uvicorn, `facerec.app:serve_app`) on a private PostgreSQL "
+            f"and a private Redis, all on 127.0.0.1, started and stopped by this script; "
+            f"{elapsed / 60:.1f} min in all. Photos: {len(photos)} composited variants of "
+            "matplotlib's Grace Hopper and scikit-image's astronaut (scaled, mirrored, "
+            "lightened or darkened, placed on a grey canvas).",
+            "",
+            "### Steady load",
+            "",
+            *steady_table(steady_result, args.clients, args.minutes),
+            "",
+            "### Faults under load",
+            "",
+            *faults_table(faults),
+            "",
+            "### Bad input (tests/api/bombs.py corpus)",
+            "",
+            *bad_inputs_table(bad, liveness),
+            "",
+            "### Peak RSS per request class",
+            "",
+            *rss_table(rows, bad, rss_fresh),
+            "",
+            "### Totals",
+            "",
+            *totals_table(result),
+        ]
+    )
+    print(body)
+    if not args.no_write:
+        write_section("reliability", "Reliability: load, faults, bad input", body)
+    for load in run.loads:
+        for line in load.unexpected[:5]:
+            log(f"unexpected: {line}")
+    for line in bad.server_errors[:10]:
+        log(f"bad input 5xx: {line}")
+    return 0 if result.passed else 1
+
+
+def entry() -> int:
+    try:
+        return main()
+    except UnavailableError as exc:
+        log(str(exc))
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(entry())

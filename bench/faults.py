@@ -354,6 +354,7 @@ class Load:
     threads: int = 3
     max_requests: int = 600
     cycle: Sequence[str] = ("enroll", "recognize")
+    shuffle: bool = False  # each thread goes round its own shuffled copy of ``cycle``
     images: Sequence[bytes] = field(default_factory=_default_images)  # one face each
     group_photo: bytes | None = None  # several faces, for detect
     vary: bool = False  # append a nonce to each image: no answer comes from the cache
@@ -499,11 +500,14 @@ class Load:
     def _run(self, index: int) -> None:
         rng = random.Random(self.seed * 1000 + index)
         mine: list[str] = []  # this thread's persons, not erased
+        cycle = list(self.cycle)
+        if self.shuffle:
+            rng.shuffle(cycle)
         writes = {"enroll": self._enroll, "enroll-more": self._enroll_more, "erase": self._erase}
         with httpx.Client(base_url=self.base, timeout=60) as client:
             step = 0
             while not self._stop.is_set() and self.total < self.max_requests:
-                op = self.cycle[step % len(self.cycle)]
+                op = cycle[step % len(cycle)]
                 step += 1
                 write = writes.get(op)
                 outcome = write(client, rng, mine) if write else self._query(client, rng, op)

@@ -16,6 +16,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from facerec import __version__
+from facerec.api import ws
 from facerec.api.auth import AUTHORIZE, install_auth
 from facerec.api.errors import install_error_handlers
 from facerec.api.middleware import install_middleware
@@ -25,6 +26,7 @@ from facerec.api.routes import (
     enrollment,
     liveness,
     persons,
+    photos,
     recognition,
     system,
 )
@@ -39,9 +41,11 @@ from facerec.domain.enrollment_guards import Guards
 from facerec.domain.gallery_cache import PersonCache
 from facerec.domain.identification import IdentificationService
 from facerec.domain.persons import PersonService
+from facerec.domain.photos import PhotoService
 from facerec.domain.queries import QueryRunner
 from facerec.domain.tagging import TaggingService
 from facerec.domain.verification import VerificationService
+from facerec.events.factory import build_event_bus
 from facerec.executor import InferenceExecutor
 from facerec.inference.manager import ModelManager
 from facerec.inference.registry import build_models
@@ -52,6 +56,7 @@ from facerec.storage.engine import create_engine, is_connection_error
 from facerec.storage.factory import create_searcher
 from facerec.storage.migrate import upgrade_database
 from facerec.storage.pgvector import PgVectorSearcher
+from facerec.storage.photos import PhotoRepository
 from facerec.storage.registry import IndexOptions
 from facerec.storage.sealing import Sealer
 from facerec.storage.sql_repository import SqlGalleryRepository
@@ -91,6 +96,7 @@ def build_state(settings: Settings) -> AppState:
             liveness_default=settings.liveness.check_by_default,
             on_cache=lambda result: metrics.cache_requests.labels(result=result).inc(),
         ),
+        events=build_event_bus(settings.events, metrics),  # connects in the lifespan
     )
 
 
@@ -149,6 +155,14 @@ async def open_storage(state: AppState) -> None:
         tagging=TaggingService(identification),
         searcher=searcher,
     )
+    state.photo_service = PhotoService(
+        repository=PhotoRepository(engine, Sealer.from_settings(settings.db)),
+        tagging=state.services.tagging,
+        persons=persons,
+        events=state.events,
+        store_images=settings.photos.store_images,
+    )
+    persons.erasure_hooks.append(state.photo_service.on_erased)
     state.auth = state.auth or open_auth(settings, engine)  # API keys, audit log, rate limits
 
 
@@ -240,6 +254,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state = build_state(settings)
         app.state.facerec = state
+        state.events.start()  # MQTT connects and webhooks open in the background
         tasks = [asyncio.create_task(initialise(state)), asyncio.create_task(idle_unloader(state))]
         try:
             yield
@@ -251,6 +266,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             state.ready = False
             state.executor.shutdown()
             state.models.unload_all()
+            await state.events.close()  # delivers what is queued (at most 5 s), then disconnects
             await close_storage(state)
 
     app = FastAPI(
@@ -262,8 +278,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.facerec = None
     install_error_handlers(app)
     # Every route's scope: facerec.api.auth.ROUTE_SCOPES.
-    for module in (system, detection, enrollment, recognition, persons, liveness, admin):
+    for module in (system, detection, enrollment, recognition, persons, photos, liveness, admin):
         app.include_router(module.router, dependencies=[AUTHORIZE])
+    # The WebSocket route checks its scope itself (``authorize`` takes an HTTP request).
+    app.include_router(ws.router)
 
     install_auth(app, settings)
     install_middleware(app, settings)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 LogLevel = Literal["debug", "info", "warning", "error", "critical"]
@@ -150,6 +150,69 @@ class StreamSettings(BaseModel):
     max_frame_pixels: int = Field(3840 * 2160, ge=1)
 
 
+class EventSettings(BaseModel):
+    """Identification, presence and tagging events (facerec.events): MQTT and signed webhooks."""
+
+    # mqtt://[user[:password]@]host[:1883] or mqtts://... (TLS); None: no MQTT.
+    mqtt_url: str | None = None
+    # Topics are <prefix>/<tenant>/<collection>/<event type>.
+    mqtt_topic_prefix: str = "facerec"
+    mqtt_qos: Literal[0, 1, 2] = 1
+    # None: facerec-<pid>-<random> (one per process, so workers do not knock each other off).
+    mqtt_client_id: str | None = None
+    mqtt_keepalive_s: int = Field(30, ge=5, le=3600)
+    # A message the broker has not acknowledged this long after sending is counted as failed.
+    mqtt_ack_timeout_s: float = Field(10.0, gt=0)
+    # Messages handed to the MQTT client and not yet acknowledged, at most.
+    mqtt_max_buffered: int = Field(1000, ge=1)
+    # Reconnection backoff: from min doubling to max seconds.
+    mqtt_reconnect_min_s: int = Field(1, ge=1)
+    mqtt_reconnect_max_s: int = Field(30, ge=1)
+    # JSON list of http(s) URLs; each POST is signed with webhook_secret (required with URLs).
+    webhook_urls: list[str] = Field(default_factory=list)
+    webhook_secret: SecretStr | None = None
+    webhook_timeout_s: float = Field(10.0, gt=0)
+    # Attempts in all (the first included); between them backoff_s doubling up to backoff_max_s.
+    webhook_max_attempts: int = Field(5, ge=1, le=50)
+    webhook_backoff_s: float = Field(1.0, ge=0)
+    webhook_backoff_max_s: float = Field(60.0, ge=0)
+    # Deliveries in flight per URL.
+    webhook_concurrency: int = Field(4, ge=1, le=256)
+    # Events that failed every attempt, kept in memory for an admin (the newest this many).
+    dead_letters_kept: int = Field(100, ge=0)
+    # Events waiting per sink before new ones are dropped (and counted).
+    max_queue: int = Field(10_000, ge=1)
+
+    @field_validator("mqtt_url")
+    @classmethod
+    def _blank_is_none(cls, value: str | None) -> str | None:
+        return value or None
+
+    @field_validator("webhook_urls")
+    @classmethod
+    def _http_urls(cls, urls: list[str]) -> list[str]:
+        for url in urls:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"webhook URL must start with http:// or https://: {url!r}")
+        return urls
+
+    @model_validator(mode="after")
+    def _signed(self) -> EventSettings:
+        if self.webhook_urls and not (
+            self.webhook_secret and self.webhook_secret.get_secret_value()
+        ):
+            raise ValueError("events.webhook_urls needs events.webhook_secret (POSTs are signed)")
+        if self.mqtt_url and not self.mqtt_url.startswith(("mqtt://", "mqtts://")):
+            raise ValueError("events.mqtt_url must be mqtt://host:port or mqtts://host:port")
+        return self
+
+
+class PhotoSettings(BaseModel):
+    # Stored photos (POST /api/photos) keep only boxes, qualities, embeddings and tags; with this
+    # set, the image bytes too (sealed like embeddings when db.encryption_key is set).
+    store_images: bool = False
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="FACEREC_",
@@ -166,7 +229,9 @@ class Settings(BaseSettings):
     index: IndexSettings = Field(default_factory=IndexSettings)
     liveness: LivenessSettings = Field(default_factory=LivenessSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
+    events: EventSettings = Field(default_factory=EventSettings)
     streams: StreamSettings = Field(default_factory=StreamSettings)
+    photos: PhotoSettings = Field(default_factory=PhotoSettings)
     # Shortcuts documented in the README: FACEREC_DATABASE_URL and FACEREC_REDIS_URL.
     database_url: str | None = None
     redis_url: str | None = None

@@ -75,6 +75,36 @@ class Metrics:
             "Detected faces left out of responses for low quality.",
             registry=self.registry,
         )
+        self.events_published = Counter(
+            "facerec_events_published_total",
+            "Events accepted by the event bus, by type.",
+            ["type"],
+            registry=self.registry,
+        )
+        self.events_delivered = Counter(
+            "facerec_events_delivered_total",
+            "Events delivered by sink (mqtt: acknowledged by the broker; webhook: a 2xx answer).",
+            ["sink"],
+            registry=self.registry,
+        )
+        self.events_failed = Counter(
+            "facerec_events_failed_total",
+            "Events a sink could not deliver (broker down, webhook retries exhausted).",
+            ["sink"],
+            registry=self.registry,
+        )
+        self.events_dropped = Counter(
+            "facerec_events_dropped_total",
+            "Events never handed to a sink: its queue was full, or (sink 'bus') unsafe data.",
+            ["sink", "reason"],
+            registry=self.registry,
+        )
+        self.webhook_dead_letters = Counter(
+            "facerec_webhook_dead_letters_total",
+            "Webhook deliveries given up after the last attempt or a non-retryable answer.",
+            ["sink"],
+            registry=self.registry,
+        )
 
     # ModelEvents protocol (facerec.inference.manager)
     def model_event(self, model: str, event: str, seconds: float = 0.0) -> None:
@@ -87,6 +117,22 @@ class Metrics:
 
     def stage(self, stage: str, model: str, seconds: float) -> None:
         self.stage_seconds.labels(stage=stage, model=model).observe(seconds)
+
+    # EventCounters protocol (facerec.events.bus) and webhook dead letters
+    def event_published(self, event_type: str) -> None:
+        self.events_published.labels(type=event_type).inc()
+
+    def event_delivered(self, sink: str) -> None:
+        self.events_delivered.labels(sink=sink).inc()
+
+    def event_failed(self, sink: str) -> None:
+        self.events_failed.labels(sink=sink).inc()
+
+    def event_dropped(self, sink: str, reason: str) -> None:
+        self.events_dropped.labels(sink=sink, reason=reason).inc()
+
+    def webhook_dead_letter(self, sink: str) -> None:
+        self.webhook_dead_letters.labels(sink=sink).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

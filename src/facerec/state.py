@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from facerec.domain.enrollment import EnrollmentService
     from facerec.domain.identification import IdentificationService
     from facerec.domain.persons import PersonService
+    from facerec.domain.photos import PhotoService
     from facerec.domain.tagging import TaggingService
     from facerec.domain.verification import VerificationService
     from facerec.storage.protocols import FaceSearcher
@@ -58,6 +59,8 @@ class AppState:
     services: GalleryServices | None = None
     # API keys, audit log and rate limits (facerec.auth), built with storage.
     auth: AuthServices | None = None
+    # Stored, tagged photos and suggested new persons (facerec.domain.photos).
+    photo_service: PhotoService | None = None
 
     def _services(self) -> GalleryServices:
         if self.services is None:  # pragma: no cover - routes require readiness
@@ -90,3 +93,9 @@ class AppState:
     @property
     def tagging(self) -> TaggingService:
         return self._services().tagging
+
+    @property
+    def photos(self) -> PhotoService:
+        if self.photo_service is None:  # pragma: no cover - routes require readiness
+            raise RuntimeError("photo service not initialised")
+        return self.photo_service

@@ -18,6 +18,7 @@ from facerec.app import create_app
 from facerec.auth.keys import KeySpec
 from facerec.state import AppState
 from tests.api.conftest import b64, make_settings, wait_ready
+from tests.api.test_photos import walk_photo_routes
 from tests.images import astronaut_png, grace_hopper_jpeg
 
 API = "/api/face-recognition"
@@ -144,6 +145,7 @@ def test_another_tenant_sees_nothing_and_changes_nothing(client: TestClient) -> 
         API + "/recognize-upload", files={"file": ("g.jpg", grace_hopper_jpeg())}, data={}
     )
     assert ok(upload)["matches"] == []
+    walk_photo_routes(alice, bob, walk, grace)  # stored photos and suggestions
     # Writing with acme's ids creates globex's own things, and touches nothing of acme's.
     walk("POST", API + "/add-face")
     own = ok(
@@ -193,8 +195,10 @@ def test_another_tenant_sees_nothing_and_changes_nothing(client: TestClient) -> 
         ("GET", "/metrics"),
         ("GET", "/health"),
         ("GET", "/ready"),
+        ("GET", "/ws/recognize"),  # a WebSocket: tenant scoping tested in test_streams.py
     ):
         walk(method, path)
+    assert bob.get("/ws/recognize").status_code == 426
     assert ok(
         bob.post(API + "/compare", json={"face1_image_base64": grace, "face2_image_base64": grace})
     )

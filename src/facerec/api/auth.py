@@ -39,6 +39,8 @@ from facerec.state import AppState
 
 OPEN = ""  # no key needed
 FACES = "/api/face-recognition"
+PHOTOS = "/api/photos"
+SUGGESTIONS = "/api/photo-suggestions"
 
 # (method, route template) -> the scope a key needs. A route missing here needs ``admin``.
 ROUTE_SCOPES: dict[tuple[str, str], str] = {
@@ -67,10 +69,26 @@ ROUTE_SCOPES: dict[tuple[str, str], str] = {
     ("GET", f"{FACES}/collections"): MANAGE,
     ("POST", f"{FACES}/collections"): MANAGE,
     ("DELETE", f"{FACES}/collections/{{name}}"): MANAGE,
+    # Stored photos: tagging and corrections write biometric data (enroll); reading and erasing
+    # them is managing the gallery.
+    ("POST", PHOTOS): ENROLL,
+    ("POST", f"{PHOTOS}/upload"): ENROLL,
+    ("GET", f"{PHOTOS}/{{photo_id}}"): MANAGE,
+    ("DELETE", f"{PHOTOS}/{{photo_id}}"): MANAGE,
+    ("POST", f"{PHOTOS}/{{photo_id}}/retag"): ENROLL,
+    ("POST", f"{PHOTOS}/{{photo_id}}/faces/{{index}}/confirm"): ENROLL,
+    ("POST", f"{PHOTOS}/{{photo_id}}/faces/{{index}}/assign"): ENROLL,
+    ("POST", f"{PHOTOS}/{{photo_id}}/faces/{{index}}/reject"): ENROLL,
+    ("GET", f"{FACES}/persons/{{person_id}}/photos"): MANAGE,
+    ("GET", SUGGESTIONS): MANAGE,
+    ("POST", f"{SUGGESTIONS}/{{suggestion_id}}/accept"): ENROLL,
+    ("POST", f"{SUGGESTIONS}/{{suggestion_id}}/dismiss"): ENROLL,
     ("POST", "/api/admin/keys"): ADMIN,
     ("GET", "/api/admin/keys"): ADMIN,
     ("DELETE", "/api/admin/keys/{key_id}"): ADMIN,
     ("GET", "/api/admin/audit"): ADMIN,
+    # Live video: the WebSocket handshake (a GET); a plain GET answers 426.
+    ("GET", "/ws/recognize"): RECOGNIZE,
 }
 OPEN_PATHS = frozenset(path for (_, path), scope in ROUTE_SCOPES.items() if scope == OPEN)
 # Routes that run inference (no path parameters): refused before their body is read while the

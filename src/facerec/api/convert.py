@@ -11,15 +11,13 @@ from facerec.api.schemas.common import (
     QualityOut,
 )
 from facerec.api.schemas.detection import DetectedFaceOut
+from facerec.api.schemas.enrollment import WarningOut
+from facerec.api.schemas.persons import CollectionOut, FaceOut, PersonOut
 from facerec.api.schemas.recognition import (
-    CollectionOut,
     FaceIdentityOut,
     FaceInfo,
-    FaceOut,
     MatchOut,
     OperatingPointOut,
-    PersonOut,
-    WarningOut,
 )
 from facerec.domain.enrollment import EnrollmentWarning
 from facerec.domain.identification import Match

@@ -62,7 +62,8 @@ def distances(a: NDArray[np.float32], b: NDArray[np.float32], metric: str) -> ND
     squared = (
         np.einsum("ij,ij->i", a, a)[:, None] + np.einsum("ij,ij->i", b, b)[None, :] - 2.0 * a @ b.T
     )
-    return np.sqrt(np.maximum(squared, 0.0)).astype(np.float32)
+    result: NDArray[np.float32] = np.sqrt(np.maximum(squared, 0.0)).astype(np.float32)
+    return result
 
 
 def threshold_graph(vectors: NDArray[np.float32], params: ClusterParams) -> Graph:
@@ -126,10 +127,10 @@ def cluster(vectors: NDArray[np.float32], params: ClusterParams) -> list[int | N
     if len(vectors) == 0:
         return []
     labels = chinese_whispers(threshold_graph(vectors, params), params.iterations, params.seed)
-    return _numbered(labels.tolist(), params.min_size)
+    return numbered(labels.tolist(), params.min_size)
 
 
-def _numbered(labels: Sequence[int], min_size: int) -> list[int | None]:
+def numbered(labels: Sequence[int], min_size: int) -> list[int | None]:
     sizes = Counter(labels)
     numbers: dict[int, int] = {}
     out: list[int | None] = []
@@ -162,8 +163,7 @@ def update(
         for row, i in enumerate(new):
             neighbours = set(np.flatnonzero(near[row]).tolist()) - {i}
             best, best_share = None, 0.0
-            for label in {result[j] for j in neighbours if result[j] is not None}:
-                assert label is not None
+            for label in {lab for j in neighbours if (lab := result[j]) is not None}:
                 share = len(neighbours & members[label]) / len(members[label])
                 if share > best_share:
                     best, best_share = label, share
@@ -188,22 +188,18 @@ def _recluster(
     component = _component(vectors, touched, params)
     sub = vectors[component]
     labels = chinese_whispers(threshold_graph(sub, params), params.iterations, params.seed)
-    numbered = _numbered(labels.tolist(), params.min_size)
     groups: dict[int, list[int]] = {}
-    for local, number in enumerate(numbered):
+    for local, number in enumerate(numbered(labels.tolist(), params.min_size)):
         if number is not None:
             groups.setdefault(number, []).append(component[local])
     taken: set[str] = set()
-    for node in component:
-        result[node] = None if result[node] is None else result[node]
     old = {node: result[node] for node in component}
     for node in component:
         result[node] = None
     # Largest groups first keep the old id they overlap most.
     for faces in sorted(groups.values(), key=len, reverse=True):
-        votes = Counter(old[f] for f in faces if old[f] is not None and old[f] not in taken)
+        votes = Counter(o for f in faces if (o := old[f]) is not None and o not in taken)
         label = votes.most_common(1)[0][0] if votes else new_id()
-        assert label is not None
         taken.add(label)
         for f in faces:
             result[f] = label

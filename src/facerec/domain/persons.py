@@ -7,7 +7,7 @@ an erasure also lets the vector index drop the vectors at once (snapshot files i
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from facerec.domain.gallery_cache import PersonCache
 from facerec.domain.tenancy import TenantScope
@@ -15,6 +15,10 @@ from facerec.errors import ConflictError, NotFoundError
 from facerec.storage.models import DEFAULT_COLLECTION, PersonPage, PersonPatch
 from facerec.storage.protocols import FaceSearcher, GalleryRepository
 from facerec.values import Collection, Erasure, Face, Person
+
+# Called after every erasure with what was erased and, for a deleted collection, its key (the
+# photos of facerec.domain.photos hang their tags and confirmed faces here).
+ErasureHook = Callable[[Erasure, str | None], Awaitable[None]]
 
 
 class PersonService:
@@ -24,6 +28,7 @@ class PersonService:
         self.repository = repository
         self.searcher = searcher
         self.cache = cache
+        self.erasure_hooks: list[ErasureHook] = []
         self._known_defaults: set[str] = set()
 
     # --- collections --------------------------------------------------------------------------
@@ -54,7 +59,8 @@ class PersonService:
             raise ConflictError(
                 "the default collection cannot be deleted", code="default_collection"
             )
-        return await self._erased(await self.repository.delete_collection(key, force=force))
+        erasure = await self.repository.delete_collection(key, force=force)
+        return await self._erased(erasure, collection=key)
 
     # --- persons ------------------------------------------------------------------------------
 
@@ -131,7 +137,9 @@ class PersonService:
         scope.collection_key(scope.collection_name(person.collection))
         return person
 
-    async def _erased(self, erasure: Erasure) -> Erasure:
+    async def _erased(self, erasure: Erasure, *, collection: str | None = None) -> Erasure:
         await self.cache.purge(erasure)
         await self.searcher.sync()
+        for hook in self.erasure_hooks:
+            await hook(erasure, collection)
         return erasure

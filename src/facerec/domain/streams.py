@@ -109,7 +109,8 @@ class StreamSession:
         for track in update.ended:
             self._on_ended(track)
         faces = [
-            self._tracked(track, face) for track, face in zip(update.tracks, tagging.faces, strict=True)
+            self._tracked(track, face)
+            for track, face in zip(update.tracks, tagging.faces, strict=True)
         ]
         return FrameResult(faces, analysis.image, time.perf_counter() - started)
 

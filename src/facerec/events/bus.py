@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from facerec.events.payload import UnsafeEventData, clean_data
+from facerec.events.payload import UnsafeEventDataError, clean_data
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +135,7 @@ class EventBus:
             return
         try:
             safe = dataclasses.replace(event, data=clean_data(event.data))
-        except UnsafeEventData as exc:
+        except UnsafeEventDataError as exc:
             self.rejected += 1
             self._counters.event_dropped("bus", DROPPED_UNSAFE)
             log.error("event %s rejected: %s", event.type, exc)

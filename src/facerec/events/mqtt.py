@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 _TOPIC_UNSAFE = str.maketrans({"+": "_", "#": "_", "/": "_", "\0": "_"})
 
 
-class MqttUnavailable(ConnectionError):
+class MqttUnavailableError(ConnectionError):
     """The broker cannot be reached now (the event is counted as failed)."""
 
 
@@ -131,10 +131,12 @@ class MqttSink:
 
     async def deliver(self, event: Event) -> None:
         if not self._connected.is_set():
-            raise MqttUnavailable(f"MQTT broker {self.target.host}:{self.target.port} unreachable")
+            raise MqttUnavailableError(
+                f"MQTT broker {self.target.host}:{self.target.port} unreachable"
+            )
         info = self._client.publish(topic_for(self.topic_prefix, event), encode(event), self.qos)
         if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
-            raise MqttUnavailable(f"MQTT publish refused: {paho.error_string(info.rc)}")
+            raise MqttUnavailableError(f"MQTT publish refused: {paho.error_string(info.rc)}")
         # PUBACK can only be handled after this coroutine yields (call_soon_threadsafe), so the
         # future is always registered before its acknowledgement is looked up.
         ack: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -142,7 +144,7 @@ class MqttSink:
         try:
             await asyncio.wait_for(ack, self.ack_timeout_s)
         except TimeoutError:
-            raise MqttUnavailable(f"no PUBACK within {self.ack_timeout_s} s") from None
+            raise MqttUnavailableError(f"no PUBACK within {self.ack_timeout_s} s") from None
         finally:
             self._acks.pop(info.mid, None)
 
@@ -197,4 +199,4 @@ class MqttSink:
     def _fail_pending(self) -> None:
         for ack in self._acks.values():
             if not ack.done():
-                ack.set_exception(MqttUnavailable("disconnected before PUBACK"))
+                ack.set_exception(MqttUnavailableError("disconnected before PUBACK"))

@@ -46,7 +46,7 @@ MAX_DEPTH = 8
 MAX_STRING_CHARS = 4096
 
 
-class UnsafeEventData(ValueError):
+class UnsafeEventDataError(ValueError):
     """``data`` holds something that may be face data or is not JSON (the event is rejected)."""
 
 
@@ -58,18 +58,18 @@ def is_forbidden_key(key: str) -> bool:
 
 
 def clean_data(data: Mapping[str, Any]) -> dict[str, Any]:
-    """A JSON-ready copy of ``data`` without image/embedding keys; raises :class:`UnsafeEventData`
-    for bytes, arrays, long numeric lists and values JSON cannot carry."""
+    """A JSON-ready copy of ``data`` without image/embedding keys; raises
+    :class:`UnsafeEventDataError` for bytes, arrays, long numeric lists and non-JSON values."""
     return _clean_mapping(data, "data", 0)
 
 
 def _clean_mapping(data: Mapping[Any, Any], where: str, depth: int) -> dict[str, Any]:
     if depth > MAX_DEPTH:
-        raise UnsafeEventData(f"{where}: nested deeper than {MAX_DEPTH}")
+        raise UnsafeEventDataError(f"{where}: nested deeper than {MAX_DEPTH}")
     cleaned: dict[str, Any] = {}
     for key, value in data.items():
         if not isinstance(key, str):
-            raise UnsafeEventData(f"{where}: key {key!r} is not a string")
+            raise UnsafeEventDataError(f"{where}: key {key!r} is not a string")
         if is_forbidden_key(key):
             continue
         cleaned[key] = _clean_value(value, f"{where}.{key}", depth + 1)
@@ -79,14 +79,18 @@ def _clean_mapping(data: Mapping[Any, Any], where: str, depth: int) -> dict[str,
 def _clean_value(value: Any, where: str, depth: int) -> Any:
     if isinstance(value, str):
         if len(value) > MAX_STRING_CHARS or value[:11].lower() == "data:image/":
-            raise UnsafeEventData(f"{where}: a {len(value)}-character string (an encoded image?)")
+            raise UnsafeEventDataError(
+                f"{where}: a {len(value)}-character string (an encoded image?)"
+            )
         return value
     if value is None or isinstance(value, bool | int):
         return value
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, bytes | bytearray | memoryview | np.ndarray):
-        raise UnsafeEventData(f"{where}: {type(value).__name__} (images and arrays never leave)")
+        raise UnsafeEventDataError(
+            f"{where}: {type(value).__name__} (images and arrays never leave)"
+        )
     if isinstance(value, np.generic):
         return _clean_value(value.item(), where, depth)
     if isinstance(value, datetime | date):
@@ -101,6 +105,6 @@ def _clean_value(value: Any, where: str, depth: int) -> Any:
         items = [_clean_value(item, f"{where}[]", depth + 1) for item in value]
         numbers = sum(1 for item in items if isinstance(item, int | float))
         if numbers > MAX_NUMBERS_IN_A_LIST:
-            raise UnsafeEventData(f"{where}: {numbers} numbers in one list (an embedding?)")
+            raise UnsafeEventDataError(f"{where}: {numbers} numbers in one list (an embedding?)")
         return items
-    raise UnsafeEventData(f"{where}: {type(value).__name__} is not JSON data")
+    raise UnsafeEventDataError(f"{where}: {type(value).__name__} is not JSON data")

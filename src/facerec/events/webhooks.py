@@ -70,11 +70,11 @@ class DeadLetter:
     at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
-class WebhookFailed(RuntimeError):
+class WebhookFailedError(RuntimeError):
     """The receiver did not take the event (it is now a dead letter)."""
 
 
-class _Retryable(Exception):
+class _RetryableError(Exception):
     pass
 
 
@@ -140,36 +140,42 @@ class WebhookSink:
             try:
                 await self._post(client, body, {**headers, TIMESTAMP_HEADER: str(int(time.time()))})
                 return
-            except _Retryable as exc:
+            except _RetryableError as exc:
                 error = str(exc)
-            except WebhookFailed as exc:
+            except WebhookFailedError as exc:
                 self._dead_letter(delivery, event, attempt, str(exc))
                 raise
             if attempt < self.max_attempts:
                 await asyncio.sleep(self._backoff(attempt))
         self._dead_letter(delivery, event, self.max_attempts, error)
-        raise WebhookFailed(f"{self.name}: gave up after {self.max_attempts} attempts: {error}")
+        raise WebhookFailedError(
+            f"{self.name}: gave up after {self.max_attempts} attempts: {error}"
+        )
 
     async def _post(self, client: httpx.AsyncClient, body: bytes, headers: dict[str, str]) -> None:
         self.attempts += 1
         try:
             response = await client.post(self.url, content=body, headers=headers)
         except httpx.HTTPError as exc:  # connection refused, timeout, protocol error
-            raise _Retryable(f"{type(exc).__name__}: {exc}") from exc
+            raise _RetryableError(f"{type(exc).__name__}: {exc}") from exc
         status = response.status_code
         if 200 <= status < 300:
             return
         if status >= 500 or status in RETRYABLE_STATUS:
-            raise _Retryable(f"HTTP {status}")
-        raise WebhookFailed(f"{self.name}: HTTP {status} (not retried)")
+            raise _RetryableError(f"HTTP {status}")
+        raise WebhookFailedError(f"{self.name}: HTTP {status} (not retried)")
 
     def _backoff(self, attempt: int) -> float:
         pause = min(self.backoff_s * 2 ** (attempt - 1), self.backoff_max_s)
-        return pause * random.uniform(0.9, 1.1)
+        return float(pause * random.uniform(0.9, 1.1))
 
     def _dead_letter(self, delivery: str, event: Event, attempts: int, error: str) -> None:
         log.warning(
-            "webhook %s: event %s dead after %d attempts: %s", self.name, event.type, attempts, error
+            "webhook %s: event %s dead after %d attempts: %s",
+            self.name,
+            event.type,
+            attempts,
+            error,
         )
         self.dead_letters.append(DeadLetter(self.name, delivery, event.as_dict(), attempts, error))
         if self._on_dead_letter is not None:

@@ -18,6 +18,7 @@ import numpy as np
 from numpy.typing import NDArray
 from sqlalchemy import and_, delete, insert, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.elements import ColumnElement
 
 from facerec.errors import ConflictError, InvalidInputError, NotFoundError
 from facerec.storage.models import NewFace, NewPerson, new_id
@@ -191,41 +192,37 @@ class PhotoRepository(SqlWrites):
                     )
                 )
             ).first()
-            created = now
-            if found is not None:
-                if not replace:
-                    raise ConflictError(
-                        "a photo with this id is already stored; send replace=true to re-tag it",
-                        code="photo_exists",
-                    )
+            if found is not None and not replace:
+                raise ConflictError(
+                    "a photo with this id is already stored; send replace=true to re-tag it",
+                    code="photo_exists",
+                )
+            image = photo.image
+            if image is not None:
+                image = seal_blob(self._sealer, image, column=PHOTO_IMAGE_COLUMN, row_id=photo.id)
+            values = {
+                "collection": photo.collection,
+                "space": photo.space,
+                "embedder": photo.embedder,
+                "detector": photo.detector,
+                "image_sha256": photo.image_sha256,
+                "width": photo.width,
+                "height": photo.height,
+                "format": photo.format,
+                "image": image,
+                "options": dict(photo.options),
+                "updated_at": now,
+            }
+            if found is None:
+                await conn.execute(insert(photos).values(id=photo.id, created_at=now, **values))
+            else:  # replaced: the row stays (rejections of the same image stay with it)
                 mark_erasure(conn)
-                created = found[1]
                 await conn.execute(delete(photo_faces).where(photo_faces.c.photo_id == photo.id))
                 if found[0] != photo.image_sha256:
                     await conn.execute(
                         delete(photo_rejections).where(photo_rejections.c.photo_id == photo.id)
                     )
-                await conn.execute(delete(photos).where(photos.c.id == photo.id))
-            image = photo.image
-            if image is not None:
-                image = seal_blob(self._sealer, image, column=PHOTO_IMAGE_COLUMN, row_id=photo.id)
-            await conn.execute(
-                insert(photos).values(
-                    id=photo.id,
-                    collection=photo.collection,
-                    space=photo.space,
-                    embedder=photo.embedder,
-                    detector=photo.detector,
-                    image_sha256=photo.image_sha256,
-                    width=photo.width,
-                    height=photo.height,
-                    format=photo.format,
-                    image=image,
-                    options=dict(photo.options),
-                    created_at=created,
-                    updated_at=now,
-                )
-            )
+                await conn.execute(update(photos).where(photos.c.id == photo.id).values(**values))
             await self._insert_photo_faces(conn, photo, faces, now)
             return await self._load_photo(conn, photo.id, with_embeddings=False)
 
@@ -238,8 +235,8 @@ class PhotoRepository(SqlWrites):
     ) -> None:
         if not faces:
             return
-        rows = []
-        candidates = []
+        rows: list[dict[str, Any]] = []
+        candidates: list[dict[str, Any]] = []
         for face in faces:
             blob = None
             if face.embedding is not None:
@@ -476,8 +473,14 @@ class PhotoRepository(SqlWrites):
                 .values(person_id=person_id, status=status, decided_by=decided_by, cluster_id=None)
             )
 
-    async def retag(self, photo_id: str, tags: Mapping[str, tuple[str | None, str, str]]) -> None:
-        """New tags of some faces of a photo: face id → (person, status, decided_by)."""
+    async def retag(
+        self,
+        photo_id: str,
+        tags: Mapping[str, tuple[str | None, str, str]],
+        candidates: Mapping[str, Sequence[StoredCandidate]],
+    ) -> None:
+        """New tags of some faces of a photo (face id → (person, status, decided_by)) and,
+        for the faces in ``candidates``, their new candidates."""
         async with write_transaction(self._engine) as conn:
             for face_id, (person_id, status, decided_by) in tags.items():
                 await conn.execute(
@@ -485,6 +488,36 @@ class PhotoRepository(SqlWrites):
                     .where(photo_faces.c.id == face_id, photo_faces.c.photo_id == photo_id)
                     .values(person_id=person_id, status=status, decided_by=decided_by)
                 )
+            if candidates:
+                await conn.execute(
+                    delete(photo_face_candidates).where(
+                        photo_face_candidates.c.face_id.in_(list(candidates))
+                    )
+                )
+                rows = [_candidate_row(f, c) for f, found in candidates.items() for c in found]
+                if rows:
+                    await conn.execute(insert(photo_face_candidates), rows)
+
+    async def photo_embedders(self, photo_ids: Sequence[str]) -> dict[str, str]:
+        """Photo id → the embedder its faces were embedded with."""
+        if not photo_ids:
+            return {}
+        async with read_connection(self._engine) as conn:
+            rows = await conn.execute(
+                select(photos.c.id, photos.c.embedder).where(
+                    photos.c.id.in_(list(photo_ids)), photos.c.embedder.isnot(None)
+                )
+            )
+            return {r[0]: r[1] for r in rows}
+
+    async def photo_image_shas(self, photo_ids: Sequence[str]) -> dict[str, str]:
+        if not photo_ids:
+            return {}
+        async with read_connection(self._engine) as conn:
+            rows = await conn.execute(
+                select(photos.c.id, photos.c.image_sha256).where(photos.c.id.in_(list(photo_ids)))
+            )
+            return {r[0]: r[1] for r in rows}
 
     async def reject(self, face: PhotoFace, person_id: str) -> None:
         """Store "this face is not ``person_id``"; a tag naming that person is removed."""
@@ -581,7 +614,7 @@ class PhotoRepository(SqlWrites):
         self, *, collections: Sequence[str], cluster_id: str | None = None
     ) -> list[PhotoFace]:
         """Faces in suggestions (of one suggestion with ``cluster_id``), with embeddings."""
-        where = [
+        where: list[ColumnElement[bool]] = [
             photo_faces.c.cluster_id.isnot(None),
             photo_faces.c.person_id.is_(None),
             photo_faces.c.collection.in_(list(collections)),
@@ -654,6 +687,18 @@ class PhotoRepository(SqlWrites):
                 delete(photo_rejections).where(photo_rejections.c.person_id.in_(wanted))
             )
         return PhotoErasure(face_ids=tuple(confirmed), untagged_face_ids=tuple(tagged))
+
+    async def forget_enrolled(self, face_ids: Sequence[str]) -> None:
+        """Enrolled faces erased from their person: the photo faces they came from no longer
+        point at them."""
+        if not face_ids:
+            return
+        async with write_transaction(self._engine) as conn:
+            await conn.execute(
+                update(photo_faces)
+                .where(photo_faces.c.enrolled_face_id.in_(list(face_ids)))
+                .values(enrolled_face_id=None)
+            )
 
     async def erase_collection(self, collection: str) -> PhotoErasure:
         """Every photo of a deleted collection."""

@@ -16,7 +16,7 @@ from facerec.api.convert import face_info, person_out, warning_out
 from facerec.api.deps import ScopeDep, StateDep
 from facerec.api.idempotency import IdempotencyKey, idempotent
 from facerec.api.schemas.common import GALLERY_RESPONSES
-from facerec.api.schemas.recognition import (
+from facerec.api.schemas.enrollment import (
     AddFaceRequest,
     AddFaceResponse,
     ImageResult,

@@ -11,7 +11,7 @@ from facerec.api.auth import PrincipalDep
 from facerec.api.convert import collection_out, face_record_out, person_out
 from facerec.api.deps import ScopeDep, StateDep
 from facerec.api.schemas.common import GALLERY_RESPONSES
-from facerec.api.schemas.recognition import (
+from facerec.api.schemas.persons import (
     CollectionIn,
     CollectionListResponse,
     CollectionOut,

@@ -1,20 +1,20 @@
-"""Recognition contract: enrollment, 1:N identification, 1:1 verification, persons, collections.
+"""Identification and verification contract: recognize, recognize-all, compare.
 
 Field names follow the seed's Face Recognition router; additions are optional.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from facerec.api.schemas.common import BoundingBox, ImageInfo, Landmarks, LivenessOut, QualityOut
-from facerec.domain.enrollment import GuardPolicy
 from facerec.domain.probes import ProcessingMode
 
 IMG = "data:image/jpeg;base64,/9j/4AAQSkZJRgABAQAAAQABAAD/2wBD..."
+
+
 NO_NS = ConfigDict(protected_namespaces=())
 
 
@@ -29,152 +29,6 @@ class FaceInfo(BaseModel):
     faces_in_image: int | None = Field(
         None, description="Faces detected in the photo (others never make it fail)."
     )
-
-
-class WarningOut(BaseModel):
-    code: str = Field(description="`inconsistent_with_person` or `possible_duplicate`.")
-    message: str
-    details: dict[str, Any] = Field(default_factory=dict)
-
-
-GUARD_HELP = (
-    "`warn` (default): enroll and answer a warning; `reject`: answer 409 with the same code."
-)
-
-
-class PersonOut(BaseModel):
-    person_id: str
-    person_name: str
-    collection: str
-    employee_id: str | None = None
-    department: str | None = None
-    position: str | None = None
-    metadata: dict[str, Any] = Field(default_factory=dict)
-    face_count: int
-    created_at: datetime
-    updated_at: datetime
-
-
-class AddFaceRequest(BaseModel):
-    model_config = ConfigDict(
-        protected_namespaces=(),
-        json_schema_extra={
-            "examples": [
-                {
-                    "person_name": "Grace Hopper",
-                    "person_id": "emp-0042",
-                    "face_image_base64": IMG,
-                    "model_name": "auto",
-                    "metadata": {"team": "compilers"},
-                }
-            ]
-        },
-    )
-
-    person_name: str = Field(min_length=1, max_length=200)
-    person_id: str | None = Field(
-        None, description="Omit for a new UUID; an existing id appends a face to that person."
-    )
-    face_image_base64: str
-    model_name: str = Field(
-        "auto", description="Embedder: `auto`, `dlib_resnet`, `mobilefacenet`..."
-    )
-    metadata: dict[str, Any] | None = None
-    collection: str = Field("default", description="Gallery the person belongs to.")
-    fast_mode: bool = Field(
-        False, description="Skip the quality bar (same as processing_mode=fast)."
-    )
-    processing_mode: ProcessingMode = ProcessingMode.BALANCED
-    check_liveness: bool | None = Field(None, description="Reject spoofs; default from settings.")
-    on_duplicate: GuardPolicy = Field(
-        GuardPolicy.WARN,
-        description="A new person whose face already matches another person strictly. "
-        + GUARD_HELP,
-    )
-    on_inconsistent: GuardPolicy = Field(
-        GuardPolicy.WARN,
-        description="A face far from the person's other faces. " + GUARD_HELP,
-    )
-
-
-class AddFaceResponse(BaseModel):
-    model_config = NO_NS
-
-    success: bool = True
-    person_id: str
-    person_name: str
-    face_id: str
-    embedding_extracted: bool = True
-    model_used: str
-    face_quality: float
-    face: FaceInfo
-    person: PersonOut
-    embedding_space: str
-    warnings: list[WarningOut] = Field(default_factory=list)
-    processing_time: float
-
-
-class RegisterMultipleRequest(BaseModel):
-    model_config = ConfigDict(
-        protected_namespaces=(),
-        json_schema_extra={
-            "examples": [
-                {
-                    "full_name": "Grace Hopper",
-                    "employee_id": "E-1906",
-                    "department": "Navy",
-                    "position": "Rear Admiral",
-                    "model_name": "auto",
-                    "images": [IMG, IMG],
-                    "metadata": {"badge": "A-12"},
-                }
-            ]
-        },
-    )
-
-    full_name: str = Field(min_length=1, max_length=200)
-    employee_id: str = Field(min_length=1, max_length=64)
-    department: str | None = Field(None, max_length=200)
-    position: str | None = Field(None, max_length=200)
-    model_name: str = "auto"
-    images: list[str] = Field(description="Base64 images, one face each.")
-    metadata: dict[str, Any] | None = None
-    collection: str = "default"
-    replace: bool = Field(False, description="Replace an existing employee's faces and record.")
-    processing_mode: ProcessingMode = ProcessingMode.BALANCED
-    check_liveness: bool | None = None
-    on_duplicate: GuardPolicy = Field(GuardPolicy.WARN, description=GUARD_HELP)
-    on_inconsistent: GuardPolicy = Field(
-        GuardPolicy.WARN,
-        description="A photo far from every other photo sent: `warn` accepts it with a "
-        "warning, `reject` rejects that photo (reason `inconsistent_with_person`).",
-    )
-
-
-class ImageResult(BaseModel):
-    index: int
-    accepted: bool
-    face_id: str | None = None
-    reason: str | None = Field(None, description="Error code when rejected.")
-    message: str | None = None
-    details: dict[str, Any] = Field(default_factory=dict)
-    face_quality: float | None = None
-    warnings: list[WarningOut] = Field(default_factory=list)
-
-
-class RegisterMultipleResponse(BaseModel):
-    model_config = NO_NS
-
-    success: bool = True
-    person: PersonOut
-    created: bool
-    images_total: int
-    images_accepted: int
-    images_rejected: int
-    results: list[ImageResult]
-    model_used: str
-    warnings: list[WarningOut] = Field(default_factory=list)
-    processing_time: float
 
 
 class RecognizeRequest(BaseModel):
@@ -309,56 +163,6 @@ class CompareResponse(BaseModel):
     face1: FaceInfo
     face2: FaceInfo
     processing_time: float
-
-
-class PersonPatchRequest(BaseModel):
-    person_name: str | None = Field(None, min_length=1, max_length=200)
-    metadata: dict[str, Any] | None = None
-    department: str | None = None
-    position: str | None = None
-
-
-class PersonListResponse(BaseModel):
-    success: bool = True
-    persons: list[PersonOut]
-    next_cursor: str | None
-
-
-class FaceOut(BaseModel):
-    face_id: str
-    space: str
-    quality: float
-    bbox: BoundingBox | None = None
-    created_at: datetime
-
-
-class PersonDetailResponse(BaseModel):
-    success: bool = True
-    person: PersonOut
-    faces: list[FaceOut]
-
-
-class DeletedResponse(BaseModel):
-    success: bool = True
-    deleted_persons: int
-    deleted_faces: int
-
-
-class CollectionIn(BaseModel):
-    name: str = Field(min_length=1, max_length=64)
-    description: str = ""
-
-
-class CollectionOut(BaseModel):
-    name: str
-    description: str
-    person_count: int
-    created_at: datetime
-
-
-class CollectionListResponse(BaseModel):
-    success: bool = True
-    collections: list[CollectionOut]
 
 
 class RecognizeAllRequest(BaseModel):

@@ -1,0 +1,355 @@
+"""Stored photos: every face tagged (each identity once), corrections, erasure, and suggested
+new persons from clusters of unknown faces. Thin routes over
+:class:`~facerec.domain.photos.PhotoService`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, Query, UploadFile
+
+from facerec.api.auth import PrincipalDep
+from facerec.api.convert import bbox_out, match_out, operating_point_out, person_out
+from facerec.api.deps import ScopeDep, StateDep
+from facerec.api.schemas.common import GALLERY_RESPONSES
+from facerec.api.schemas.photos import (
+    AcceptRequest,
+    AcceptResponse,
+    AssignRequest,
+    AssignResponse,
+    DismissResponse,
+    PersonPhotoOut,
+    PersonPhotosResponse,
+    PhotoDeletedResponse,
+    PhotoFaceOut,
+    PhotoImageOut,
+    PhotoRequest,
+    PhotoResponse,
+    RejectRequest,
+    SuggestionFaceOut,
+    SuggestionListResponse,
+    SuggestionOut,
+)
+from facerec.api.uploads import ImageSource, image_bytes
+from facerec.auth.principal import Principal
+from facerec.domain.photos import PhotoView
+from facerec.domain.probes import ProcessingMode
+from facerec.domain.tagging import TagOptions
+from facerec.domain.tenancy import TenantScope
+from facerec.domain.timing import StageTimer
+from facerec.state import AppState
+
+router = APIRouter(tags=["Photos"], responses=GALLERY_RESPONSES)
+PHOTOS = "/api/photos"
+SUGGESTIONS = "/api/photo-suggestions"
+
+
+def photo_out(
+    view: PhotoView, scope: TenantScope, timer: StageTimer | None = None
+) -> PhotoResponse:
+    photo = view.photo
+    top_k = int(photo.options.get("top_k", 3))
+    faces = []
+    for face in photo.faces:
+        person = view.person(face)
+        faces.append(
+            PhotoFaceOut(
+                index=face.index,
+                bbox=bbox_out(face.bbox),
+                confidence=round(face.confidence, 4),
+                quality=round(face.quality, 1),
+                quality_reasons=list(face.quality_reasons),
+                reason=face.reason,
+                person_id=scope.person_id(person.id) if person else None,
+                person_name=person.name if person else None,
+                unknown=person is None,
+                status=face.status if person else "unknown",
+                similarity=_rounded(view.similarity(face)) if person else None,
+                decided_by=face.decided_by,
+                candidates=[match_out(m, scope) for m in view.candidates(face, top_k)],
+                rejected_person_ids=sorted(scope.person_id(p) for p in face.rejected),
+                suggestion_id=face.cluster_id,
+                enrolled_face_id=face.enrolled_face_id,
+            )
+        )
+    return PhotoResponse(
+        photo_id=scope.person_id(photo.id),
+        collection=scope.collection_name(photo.collection),
+        faces_detected=len(faces),
+        faces_identified=sum(1 for f in faces if not f.unknown),
+        faces=faces,
+        model_used=photo.embedder or "",
+        embedding_space=photo.space or "",
+        image_info=PhotoImageOut(
+            width=photo.width, height=photo.height, format=photo.format, sha256=photo.image_sha256
+        ),
+        image_stored=photo.image_stored,
+        operating_point=operating_point_out(view.point, "per_face") if view.point else None,
+        created_at=photo.created_at,
+        updated_at=photo.updated_at,
+        processing_time=round(timer.total, 4) if timer is not None else None,
+    )
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
+
+
+async def _add(
+    state: AppState,
+    principal: Principal,
+    scope: TenantScope,
+    source: ImageSource,
+    body: PhotoRequest,
+) -> PhotoResponse:
+    collection = await state.persons.collection_key(scope, body.collection)
+    image = await image_bytes(source, state.settings.limits)
+    timer = StageTimer(state.metrics.stage)
+    options = TagOptions(
+        collection=collection,
+        model=body.model_name,
+        top_k=body.top_k,
+        target_fpir=body.target_fpir,
+        similarity_threshold=body.similarity_threshold,
+        min_margin=body.min_margin,
+        max_faces=body.max_faces,
+        min_quality=body.min_quality,
+        mode=body.processing_mode,
+    )
+    view = await state.photos.add(
+        scope, body.photo_id, image, options, replace=body.replace, timer=timer
+    )
+    await state.audit.record(
+        principal, "photo.tag", view.photo.id, collection=collection, faces=len(view.photo.faces)
+    )
+    return photo_out(view, scope, timer)
+
+
+@router.post(PHOTOS, response_model=PhotoResponse, summary="Tag every face of a photo and store it")
+async def add_photo(
+    body: PhotoRequest, state: StateDep, principal: PrincipalDep, scope: ScopeDep
+) -> PhotoResponse:
+    return await _add(state, principal, scope, body.image_base64, body)
+
+
+@router.post(
+    f"{PHOTOS}/upload", response_model=PhotoResponse, summary="Tag and store a photo (multipart)"
+)
+async def add_photo_upload(
+    state: StateDep,
+    principal: PrincipalDep,
+    scope: ScopeDep,
+    file: Annotated[UploadFile, File()],
+    photo_id: Annotated[str, Form(min_length=1, max_length=64)],
+    collection: Annotated[str, Form()] = "default",
+    model_name: Annotated[str, Form()] = "auto",
+    top_k: Annotated[int, Form(ge=1, le=20)] = 3,
+    target_fpir: Annotated[float | None, Form(gt=0.0, lt=1.0)] = None,
+    similarity_threshold: Annotated[float | None, Form(ge=0.0, le=1.0)] = None,
+    min_margin: Annotated[float, Form(ge=0.0, le=1.0)] = 0.05,
+    max_faces: Annotated[int, Form(ge=1, le=200)] = 50,
+    min_quality: Annotated[float, Form(ge=0.0, le=100.0)] = 0.0,
+    processing_mode: Annotated[ProcessingMode, Form()] = ProcessingMode.BALANCED,
+    replace: Annotated[bool, Form()] = False,
+) -> PhotoResponse:
+    body = PhotoRequest(
+        photo_id=photo_id,
+        image_base64="",
+        collection=collection,
+        model_name=model_name,
+        top_k=top_k,
+        target_fpir=target_fpir,
+        similarity_threshold=similarity_threshold,
+        min_margin=min_margin,
+        max_faces=max_faces,
+        min_quality=min_quality,
+        processing_mode=processing_mode,
+        replace=replace,
+    )
+    return await _add(state, principal, scope, file, body)
+
+
+@router.get(f"{PHOTOS}/{{photo_id}}", response_model=PhotoResponse, summary="One stored photo")
+async def get_photo(photo_id: str, state: StateDep, scope: ScopeDep) -> PhotoResponse:
+    return photo_out(await state.photos.get(scope, photo_id), scope)
+
+
+@router.delete(
+    f"{PHOTOS}/{{photo_id}}", response_model=PhotoDeletedResponse, summary="Erase a photo"
+)
+async def delete_photo(
+    photo_id: str, state: StateDep, principal: PrincipalDep, scope: ScopeDep
+) -> PhotoDeletedResponse:
+    erased = await state.photos.delete(scope, photo_id)
+    await state.audit.record(principal, "photo.erase", erased.photo_ids[0])
+    return PhotoDeletedResponse(photo_id=photo_id, deleted_faces=len(erased.face_ids))
+
+
+@router.post(
+    f"{PHOTOS}/{{photo_id}}/retag",
+    response_model=PhotoResponse,
+    summary="Tag the stored faces again against the gallery as it is now",
+)
+async def retag_photo(
+    photo_id: str, state: StateDep, principal: PrincipalDep, scope: ScopeDep
+) -> PhotoResponse:
+    view = await state.photos.retag(scope, photo_id)
+    await state.audit.record(principal, "photo.retag", view.photo.id)
+    return photo_out(view, scope)
+
+
+@router.post(
+    f"{PHOTOS}/{{photo_id}}/faces/{{index}}/confirm",
+    response_model=PhotoResponse,
+    summary="Confirm a face's tag",
+)
+async def confirm_face(
+    photo_id: str, index: int, state: StateDep, principal: PrincipalDep, scope: ScopeDep
+) -> PhotoResponse:
+    view = await state.photos.confirm(scope, photo_id, index)
+    await state.audit.record(principal, "photo.confirm", view.photo.id, face_index=index)
+    return photo_out(view, scope)
+
+
+@router.post(
+    f"{PHOTOS}/{{photo_id}}/faces/{{index}}/assign",
+    response_model=AssignResponse,
+    summary="This face is that person: it becomes one of the person's enrolled faces",
+)
+async def assign_face(
+    photo_id: str,
+    index: int,
+    body: AssignRequest,
+    state: StateDep,
+    principal: PrincipalDep,
+    scope: ScopeDep,
+) -> AssignResponse:
+    view, face = await state.photos.assign(scope, photo_id, index, body.person_id)
+    await state.audit.record(
+        principal, "photo.assign", view.photo.id, face_index=index, face_id=face.id
+    )
+    out = photo_out(view, scope)
+    return AssignResponse(**out.model_dump(), face_id=face.id)
+
+
+@router.post(
+    f"{PHOTOS}/{{photo_id}}/faces/{{index}}/reject",
+    response_model=PhotoResponse,
+    summary="This face is not that person: never proposed again for it",
+)
+async def reject_face(
+    photo_id: str,
+    index: int,
+    body: RejectRequest,
+    state: StateDep,
+    principal: PrincipalDep,
+    scope: ScopeDep,
+) -> PhotoResponse:
+    view = await state.photos.reject(scope, photo_id, index, body.person_id)
+    await state.audit.record(principal, "photo.reject", view.photo.id, face_index=index)
+    return photo_out(view, scope)
+
+
+@router.get(
+    "/api/face-recognition/persons/{person_id}/photos",
+    response_model=PersonPhotosResponse,
+    summary="The photos a person is tagged in (cursor pagination)",
+)
+async def person_photos(
+    person_id: str,
+    state: StateDep,
+    scope: ScopeDep,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+) -> PersonPhotosResponse:
+    page = await state.photos.person_photos(scope, person_id, limit=limit, cursor=cursor)
+    return PersonPhotosResponse(
+        person_id=person_id,
+        photos=[
+            PersonPhotoOut(
+                photo_id=scope.person_id(p.photo_id),
+                collection=scope.collection_name(p.collection),
+                face_index=p.face_index,
+                status=p.status,
+                decided_by=p.decided_by,
+                similarity=_rounded(p.similarity),
+                tagged_at=p.created_at,
+            )
+            for p in page.items
+        ],
+        next_cursor=page.next_cursor,
+    )
+
+
+@router.get(
+    SUGGESTIONS,
+    response_model=SuggestionListResponse,
+    summary="Suggested new persons: clusters of unknown faces across stored photos",
+)
+async def list_suggestions(
+    state: StateDep,
+    scope: ScopeDep,
+    collection: Annotated[str | None, Query()] = None,
+) -> SuggestionListResponse:
+    found = await state.photos.suggestions(scope, collection)
+    return SuggestionListResponse(
+        suggestions=[
+            SuggestionOut(
+                suggestion_id=s.id,
+                collection=scope.collection_name(s.collection),
+                embedding_space=s.space,
+                size=len(s.faces),
+                cohesion=round(s.cohesion, 4),
+                faces=[
+                    SuggestionFaceOut(
+                        photo_id=scope.person_id(f.photo_id),
+                        index=f.index,
+                        bbox=bbox_out(f.bbox),
+                        quality=round(f.quality, 1),
+                    )
+                    for f in s.faces
+                ],
+            )
+            for s in found
+        ]
+    )
+
+
+@router.post(
+    f"{SUGGESTIONS}/{{suggestion_id}}/accept",
+    response_model=AcceptResponse,
+    status_code=201,
+    summary="Accept a suggestion as a new person (its faces are enrolled)",
+)
+async def accept_suggestion(
+    suggestion_id: str,
+    body: AcceptRequest,
+    state: StateDep,
+    principal: PrincipalDep,
+    scope: ScopeDep,
+) -> AcceptResponse:
+    person, faces = await state.photos.accept(
+        scope,
+        suggestion_id,
+        name=body.person_name,
+        person_id=body.person_id,
+        metadata=body.metadata,
+    )
+    await state.audit.record(
+        principal, "suggestion.accept", person.id, suggestion=suggestion_id, faces=len(faces)
+    )
+    return AcceptResponse(person=person_out(person, scope), face_ids=[f.id for f in faces])
+
+
+@router.post(
+    f"{SUGGESTIONS}/{{suggestion_id}}/dismiss",
+    response_model=DismissResponse,
+    summary="Dismiss a suggestion: its faces are not suggested again",
+)
+async def dismiss_suggestion(
+    suggestion_id: str, state: StateDep, principal: PrincipalDep, scope: ScopeDep
+) -> DismissResponse:
+    dismissed = await state.photos.dismiss(scope, suggestion_id)
+    await state.audit.record(principal, "suggestion.dismiss", suggestion_id, faces=dismissed)
+    return DismissResponse(suggestion_id=suggestion_id, dismissed_faces=dismissed)

@@ -1,0 +1,403 @@
+"""``/ws/recognize``: live video, every face of every frame identified, tracked and named by
+voting (README, "Live video"; wire rules in :mod:`facerec.api.ws.protocol`).
+
+Two loops per socket. The receive loop reads every message at once, checks a frame's format and
+size from its header and puts it into a one-slot mailbox, where a newer frame replaces a waiting
+one (counted as dropped): memory per socket stays bounded by a few messages whatever the client
+sends. The processing loop takes the newest frame at most ``max_fps`` times a second and runs it
+through :class:`~facerec.domain.streams.StreamSession` in the shared bounded executor; when that
+executor is full the frame is dropped and counted, never queued, so a fast or slow client never
+stalls other sockets or REST calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, replace
+from typing import Any
+
+from fastapi import APIRouter, WebSocket
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from facerec.api.auth import AUTHORIZE, authenticate, scope_for
+from facerec.api.convert import bbox_out, liveness_out
+from facerec.api.errors import envelope
+from facerec.api.schemas.common import ERROR_RESPONSES, ErrorResponse
+from facerec.api.schemas.streams import (
+    FrameIn,
+    StreamConfigIn,
+    StreamError,
+    StreamFace,
+    StreamReady,
+    StreamResult,
+    Votes,
+)
+from facerec.api.uploads import OFFLOAD_CHARS
+from facerec.api.ws.protocol import (
+    FRAME_FORMATS,
+    GOING_AWAY,
+    IDLE_TIMEOUT,
+    INTERNAL_ERROR,
+    POLICY_VIOLATION,
+    UNSUPPORTED_DATA,
+    ClientGoneError,
+    CloseStreamError,
+    Mailbox,
+    Message,
+    parse,
+)
+from facerec.auth.principal import Principal
+from facerec.domain.streams import FrameResult, StreamConfig, StreamSession, TrackedFace
+from facerec.domain.tagging import TagOptions
+from facerec.domain.tenancy import TenantScope
+from facerec.domain.timing import StageTimer
+from facerec.errors import (
+    FaceRecError,
+    InvalidInputError,
+    NotFoundError,
+    OverloadedError,
+    PayloadTooLargeError,
+    ServiceUnavailableError,
+    UnsupportedFormatError,
+)
+from facerec.inference.images import decode_base64, header_pixels, sniff_format
+from facerec.state import AppState
+from facerec.storage.engine import is_connection_error
+
+logger = logging.getLogger(__name__)
+
+PATH = "/ws/recognize"
+router = APIRouter(tags=["Live video"])
+
+
+@router.get(
+    PATH,
+    status_code=426,
+    response_model=ErrorResponse,
+    responses={status: ERROR_RESPONSES[status] for status in (401, 403, 429)},
+    summary="Live video recognition (WebSocket only)",
+    description="Connect with a WebSocket client (scope `recognize`; key in `Authorization` or "
+    "`X-API-Key`). Send a JSON config, then frames as binary JPEG/PNG messages (or "
+    '`{"image_base64": ...}`); each processed frame answers `{"type": "result", "frame", '
+    '"faces": [{"track_id", "bbox", "person_id", "person_name", "similarity", "decided", '
+    '"unknown", "votes"}], "dropped", "processing_time"}`. A plain GET answers 426.',
+    dependencies=[AUTHORIZE],
+)
+async def recognize_stream_info() -> JSONResponse:
+    response = envelope(
+        426, "upgrade_required", f"{PATH} is a WebSocket endpoint: connect with a WebSocket client"
+    )
+    response.headers["Upgrade"] = "websocket"
+    return response
+
+
+@router.websocket(PATH)
+async def recognize_stream(websocket: WebSocket) -> None:
+    state: AppState | None = getattr(websocket.app.state, "facerec", None)
+    principal = getattr(websocket.state, "principal", None)
+    try:
+        if not isinstance(principal, Principal):  # no AccessMiddleware in front of this app
+            principal = await authenticate(state, websocket.headers, PATH)
+    except FaceRecError as exc:
+        await websocket.close(POLICY_VIOLATION, exc.code)
+        return
+    if state is None or not principal.has_scope(scope_for("GET", PATH)):
+        await websocket.close(POLICY_VIOLATION, "insufficient_scope")
+        return
+    await websocket.accept()
+    stream = _Stream(websocket, state, TenantScope.of(principal))
+    try:
+        await stream.run()
+    except ClientGoneError:
+        pass
+    except CloseStreamError as closed:
+        await stream.close(closed)
+    except Exception:
+        logger.exception("stream %s failed", PATH)
+        await stream.close(CloseStreamError(INTERNAL_ERROR, "internal_error", "unexpected error"))
+
+
+@dataclass(frozen=True)
+class _Frame:
+    number: int
+    data: bytes
+
+
+class _Stream:
+    def __init__(self, websocket: WebSocket, state: AppState, scope: TenantScope) -> None:
+        self.ws = websocket
+        self.state = state
+        self.scope = scope
+        self.limits = state.settings.streams
+        self.mailbox: Mailbox[_Frame] = Mailbox()
+        self.frames = 0
+        self.overloaded = 0
+        self._send_lock = asyncio.Lock()
+
+    @property
+    def dropped(self) -> int:
+        return self.mailbox.dropped + self.overloaded
+
+    async def run(self) -> None:
+        if not self.state.ready:
+            raise CloseStreamError(4503, "not_ready", "the service is not initialised yet")
+        session, fps = await self._configure(await self._receive())
+        tasks = [
+            asyncio.create_task(self._receive_loop(), name="ws-receive"),
+            asyncio.create_task(self._process_loop(session, fps), name="ws-process"),
+        ]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()  # raises why the loop stopped
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            session.close()
+
+    # --- configuration ------------------------------------------------------------------------
+
+    async def _configure(self, message: Message) -> tuple[StreamSession, float]:
+        if message.payload is None or message.kind != "config":
+            raise CloseStreamError(
+                UNSUPPORTED_DATA, "config_expected", "the first message must be a JSON config"
+            )
+        try:
+            body = StreamConfigIn.model_validate(message.payload)
+        except ValidationError as exc:
+            errors = exc.errors(include_url=False, include_context=False, include_input=False)
+            raise CloseStreamError(
+                4400, "invalid_config", "the config is invalid", {"errors": errors}
+            ) from None
+        try:
+            session = await self._session(body)
+        except FaceRecError as exc:
+            raise CloseStreamError.of(exc) from exc
+        fps = min(body.max_fps or self.limits.max_fps, self.limits.max_fps)
+        analysis = session.config.analysis
+        await self._send(
+            StreamReady(
+                stream_id=session.stream_id,
+                collection=body.collection,
+                model_used=analysis.embedder or "",
+                detector=analysis.detector,
+                max_fps=fps,
+                max_message_bytes=self.limits.max_message_bytes,
+                idle_timeout_seconds=self.limits.idle_timeout_seconds,
+            )
+        )
+        return session, fps
+
+    async def _session(self, body: StreamConfigIn) -> StreamSession:
+        state = self.state
+        collection = await state.persons.collection_key(self.scope, body.collection)
+        repository = state.identification.repository
+        try:
+            await repository.get_collection(collection)
+        except NotFoundError as exc:
+            raise NotFoundError(
+                f"collection {body.collection!r} not found",
+                code="collection_not_found",
+                collection=body.collection,
+            ) from exc
+        tag = TagOptions(
+            collection=collection,
+            model=body.model_name,
+            target_fpir=body.target_fpir,
+            similarity_threshold=body.similarity_threshold,
+            min_margin=body.min_margin,
+            max_faces=body.max_faces,
+            min_quality=body.min_quality,
+            detector=body.detector,
+        )
+        analysis = await state.tagging.options(tag)
+        if state.queries.check_liveness(body.check_liveness):
+            analysis = replace(analysis, liveness=state.queries.liveness_model())
+
+        async def persons() -> int:
+            return (await repository.get_collection(collection)).person_count
+
+        config = StreamConfig(
+            tenant=self.scope.tenant,
+            collection=collection,
+            collection_name=body.collection,
+            tag=tag,
+            analysis=analysis,
+            source=body.source,
+        )
+        return StreamSession(
+            tagging=state.tagging,
+            config=config,
+            persons=persons,
+            publish=state.events.publish,
+            person_id=self.scope.person_id,
+        )
+
+    # --- receiving ----------------------------------------------------------------------------
+
+    async def _receive(self) -> Message:
+        timeout = self.limits.idle_timeout_seconds
+        try:
+            raw = await asyncio.wait_for(self.ws.receive(), timeout)
+        except TimeoutError:
+            raise CloseStreamError(
+                IDLE_TIMEOUT, "idle_timeout", f"no message for {timeout:g} s"
+            ) from None
+        return parse(raw, self.limits.max_message_bytes)
+
+    async def _receive_loop(self) -> None:
+        while True:
+            message = await self._receive()
+            kind = message.kind
+            if kind == "frame":
+                await self._accept_frame(message)
+            elif kind == "ping":
+                await self._send_json({"type": "pong"})
+            elif kind == "config":
+                await self._send(
+                    StreamError(
+                        code="config_already_set",
+                        message="the config is sent once, first; open a new socket to change it",
+                    )
+                )
+            else:
+                raise CloseStreamError(
+                    UNSUPPORTED_DATA, "unknown_message_type", f"unknown message type {kind!r}"
+                )
+
+    async def _accept_frame(self, message: Message) -> None:
+        self.frames += 1
+        number = self.frames
+        try:
+            data = message.data
+            if data is None:
+                data = await self._frame_bytes(message.payload or {})
+            self._check_frame(data)
+        except FaceRecError as exc:
+            await self._send(
+                StreamError(code=exc.code, message=exc.message, frame=number, details=exc.details)
+            )
+            return
+        self.mailbox.put(_Frame(number, data))
+
+    async def _frame_bytes(self, payload: dict[str, Any]) -> bytes:
+        try:
+            text = FrameIn.model_validate(payload).image_base64
+        except ValidationError as exc:
+            raise InvalidInputError(
+                'a JSON frame is {"image_base64": "..."}', code="invalid_frame"
+            ) from exc
+        limits = self.state.settings.limits
+        if len(text) > OFFLOAD_CHARS:
+            return await run_in_threadpool(decode_base64, text, limits)
+        return decode_base64(text, limits)
+
+    def _check_frame(self, data: bytes) -> None:
+        kind = sniff_format(data)
+        if kind not in FRAME_FORMATS:
+            raise UnsupportedFormatError(
+                "a frame must be a JPEG or PNG image", code="unsupported_format", format=kind
+            )
+        pixels = header_pixels(data)
+        if pixels > self.limits.max_frame_pixels:
+            raise PayloadTooLargeError(
+                f"a frame of {pixels} pixels is larger than the limit of "
+                f"{self.limits.max_frame_pixels}",
+                code="frame_too_large",
+                pixels=pixels,
+                limit_pixels=self.limits.max_frame_pixels,
+            )
+
+    # --- processing ---------------------------------------------------------------------------
+
+    async def _process_loop(self, session: StreamSession, fps: float) -> None:
+        loop = asyncio.get_running_loop()
+        interval = 1.0 / fps
+        next_start = 0.0
+        while True:
+            await self.mailbox.wait()
+            delay = next_start - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)  # newer frames may replace the waiting one meanwhile
+            frame = self.mailbox.take()
+            if frame is None:
+                continue
+            next_start = loop.time() + interval
+            if not self.state.ready:
+                raise CloseStreamError(GOING_AWAY, "shutting_down", "the service is shutting down")
+            try:
+                result = await session.process(frame.data, StageTimer(self.state.metrics.stage))
+            except OverloadedError:
+                self.overloaded += 1  # the shared executor is full: dropped, never queued
+                continue
+            except FaceRecError as exc:
+                await self._frame_error(frame.number, exc)
+                continue
+            except Exception as exc:
+                if not is_connection_error(exc):
+                    raise
+                error = ServiceUnavailableError(
+                    "the database cannot be reached right now", code="storage_unavailable"
+                )
+                await self._frame_error(frame.number, error)
+                continue
+            await self._send(self._result(frame.number, result))
+
+    def _result(self, number: int, result: FrameResult) -> StreamResult:
+        return StreamResult(
+            frame=number,
+            faces=[self._face(face) for face in result.faces],
+            dropped=self.dropped,
+            processing_time=round(result.processing_time, 4),
+        )
+
+    def _face(self, face: TrackedFace) -> StreamFace:
+        decision = face.decision
+        person = decision.person_id
+        return StreamFace(
+            track_id=face.track_id,
+            bbox=bbox_out(face.bbox),
+            person_id=self.scope.person_id(person) if person else None,
+            person_name=face.person_name,
+            similarity=round(decision.similarity, 4)
+            if person and decision.similarity is not None
+            else None,
+            decided=decision.decided,
+            unknown=decision.unknown,
+            votes=Votes(
+                mass=round(decision.mass, 4), total=round(decision.total, 4), frames=decision.frames
+            ),
+            quality=round(face.probe.quality.score, 1),
+            reason=face.reason,
+            liveness=liveness_out(face.probe.liveness),
+        )
+
+    # --- sending ------------------------------------------------------------------------------
+
+    async def _frame_error(self, number: int, exc: FaceRecError) -> None:
+        await self._send(
+            StreamError(code=exc.code, message=exc.message, frame=number, details=exc.details)
+        )
+
+    async def _send(self, message: BaseModel) -> None:
+        async with self._send_lock:
+            await self.ws.send_text(message.model_dump_json())
+
+    async def _send_json(self, message: dict[str, Any]) -> None:
+        async with self._send_lock:
+            await self.ws.send_json(message)
+
+    async def close(self, closed: CloseStreamError) -> None:
+        """An ``error`` message saying why, then the close frame (the client may be gone)."""
+        error = StreamError(code=closed.code, message=closed.message, details=closed.details)
+        with contextlib.suppress(Exception):
+            await self._send(error)
+        with contextlib.suppress(Exception):
+            await self.ws.close(closed.close_code, closed.code)
