@@ -514,9 +514,11 @@ def steady_table(result: Steady, clients: int, minutes: float) -> list[str]:
 def faults_table(faults: list[Fault]) -> list[str]:
     lines = [
         "Each fault under the same client mix (the service kill: enrollments only), 3 s of load "
-        "before it and 2-3 s after the recovery. *Errors for*: first to last failed request as "
-        "the clients saw it; *recovered*: from the restart; *first write*: the first enrollment "
-        "answered 200 after the restart.",
+        "before it and 2-3 s after the recovery. *Down*: from the fault to the restart (the "
+        "service is restarted at once: its outage is its start-up, *recovered*); *errors for*: "
+        "first to last failed request as the clients saw it; *recovered*: from the restart "
+        "until usable again (see below); *first write*: the first enrollment answered 200 after "
+        "the restart.",
         "",
         "| fault | requests | 200 | 503 | connection errors | other | down (s) | errors for (s) "
         "| recovered (s) | first write (s) | acknowledged persons / faces / erasures "
