@@ -58,9 +58,17 @@ class CacheSettings(BaseModel):
     pending_purges_file: Path = Path("data/cache-pending-purges.json")
 
 
+def default_model_dir() -> Path:
+    """``<user data dir>/facerec/models`` (``~/.local/share/facerec/models`` on Linux)."""
+    import platformdirs
+
+    return platformdirs.user_data_path("facerec") / "models"
+
+
 class ModelSettings(BaseModel):
-    # Where imported/pulled model packs live.
-    model_dir: Path = Path("data/models")
+    # Where imported/pulled model packs live: a per-user data directory by default, so that
+    # ``facerec models ...`` and ``facerec serve`` find the same packs wherever they are started.
+    model_dir: Path = Field(default_factory=lambda: default_model_dir())
     # Total bytes of loaded models before least-recently-used eviction (RAM, or VRAM with CUDA).
     memory_budget_mb: int = Field(2048, ge=1)
     # Models unused this long are unloaded; 0 disables idle unload.

@@ -19,12 +19,28 @@ import numpy as np
 from numpy.typing import NDArray
 
 from facerec.errors import ModelLoadError
+from facerec.inference.align import (
+    ARCFACE_112,
+    Points,
+    similarity_transform,
+    transform_points,
+    warp_chip,
+)
 from facerec.inference.calibration import Calibration
 from facerec.inference.types import Embedding, ImageBGR, ModelInfo
-from facerec.values import Detection
+from facerec.values import BBox, Detection
 
 if TYPE_CHECKING:
     import onnxruntime as ort
+
+
+@dataclass(frozen=True)
+class AlignedChip:
+    """A face as an embedder saw it: its aligned BGR chip and the five landmarks in chip pixels,
+    so that any embedder can re-align it to its own template (migrating a gallery)."""
+
+    pixels: ImageBGR
+    landmarks: NDArray[np.float32]
 
 
 @dataclass(frozen=True)
@@ -176,6 +192,40 @@ class FaceEmbedder(Model):
     @abstractmethod
     def embed(self, image: ImageBGR, faces: Sequence[Detection]) -> NDArray[np.float32]:
         """One row per face, shape (len(faces), dim), float32."""
+
+    def chip_geometry(self) -> tuple[int, Points]:
+        """(side of the aligned chip in pixels, the five-landmark template in chip pixels)."""
+        return 112, ARCFACE_112
+
+    def chips_of(self, image: ImageBGR, faces: Sequence[Detection]) -> list[AlignedChip | None]:
+        """The aligned chip of each face (None: a face without landmarks cannot be aligned)."""
+        size, template = self.chip_geometry()
+        result: list[AlignedChip | None] = []
+        for face in faces:
+            if face.landmarks is None:
+                result.append(None)
+                continue
+            matrix = similarity_transform(face.landmarks, template)
+            pixels = warp_chip(image, face.landmarks, size, template)
+            result.append(AlignedChip(pixels, transform_points(face.landmarks, matrix)))
+        return result
+
+    def embed_aligned(self, chips: Sequence[AlignedChip]) -> NDArray[np.float32]:
+        """Embeddings of kept chips (of any embedder), each re-aligned to this model's template."""
+        rows = [
+            self.embed(
+                chip.pixels,
+                [
+                    Detection(
+                        BBox(0, 0, chip.pixels.shape[1], chip.pixels.shape[0]), 1.0, chip.landmarks
+                    )
+                ],
+            )
+            for chip in chips
+        ]
+        if not rows:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return np.asarray(np.concatenate(rows), dtype=np.float32)
 
     def distance(self, a: Embedding, b: Embedding) -> float:
         if self.metric == "cosine":

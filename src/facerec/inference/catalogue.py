@@ -41,6 +41,9 @@ class PackFile:
     sha256: str = ""  # "" = not pinned: recorded at the first pull (trust on first use)
     version: str = ""  # embedding version when this exact file is the installed one
     member: str = ""  # ``url`` is a zip archive and this is the file inside it
+    # False: upstream's file names and checksums are not known here, so no SHA-256 can ever be
+    # pinned; any file that passes the graph check is accepted and its SHA-256 recorded.
+    pinnable: bool = True
 
     @property
     def pinned(self) -> bool:
@@ -78,6 +81,25 @@ class Conversion:
 
     description: str
     requires: str  # how to install what the step needs
+    converter: Literal["minifasnet", "facenet"] = "minifasnet"  # which code converts
+
+
+@dataclass(frozen=True)
+class TensorSignature:
+    """One input or output an ONNX graph must have (``facerec models import`` checks it)."""
+
+    name: str | None = None  # None: the graph's first input / output
+    shape: tuple[int | None, ...] | None = None  # None: any shape; a None dim: any size
+
+
+@dataclass(frozen=True)
+class GraphSignature:
+    """What a pack's ONNX graph must look like before it is installed."""
+
+    input: TensorSignature | None = None
+    output: TensorSignature | None = None
+    output_names: tuple[str, ...] = ()  # outputs that must exist (a detector's heads)
+    output_count: int | None = None  # exact number of outputs, None: any
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -140,6 +162,8 @@ class ModelEntry:
     aliases: tuple[str, ...] = ()
     auto_rank: int | None = None  # lower = preferred by ``auto``; None: never picked by ``auto``
     homepage: str = ""
+    # What an installed ONNX graph must look like; None: derived from ``embedder`` (or no check).
+    graph: GraphSignature | None = None
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
@@ -190,6 +214,30 @@ class ModelEntry:
         if self.embedder is None:
             raise ValueError(f"model {self.name!r} is not an ONNX embedder")
         return self.embedder
+
+    def graph_signature(self) -> GraphSignature | None:
+        """The declared ``graph``, else an embedder's [N,3,S,S] → [N,dim]; None: no check."""
+        if self.graph is not None or self.embedder is None:
+            return self.graph
+        spec = self.embedder
+        return GraphSignature(
+            input=TensorSignature(spec.input_name, (None, 3, spec.chip_size, spec.chip_size)),
+            output=TensorSignature(spec.output_name, (None, spec.dim)),
+        )
+
+    @property
+    def downloadable(self) -> bool:
+        return any(f.url for f in self.files)
+
+    def install_hint(self) -> str:
+        """How a user installs this pack (for "not installed" messages)."""
+        ways = [f"`facerec models pull {self.name}`"] if self.downloadable else []
+        ways.append(f"`facerec models import {self.name} FILE`")
+        hint = " or ".join(ways)
+        if not self.downloadable:
+            where = f" from {self.homepage}" if self.homepage else ""
+            hint += f" (no download is pinned here: get the weights{where} yourself)"
+        return hint
 
     def model_info(self, extra: dict[str, Any] | None = None) -> ModelInfo:
         return ModelInfo(

@@ -33,7 +33,7 @@ from facerec.api.schemas.photos import (
 )
 from facerec.api.uploads import ImageSource, image_bytes
 from facerec.auth.principal import Principal
-from facerec.domain.photos import PhotoView
+from facerec.domain.photo_views import PhotoView
 from facerec.domain.probes import ProcessingMode
 from facerec.domain.tagging import TagOptions
 from facerec.domain.tenancy import TenantScope

@@ -1,5 +1,7 @@
 """``/ws/recognize``: live video, every face of every frame identified, tracked and named by
-voting (README, "Live video"; wire rules in :mod:`facerec.api.ws.protocol`).
+voting (README, "Live video"; wire rules in :mod:`facerec.api.ws.protocol`, the config turned
+into a session in :mod:`facerec.api.ws.session`, the server's messages in
+:mod:`facerec.api.ws.messages`).
 
 Two loops per socket. The receive loop reads every message at once, checks a frame's format and
 size from its header and puts it into a one-slot mailbox, where a newer frame replaces a waiting
@@ -15,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, WebSocket
@@ -24,19 +26,11 @@ from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from facerec.api.auth import AUTHORIZE, authenticate, scope_for
-from facerec.api.convert import bbox_out, liveness_out
 from facerec.api.errors import envelope
 from facerec.api.schemas.common import ERROR_RESPONSES, ErrorResponse
-from facerec.api.schemas.streams import (
-    FrameIn,
-    StreamConfigIn,
-    StreamError,
-    StreamFace,
-    StreamReady,
-    StreamResult,
-    Votes,
-)
+from facerec.api.schemas.streams import FrameIn, StreamConfigIn
 from facerec.api.uploads import OFFLOAD_CHARS
+from facerec.api.ws import messages
 from facerec.api.ws.protocol import (
     FRAME_FORMATS,
     GOING_AWAY,
@@ -50,15 +44,14 @@ from facerec.api.ws.protocol import (
     Message,
     parse,
 )
+from facerec.api.ws.session import open_session
 from facerec.auth.principal import Principal
-from facerec.domain.streams import FrameResult, StreamConfig, StreamSession, TrackedFace
-from facerec.domain.tagging import TagOptions
+from facerec.domain.streams import StreamSession
 from facerec.domain.tenancy import TenantScope
 from facerec.domain.timing import StageTimer
 from facerec.errors import (
     FaceRecError,
     InvalidInputError,
-    NotFoundError,
     OverloadedError,
     PayloadTooLargeError,
     ServiceUnavailableError,
@@ -177,68 +170,12 @@ class _Stream:
                 4400, "invalid_config", "the config is invalid", {"errors": errors}
             ) from None
         try:
-            session = await self._session(body)
+            session = await open_session(self.state, self.scope, body)
         except FaceRecError as exc:
             raise CloseStreamError.of(exc) from exc
         fps = min(body.max_fps or self.limits.max_fps, self.limits.max_fps)
-        analysis = session.config.analysis
-        await self._send(
-            StreamReady(
-                stream_id=session.stream_id,
-                collection=body.collection,
-                model_used=analysis.embedder or "",
-                detector=analysis.detector,
-                max_fps=fps,
-                max_message_bytes=self.limits.max_message_bytes,
-                idle_timeout_seconds=self.limits.idle_timeout_seconds,
-            )
-        )
+        await self._send(messages.ready(session, body.collection, fps, self.limits))
         return session, fps
-
-    async def _session(self, body: StreamConfigIn) -> StreamSession:
-        state = self.state
-        collection = await state.persons.collection_key(self.scope, body.collection)
-        repository = state.identification.repository
-        try:
-            await repository.get_collection(collection)
-        except NotFoundError as exc:
-            raise NotFoundError(
-                f"collection {body.collection!r} not found",
-                code="collection_not_found",
-                collection=body.collection,
-            ) from exc
-        tag = TagOptions(
-            collection=collection,
-            model=body.model_name,
-            target_fpir=body.target_fpir,
-            similarity_threshold=body.similarity_threshold,
-            min_margin=body.min_margin,
-            max_faces=body.max_faces,
-            min_quality=body.min_quality,
-            detector=body.detector,
-        )
-        analysis = await state.tagging.options(tag)
-        if state.queries.check_liveness(body.check_liveness):
-            analysis = replace(analysis, liveness=state.queries.liveness_model())
-
-        async def persons() -> int:
-            return (await repository.get_collection(collection)).person_count
-
-        config = StreamConfig(
-            tenant=self.scope.tenant,
-            collection=collection,
-            collection_name=body.collection,
-            tag=tag,
-            analysis=analysis,
-            source=body.source,
-        )
-        return StreamSession(
-            tagging=state.tagging,
-            config=config,
-            persons=persons,
-            publish=state.events.publish,
-            person_id=self.scope.person_id,
-        )
 
     # --- receiving ----------------------------------------------------------------------------
 
@@ -259,14 +196,9 @@ class _Stream:
             if kind == "frame":
                 await self._accept_frame(message)
             elif kind == "ping":
-                await self._send_json({"type": "pong"})
+                await self._send_json(messages.pong())
             elif kind == "config":
-                await self._send(
-                    StreamError(
-                        code="config_already_set",
-                        message="the config is sent once, first; open a new socket to change it",
-                    )
-                )
+                await self._send(messages.config_already_set())
             else:
                 raise CloseStreamError(
                     UNSUPPORTED_DATA, "unknown_message_type", f"unknown message type {kind!r}"
@@ -281,9 +213,7 @@ class _Stream:
                 data = await self._frame_bytes(message.payload or {})
             self._check_frame(data)
         except FaceRecError as exc:
-            await self._send(
-                StreamError(code=exc.code, message=exc.message, frame=number, details=exc.details)
-            )
+            await self._frame_error(number, exc)
             return
         self.mailbox.put(_Frame(number, data))
 
@@ -348,43 +278,12 @@ class _Stream:
                 )
                 await self._frame_error(frame.number, error)
                 continue
-            await self._send(self._result(frame.number, result))
-
-    def _result(self, number: int, result: FrameResult) -> StreamResult:
-        return StreamResult(
-            frame=number,
-            faces=[self._face(face) for face in result.faces],
-            dropped=self.dropped,
-            processing_time=round(result.processing_time, 4),
-        )
-
-    def _face(self, face: TrackedFace) -> StreamFace:
-        decision = face.decision
-        person = decision.person_id
-        return StreamFace(
-            track_id=face.track_id,
-            bbox=bbox_out(face.bbox),
-            person_id=self.scope.person_id(person) if person else None,
-            person_name=face.person_name,
-            similarity=round(decision.similarity, 4)
-            if person and decision.similarity is not None
-            else None,
-            decided=decision.decided,
-            unknown=decision.unknown,
-            votes=Votes(
-                mass=round(decision.mass, 4), total=round(decision.total, 4), frames=decision.frames
-            ),
-            quality=round(face.probe.quality.score, 1),
-            reason=face.reason,
-            liveness=liveness_out(face.probe.liveness),
-        )
+            await self._send(messages.frame_result(frame.number, result, self.dropped, self.scope))
 
     # --- sending ------------------------------------------------------------------------------
 
     async def _frame_error(self, number: int, exc: FaceRecError) -> None:
-        await self._send(
-            StreamError(code=exc.code, message=exc.message, frame=number, details=exc.details)
-        )
+        await self._send(messages.frame_error(number, exc))
 
     async def _send(self, message: BaseModel) -> None:
         async with self._send_lock:
@@ -396,7 +295,7 @@ class _Stream:
 
     async def close(self, closed: CloseStreamError) -> None:
         """An ``error`` message saying why, then the close frame (the client may be gone)."""
-        error = StreamError(code=closed.code, message=closed.message, details=closed.details)
+        error = messages.closing_error(closed)
         with contextlib.suppress(Exception):
             await self._send(error)
         with contextlib.suppress(Exception):

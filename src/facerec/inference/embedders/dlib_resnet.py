@@ -34,8 +34,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from facerec.inference import catalogue
-from facerec.inference.align import DLIB_150, warp_chip
-from facerec.inference.base import FaceEmbedder, RuntimeOptions
+from facerec.inference.align import DLIB_150, Points, warp_chip
+from facerec.inference.base import AlignedChip, FaceEmbedder, RuntimeOptions
 from facerec.inference.types import ImageBGR
 from facerec.values import BBox, Detection
 
@@ -143,6 +143,20 @@ class DlibResNetEmbedder(FaceEmbedder):
             return np.zeros((0, self.dim), dtype=np.float32)
         chips = self.chips(image, faces)
         return self.embed_chips(chips)
+
+    def chip_geometry(self) -> tuple[int, Points]:
+        return CHIP_SIZE, DLIB_150
+
+    def embed_aligned(self, chips: Sequence[AlignedChip]) -> NDArray[np.float32]:
+        """Kept chips re-aligned to dlib's 150 px geometry, embedded in one batch."""
+        return self.embed_chips(
+            [
+                warp_chip(
+                    np.ascontiguousarray(c.pixels[:, :, ::-1]), c.landmarks, CHIP_SIZE, DLIB_150
+                )
+                for c in chips
+            ]
+        )
 
     def embed_chips(self, chips: Sequence[NDArray[np.uint8]]) -> NDArray[np.float32]:
         """Descriptors of aligned 150x150 RGB chips, computed in one batch."""

@@ -24,8 +24,8 @@ from numpy.typing import NDArray
 
 from facerec.errors import FaceRejectedError, ModelLoadError, ModelNotAvailableError
 from facerec.inference import catalogue
-from facerec.inference.align import ARCFACE_112, template_for, warp_chip
-from facerec.inference.base import FaceEmbedder, RuntimeOptions, onnx_session
+from facerec.inference.align import ARCFACE_112, Points, template_for, warp_chip
+from facerec.inference.base import AlignedChip, FaceEmbedder, RuntimeOptions, onnx_session
 from facerec.inference.catalogue import EmbedderSpec
 from facerec.inference.downloads import sha256_file
 from facerec.inference.types import ImageBGR, ModelInfo, ModelTask
@@ -238,6 +238,16 @@ class OnnxArcFaceEmbedder(FaceEmbedder):
         if not faces:
             return np.zeros((0, self.dim), dtype=np.float32)
         return self.embed_chips(self.chips(image, faces))
+
+    def chip_geometry(self) -> tuple[int, Points]:
+        return self.spec.chip_size, self.template
+
+    def embed_aligned(self, chips: Sequence[AlignedChip]) -> NDArray[np.float32]:
+        """Kept chips re-aligned to this model's template, embedded in one batch."""
+        size = self.spec.chip_size
+        return self.embed_chips(
+            [warp_chip(c.pixels, c.landmarks, size, self.template) for c in chips]
+        )
 
     def embed_chips(self, chips: Sequence[ImageBGR]) -> NDArray[np.float32]:
         """L2-normalised embeddings of aligned BGR chips, shape (len(chips), dim)."""
