@@ -71,7 +71,7 @@ def main() -> None:
             for run in range(args.runs):
                 # New bytes every run: recognize would otherwise answer the repeated photos from
                 # its query cache; recognize-all never uses it.
-                singles = [b64(single(p, f"run {run} photo {i}")) for i, p in enumerate(parts)]
+                singles = [b64(single(p, f"{count} {run} {i}")) for i, p in enumerate(parts)]
                 started = time.perf_counter()
                 client.post(
                     API + "/recognize-all", json={"face_image_base64": photo}
