@@ -18,12 +18,13 @@ from facerec.api.schemas.recognition import (
     FaceInfo,
     MatchOut,
     OperatingPointOut,
+    TagOptionsIn,
 )
 from facerec.domain.enrollment import EnrollmentWarning
 from facerec.domain.identification import Match
 from facerec.domain.open_set import OperatingPoint
 from facerec.domain.probes import Analysis, FaceProbe, ImageMeta, LivenessVerdict
-from facerec.domain.tagging import FaceTag
+from facerec.domain.tagging import FaceTag, TagOptions
 from facerec.domain.tenancy import TenantScope
 from facerec.inference.quality import QualityReport
 from facerec.values import BBox, Collection, Detection, Face, Person
@@ -197,4 +198,19 @@ def face_identity_out(tag: FaceTag, scope: TenantScope, with_landmarks: bool) ->
         candidates=[match_out(m, scope) for m in tag.candidates],
         reason=tag.reason,
         decided_by=tag.decided_by,
+    )
+
+
+def tag_options(body: TagOptionsIn, collection: str) -> TagOptions:
+    """The tagging options of a request, for the stored ``collection`` key."""
+    return TagOptions(
+        collection=collection,
+        model=body.model_name,
+        top_k=body.top_k,
+        target_fpir=body.target_fpir,
+        similarity_threshold=body.similarity_threshold,
+        min_margin=body.min_margin,
+        max_faces=body.max_faces,
+        min_quality=body.min_quality,
+        mode=body.processing_mode,
     )

@@ -10,7 +10,7 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, Query, UploadFile
 
 from facerec.api.auth import PrincipalDep
-from facerec.api.convert import bbox_out, match_out, operating_point_out, person_out
+from facerec.api.convert import bbox_out, match_out, operating_point_out, person_out, tag_options
 from facerec.api.deps import ScopeDep, StateDep
 from facerec.api.schemas.common import GALLERY_RESPONSES
 from facerec.api.schemas.photos import (
@@ -35,7 +35,6 @@ from facerec.api.uploads import ImageSource, image_bytes
 from facerec.auth.principal import Principal
 from facerec.domain.photo_views import PhotoView
 from facerec.domain.probes import ProcessingMode
-from facerec.domain.tagging import TagOptions
 from facerec.domain.tenancy import TenantScope
 from facerec.domain.timing import StageTimer
 from facerec.state import AppState
@@ -106,17 +105,7 @@ async def _add(
     collection = await state.persons.collection_key(scope, body.collection)
     image = await image_bytes(source, state.settings.limits)
     timer = StageTimer(state.metrics.stage)
-    options = TagOptions(
-        collection=collection,
-        model=body.model_name,
-        top_k=body.top_k,
-        target_fpir=body.target_fpir,
-        similarity_threshold=body.similarity_threshold,
-        min_margin=body.min_margin,
-        max_faces=body.max_faces,
-        min_quality=body.min_quality,
-        mode=body.processing_mode,
-    )
+    options = tag_options(body, collection)
     view = await state.photos.add(
         scope, body.photo_id, image, options, replace=body.replace, timer=timer
     )

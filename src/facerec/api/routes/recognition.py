@@ -15,6 +15,7 @@ from facerec.api.convert import (
     image_info,
     match_out,
     operating_point_out,
+    tag_options,
 )
 from facerec.api.deps import ScopeDep, StateDep
 from facerec.api.publish import publish_identification
@@ -30,7 +31,6 @@ from facerec.api.schemas.recognition import (
 from facerec.api.uploads import ImageSource, image_bytes
 from facerec.domain.identification import RecognizeOptions
 from facerec.domain.probes import ProcessingMode
-from facerec.domain.tagging import TagOptions
 from facerec.domain.tenancy import TenantScope
 from facerec.domain.timing import StageTimer
 from facerec.state import AppState
@@ -132,17 +132,7 @@ async def _recognize_all(
     collection = await state.persons.collection_key(scope, body.collection)
     image = await image_bytes(source, state.settings.limits)
     timer = StageTimer(state.metrics.stage)
-    options = TagOptions(
-        collection=collection,
-        model=body.model_name,
-        top_k=body.top_k,
-        target_fpir=body.target_fpir,
-        similarity_threshold=body.similarity_threshold,
-        min_margin=body.min_margin,
-        max_faces=body.max_faces,
-        min_quality=body.min_quality,
-        mode=body.processing_mode,
-    )
+    options = tag_options(body, collection)
     tagging = await state.tagging.tag(image, options, timer)
     faces = [face_identity_out(tag, scope, with_landmarks=True) for tag in tagging.faces]
     for face in faces:

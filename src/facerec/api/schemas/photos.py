@@ -10,8 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from facerec.api.schemas.common import BoundingBox
 from facerec.api.schemas.persons import PersonOut
-from facerec.api.schemas.recognition import IMG, MatchOut, OperatingPointOut
-from facerec.domain.probes import ProcessingMode
+from facerec.api.schemas.recognition import IMG, MatchOut, OperatingPointOut, TagOptionsIn
 
 NO_NS = ConfigDict(protected_namespaces=())
 PHOTO_ID = Field(
@@ -21,7 +20,7 @@ PHOTO_ID = Field(
 )
 
 
-class PhotoRequest(BaseModel):
+class PhotoRequest(TagOptionsIn):
     model_config = ConfigDict(
         protected_namespaces=(),
         json_schema_extra={
@@ -31,15 +30,6 @@ class PhotoRequest(BaseModel):
 
     photo_id: str = PHOTO_ID
     image_base64: str
-    collection: str = Field("default", description="The gallery every face is searched in.")
-    model_name: str = "auto"
-    top_k: int = Field(3, ge=1, le=20)
-    target_fpir: float | None = Field(None, gt=0.0, lt=1.0)
-    similarity_threshold: float | None = Field(None, ge=0.0, le=1.0)
-    min_margin: float = Field(0.05, ge=0.0, le=1.0)
-    max_faces: int = Field(50, ge=1, le=200)
-    min_quality: float = Field(0.0, ge=0.0, le=100.0)
-    processing_mode: ProcessingMode = ProcessingMode.BALANCED
     replace: bool = Field(False, description="Re-tag a stored photo id (else 409 photo_exists).")
 
 

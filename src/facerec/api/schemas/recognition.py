@@ -165,15 +165,11 @@ class CompareResponse(BaseModel):
     processing_time: float
 
 
-class RecognizeAllRequest(BaseModel):
-    model_config = ConfigDict(
-        protected_namespaces=(),
-        json_schema_extra={
-            "examples": [{"face_image_base64": IMG, "collection": "default", "max_faces": 20}]
-        },
-    )
+class TagOptionsIn(BaseModel):
+    """How every face of a photo is identified (recognize-all, stored photos)."""
 
-    face_image_base64: str
+    model_config = NO_NS
+
     collection: str = Field("default", description="The gallery every face is searched in.")
     model_name: str = "auto"
     top_k: int = Field(3, ge=1, le=20)
@@ -187,6 +183,17 @@ class RecognizeAllRequest(BaseModel):
         0.0, ge=0.0, le=100.0, description="Faces below it get no identity (reason low_quality)."
     )
     processing_mode: ProcessingMode = ProcessingMode.BALANCED
+
+
+class RecognizeAllRequest(TagOptionsIn):
+    model_config = ConfigDict(
+        protected_namespaces=(),
+        json_schema_extra={
+            "examples": [{"face_image_base64": IMG, "collection": "default", "max_faces": 20}]
+        },
+    )
+
+    face_image_base64: str
 
 
 class FaceIdentityOut(BaseModel):
