@@ -25,6 +25,7 @@ from facerec.api.routes import (
     detection,
     enrollment,
     liveness,
+    migrations,
     persons,
     photos,
     recognition,
@@ -40,6 +41,7 @@ from facerec.domain.enrollment import EnrollmentService
 from facerec.domain.enrollment_guards import Guards
 from facerec.domain.gallery_cache import PersonCache
 from facerec.domain.identification import IdentificationService
+from facerec.domain.migration import GalleryMigrations, active_space_of
 from facerec.domain.persons import PersonService
 from facerec.domain.photos import PhotoService
 from facerec.domain.queries import QueryRunner
@@ -54,6 +56,7 @@ from facerec.metrics import Metrics
 from facerec.state import AppState, GalleryServices
 from facerec.storage.engine import create_engine, is_connection_error
 from facerec.storage.factory import create_searcher
+from facerec.storage.gallery_migration import SqlMigrationStore
 from facerec.storage.migrate import upgrade_database
 from facerec.storage.pgvector import PgVectorSearcher
 from facerec.storage.photos import PhotoRepository
@@ -131,6 +134,8 @@ async def open_storage(state: AppState) -> None:
     state.components["index"] = "pgvector" if isinstance(searcher, PgVectorSearcher) else "memory"
     state.queries.cache = person_cache
     state.queries.space_counts = repository.space_counts
+    migration_store = SqlMigrationStore(engine, Sealer.from_settings(settings.db))
+    state.queries.active_space = active_space_of(migration_store)
     persons = PersonService(repository=repository, searcher=searcher, cache=person_cache)
     guards = Guards(
         embedders=state.queries.embedder,
@@ -149,6 +154,8 @@ async def open_storage(state: AppState) -> None:
             guards=guards,
             purge=person_cache.purge,
             max_images=settings.limits.max_images_per_request,
+            keep_chips=settings.gallery.keep_chips,
+            adopt_space=migration_store.adopt,
         ),
         identification=identification,
         verification=VerificationService(state.queries),
@@ -164,10 +171,30 @@ async def open_storage(state: AppState) -> None:
     )
     persons.erasure_hooks.append(state.photo_service.on_erased)
     state.auth = state.auth or open_auth(settings, engine)  # API keys, audit log, rate limits
+    state.migrations = GalleryMigrations(
+        store=migration_store,
+        repository=repository,
+        models=state.models,
+        purge=person_cache.purge,
+        on_switch=state.queries.forget_active,
+        batch_size=settings.gallery.migration_batch_size,
+        lease_seconds=settings.gallery.migration_lease_seconds,
+    )
+
+
+async def migration_watch(state: AppState) -> None:
+    """Once ready, resume the migrations whose worker is gone (after a crash or a restart)."""
+    migrations = None
+    while migrations is None:
+        await asyncio.sleep(0.2)
+        migrations = state.migrations if state.ready else None
+    await migrations.watch(max(1.0, state.settings.gallery.migration_lease_seconds / 3))
 
 
 async def close_storage(state: AppState) -> None:
     """Save index snapshots, release the change-log connection, close the cache and the pool."""
+    if state.migrations is not None:
+        await state.migrations.close()  # stops its workers; a restart resumes them
     if state.services is not None:
         try:
             await state.services.searcher.close()
@@ -255,7 +282,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         state = build_state(settings)
         app.state.facerec = state
         state.events.start()  # MQTT connects and webhooks open in the background
-        tasks = [asyncio.create_task(initialise(state)), asyncio.create_task(idle_unloader(state))]
+        tasks = [
+            asyncio.create_task(initialise(state)),
+            asyncio.create_task(idle_unloader(state)),
+            asyncio.create_task(migration_watch(state)),
+        ]
         try:
             yield
         finally:
@@ -278,7 +309,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.facerec = None
     install_error_handlers(app)
     # Every route's scope: facerec.api.auth.ROUTE_SCOPES.
-    for module in (system, detection, enrollment, recognition, persons, photos, liveness, admin):
+    routers = (system, detection, enrollment, recognition, persons, photos, liveness, admin)
+    for module in (*routers, migrations):
         app.include_router(module.router, dependencies=[AUTHORIZE])
     # The WebSocket route checks its scope itself (``authorize`` takes an HTTP request).
     app.include_router(ws.router)

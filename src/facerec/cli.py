@@ -1,4 +1,5 @@
-"""Command line: ``facerec serve | check | models ... | db upgrade``."""
+"""Command line: ``facerec serve | check | models list|pull|import|remove|verify|convert |
+keys ... | db upgrade``."""
 
 from __future__ import annotations
 
@@ -74,6 +75,7 @@ def cmd_models_list(args: argparse.Namespace) -> int:
 
     settings = Settings()
     manager = ModelManager(build_models(settings), settings.models)
+    print(f"model directory: {settings.models.model_dir} (FACEREC_MODELS__MODEL_DIR)")
     for status in manager.status():
         state = (
             "installed" if status.installed else f"not installed ({status.not_installed_reason})"
@@ -110,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--skip-models", action="store_true", help="skip loading the models")
     check.set_defaults(func=cmd_check)
 
-    models = sub.add_parser("models", help="list, pull, import or convert models")
+    models = sub.add_parser("models", help="list, pull, import, remove or verify model packs")
     models_sub = models.add_subparsers(dest="models_command", required=True)
     listing = models_sub.add_parser("list", help="every known model and whether it is installed")
     listing.set_defaults(func=cmd_models_list)
@@ -120,6 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
     from facerec.auth import cli as keys_cli
 
     keys_cli.register(sub)
+    from facerec import gallery_cli
+
+    gallery_cli.register(sub)
     return parser
 
 

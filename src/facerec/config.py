@@ -221,6 +221,17 @@ class PhotoSettings(BaseModel):
     store_images: bool = False
 
 
+class GallerySettings(BaseModel):
+    # Keep each enrolled face's aligned chip (sealed like embeddings) so the gallery can be
+    # re-embedded by another model; false: privacy mode, such faces need a new photo to migrate.
+    keep_chips: bool = True
+    # Faces re-embedded per batch (one transaction each) by a migration.
+    migration_batch_size: int = Field(32, ge=1, le=1024)
+    # A migration's worker renews its lease every batch; after this long without renewal (a
+    # crashed process) another process or run takes the migration over.
+    migration_lease_seconds: float = Field(30.0, gt=0)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="FACEREC_",
@@ -240,6 +251,7 @@ class Settings(BaseSettings):
     events: EventSettings = Field(default_factory=EventSettings)
     streams: StreamSettings = Field(default_factory=StreamSettings)
     photos: PhotoSettings = Field(default_factory=PhotoSettings)
+    gallery: GallerySettings = Field(default_factory=GallerySettings)
     # Shortcuts documented in the README: FACEREC_DATABASE_URL and FACEREC_REDIS_URL.
     database_url: str | None = None
     redis_url: str | None = None

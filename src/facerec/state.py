@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from facerec.cache.base import Cache
     from facerec.domain.enrollment import EnrollmentService
     from facerec.domain.identification import IdentificationService
+    from facerec.domain.migration import GalleryMigrations
     from facerec.domain.persons import PersonService
     from facerec.domain.photos import PhotoService
     from facerec.domain.tagging import TaggingService
@@ -61,6 +62,8 @@ class AppState:
     auth: AuthServices | None = None
     # Stored, tagged photos and suggested new persons (facerec.domain.photos).
     photo_service: PhotoService | None = None
+    # Migrations of collections to another embedding model (facerec.domain.migration).
+    migrations: GalleryMigrations | None = None
 
     def _services(self) -> GalleryServices:
         if self.services is None:  # pragma: no cover - routes require readiness

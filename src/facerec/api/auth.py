@@ -87,6 +87,12 @@ ROUTE_SCOPES: dict[tuple[str, str], str] = {
     ("GET", "/api/admin/keys"): ADMIN,
     ("DELETE", "/api/admin/keys/{key_id}"): ADMIN,
     ("GET", "/api/admin/audit"): ADMIN,
+    ("POST", "/api/admin/migrations"): ADMIN,
+    ("GET", "/api/admin/migrations"): ADMIN,
+    ("GET", "/api/admin/migrations/{migration_id}"): ADMIN,
+    ("POST", "/api/admin/migrations/{migration_id}/cut-over"): ADMIN,
+    ("POST", "/api/admin/migrations/{migration_id}/rollback"): ADMIN,
+    ("POST", "/api/admin/migrations/{migration_id}/finish"): ADMIN,
     # Live video: the WebSocket handshake (a GET); a plain GET answers 426.
     ("GET", "/ws/recognize"): RECOGNIZE,
 }

@@ -28,7 +28,7 @@ from facerec.domain.probes import (
 from facerec.domain.selection import competing_faces, rank_faces
 from facerec.domain.timing import StageTimer
 from facerec.errors import FaceRejectedError
-from facerec.inference.base import FaceEmbedder, LivenessModel
+from facerec.inference.base import AlignedChip, FaceEmbedder, LivenessModel
 from facerec.inference.images import DecodedImage
 from facerec.inference.liveness.minifasnet import context_ratio
 from facerec.inference.manager import ModelManager
@@ -75,8 +75,13 @@ class Analyzer:
             probes = self._with_liveness(image, probes, options, timer)
         space = None
         if options.embedder and probes:
-            vectors, space = self._embed(image, [p.detection for p in probes], options, timer)
-            probes = [replace(p, embedding=v) for p, v in zip(probes, vectors, strict=True)]
+            vectors, space, chips = self._embed(
+                image, [p.detection for p in probes], options, timer
+            )
+            probes = [
+                replace(p, embedding=v, chip=c)
+                for p, v, c in zip(probes, vectors, chips, strict=True)
+            ]
         elif options.embedder:
             space = self.embedder_space(options.embedder, options.mode)
         return Analysis(
@@ -206,10 +211,13 @@ class Analyzer:
         faces: list[Detection],
         options: AnalysisOptions,
         timer: StageTimer,
-    ) -> tuple[NDArray[np.float32], str]:
+    ) -> tuple[NDArray[np.float32], str, list[AlignedChip | None]]:
         name = options.embedder or ""
+        chips: list[AlignedChip | None] = [None] * len(faces)
         with self._models.use(name, FaceEmbedder) as model, timer.stage("embed", name):
             vectors = model.embed(image.pixels, faces)
+            if options.keep_chips:
+                chips = model.chips_of(image.pixels, faces)
             space = model.space
             if options.mode is ProcessingMode.ACCURATE and not model.mirror_averaged:
                 mirrored = np.ascontiguousarray(image.pixels[:, ::-1])
@@ -218,7 +226,7 @@ class Analyzer:
                 vectors = (vectors + model.embed(mirrored, flipped)) / 2.0
                 # Mirror-averaged vectors are made differently: they live in their own space.
                 space = f"{space}{MIRROR_SUFFIX}"
-        return np.asarray(vectors, dtype=np.float32), space
+        return np.asarray(vectors, dtype=np.float32), space, chips
 
 
 def _face_brief(face: Detection, prominence: float) -> dict[str, object]:

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from dataclasses import replace as dataclass_replace
 from enum import StrEnum
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
+from facerec.domain.chips import encode_chip
 from facerec.domain.enrollment_guards import GuardResult, Guards
 from facerec.domain.probes import Analysis, ProcessingMode
 from facerec.domain.queries import QueryRunner
@@ -98,12 +100,26 @@ class EnrollmentService:
         guards: Guards,
         purge: Callable[[Erasure], Awaitable[None]],
         max_images: int = 20,
+        keep_chips: bool = False,
+        adopt_space: Callable[[str, str, str], Awaitable[None]] | None = None,
     ) -> None:
         self.queries = queries
         self.repository = repository
         self.guards = guards
         self._purge = purge
         self.max_images = max_images
+        # Keep each face's aligned chip (a later migration re-embeds it); off: privacy mode.
+        self.keep_chips = keep_chips
+        # (collection, embedder, space): make it the collection's active space unless it has one.
+        self._adopt_space = adopt_space
+
+    async def _adopt(self, collection: str, embedder: str) -> None:
+        """A collection's first enrollment sets its active embedding space."""
+        if self._adopt_space is None or not embedder:
+            return
+        if await self.queries.active_of(collection) is None:
+            await self._adopt_space(collection, embedder, self.queries.embedder(embedder).space)
+            self.queries.forget_active(collection)
 
     async def _space(self, embedder: str, space: str) -> EmbeddingSpace:
         model = self.queries.embedder(embedder)
@@ -144,6 +160,7 @@ class EnrollmentService:
         options = self.queries.subject_options(
             embedder=model, mode=mode, enrollment=True, check_liveness=check_liveness
         )
+        options = dataclass_replace(options, keep_chips=self.keep_chips)
         analysis = await self.queries.analyse(image, options, timer)
         embedder = options.embedder or ""
         space = await self._space(embedder, analysis.space or "")
@@ -169,6 +186,7 @@ class EnrollmentService:
         with timer.stage("store"):
             faces = await self.repository.add_faces(target_id, [new_face], create=create)
             person = await self.repository.get_person(faces[0].person_id)
+        await self._adopt(collection, embedder)
         await self._purge(Erasure(updated_person_ids=(person.id,)))
         return FaceEnrollment(person, faces[0].id, analysis, warnings)
 
@@ -201,6 +219,7 @@ class EnrollmentService:
         options = self.queries.subject_options(
             embedder=model, mode=mode, enrollment=True, check_liveness=check_liveness
         )
+        options = dataclass_replace(options, keep_chips=self.keep_chips)
         outcomes: list[ImageOutcome] = []
         for index, data in enumerate(images):
             try:
@@ -239,6 +258,7 @@ class EnrollmentService:
         faces = [_new_face(space.name, a, a.subject.vector) for a in accepted]
         with timer.stage("store"):
             registration = await self.repository.register_person(person, faces, replace=replace)
+        await self._adopt(person.collection, embedder)
         await self._purge(
             Erasure(
                 updated_person_ids=(registration.person.id,),
@@ -301,4 +321,5 @@ def _new_face(space: str, analysis: Analysis, vector: NDArray[np.float32]) -> Ne
         quality=probe.quality.score,
         bbox=probe.detection.bbox,
         image_sha256=analysis.image_sha256,
+        chip=encode_chip(probe.chip) if probe.chip is not None else None,
     )

@@ -9,6 +9,7 @@ from enum import StrEnum
 import numpy as np
 from numpy.typing import NDArray
 
+from facerec.inference.base import AlignedChip
 from facerec.inference.images import DecodedImage
 from facerec.inference.quality import QualityReport
 from facerec.values import Detection
@@ -59,6 +60,7 @@ class AnalysisOptions:
     liveness_threshold: float | None = None  # None: the configured threshold
     gate_liveness: bool = True  # subject/enroll: a spoof is refused (422), not only reported
     reduced_decode: bool = False  # only positions are needed: a large JPEG may decode reduced
+    keep_chips: bool = False  # return each embedded face's aligned chip (enrollment keeps it)
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,8 @@ class FaceProbe:
     prominence: float = 1.0
     embedding: NDArray[np.float32] | None = None
     liveness: LivenessVerdict | None = None
+    # The embedder's aligned chip of the face (``AnalysisOptions.keep_chips``).
+    chip: AlignedChip | None = None
 
     @property
     def vector(self) -> NDArray[np.float32]:

@@ -19,15 +19,19 @@ from facerec.domain.gallery_cache import PersonCache
 from facerec.domain.probes import Analysis, AnalysisOptions, FaceChoice, ProcessingMode
 from facerec.domain.probes import image_digest as digest_of
 from facerec.domain.timing import StageTimer
-from facerec.errors import ServiceUnavailableError
+from facerec.errors import FaceRecError, ServiceUnavailableError
 from facerec.executor import InferenceExecutor
 from facerec.inference.base import FaceEmbedder
 from facerec.inference.manager import ModelManager
 from facerec.inference.types import ModelTask
 
 SpaceCounts = Callable[[str], Awaitable[dict[str, int]]]
+# A collection's active embedding space: (embedder name, space id), or None when it has none.
+ActiveSpaceOf = Callable[[str], Awaitable[tuple[str, str] | None]]
 # How long a collection's faces-per-space counts are reused to resolve ``auto``.
 SPACE_COUNTS_TTL = 10.0
+# How long a collection's active space is reused (a cut-over elsewhere is seen within this).
+ACTIVE_SPACE_TTL = 2.0
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,8 @@ class QueryRunner:
         self._on_cache: Callable[[str], None] = on_cache or (lambda result: None)
         self.space_counts: SpaceCounts | None = None  # set once storage is open
         self._counts: dict[str, tuple[float, dict[str, int]]] = {}
+        self.active_space: ActiveSpaceOf | None = None  # set once storage is open
+        self._active: dict[str, tuple[float, tuple[str, str] | None]] = {}
 
     # --- models, resolved once per request ----------------------------------------------------
 
@@ -78,12 +84,21 @@ class QueryRunner:
         )
 
     async def collection_embedder(self, collection: str, requested: str | None) -> str | None:
-        """``auto`` for a collection: the installed embedder the collection already holds the
-        most faces of, so that a newly installed, better model never leaves a gallery silently
-        unsearchable; the best installed (measured order) for a collection without faces. Any
-        other name is returned as it is."""
+        """``auto`` for a collection: the embedder of its active space when installed (set at
+        its first enrollment, switched by a migration's cut-over); else the installed embedder
+        the collection already holds the most faces of, so that a newly installed, better model
+        never leaves a gallery silently unsearchable; the best installed (measured order) for a
+        collection without faces. Any other name is returned as it is."""
         if requested not in (None, "", "auto"):
             return requested
+        active = await self.active_of(collection)
+        if active is not None:
+            try:
+                name = self.models.resolve(ModelTask.EMBEDDING, active[0])
+                if self.embedder(name).space == active[1]:
+                    return name
+            except FaceRecError:  # not installed (any more): fall back to the faces held
+                pass
         candidates = self.models.auto_candidates(ModelTask.EMBEDDING)
         if not candidates or self.space_counts is None:
             return requested
@@ -91,6 +106,25 @@ class QueryRunner:
         held = {name: self._faces_in_space(name, counts) for name in candidates}
         best = max(candidates, key=lambda name: held[name])
         return best if held[best] > 0 else candidates[0]
+
+    async def active_of(self, collection: str) -> tuple[str, str] | None:
+        """The collection's active (embedder, space), reused for :data:`ACTIVE_SPACE_TTL`."""
+        if self.active_space is None:
+            return None
+        now = time.monotonic()
+        cached = self._active.get(collection)
+        if cached is not None and now - cached[0] < ACTIVE_SPACE_TTL:
+            return cached[1]
+        active = await self.active_space(collection)
+        if len(self._active) > 1000:
+            self._active.clear()
+        self._active[collection] = (now, active)
+        return active
+
+    def forget_active(self, collection: str) -> None:
+        """Drop the cached active space and counts (after a switch in this process)."""
+        self._active.pop(collection, None)
+        self._counts.pop(collection, None)
 
     def _faces_in_space(self, name: str, counts: dict[str, int]) -> int:
         space = self.embedder(name).space

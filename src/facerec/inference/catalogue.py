@@ -154,7 +154,20 @@ class ModelEntry:
     source: str  # "pypi:<package>" or "pack:<name>"
     licence: Licence
     # Which code runs it (registry.build_models); None: a reserved name, never installed.
-    implementation: Literal["retinaface", "hog", "dlib", "onnx_embedder", "minifasnet"] | None
+    implementation: (
+        Literal[
+            "retinaface",
+            "hog",
+            "scrfd",
+            "yunet",
+            "yolov8_face",
+            "yolov5_face",
+            "dlib",
+            "onnx_embedder",
+            "minifasnet",
+        ]
+        | None
+    )
     files: tuple[PackFile, ...] = ()
     install_name: str = ""  # single-file packs: the file the service loads
     conversion: Conversion | None = None
@@ -306,52 +319,141 @@ HOG = ModelEntry(
 
 _PLANNED = "model pack (not shipped on PyPI); planned, not supported by this version"
 
-SCRFD = ModelEntry(
-    name="scrfd",
+_INSIGHTFACE_DETECTOR_LICENCE = Licence(
+    "InsightFace weights: non-commercial research only",
+    "https://github.com/deepinsight/insightface/tree/master/model_zoo",
+    commercial_use=False,
+)
+_SCRFD_HOME = "https://github.com/deepinsight/insightface/tree/master/detection/scrfd"
+
+SCRFD_500M = ModelEntry(
+    name="scrfd_500m",
     task=ModelTask.DETECTION,
     family="scrfd",
-    version="",
-    description=f"InsightFace SCRFD detector with 5 keypoints: {_PLANNED}",
-    source="pack:scrfd",
-    licence=Licence(
-        "InsightFace weights: non-commercial research only",
-        "https://github.com/deepinsight/insightface/tree/master/model_zoo",
-        commercial_use=False,
+    version="insightface-500m-bnkps",
+    description="InsightFace SCRFD-500M with 5 keypoints: fixed 640x640 input (letterboxed), "
+    "RGB (x-127.5)/128. Non-commercial research only.",
+    source="pack:scrfd_500m",
+    licence=_INSIGHTFACE_DETECTOR_LICENCE,
+    implementation="scrfd",
+    files=(
+        PackFile(
+            name="scrfd_500m_bnkps.onnx",
+            sha256="b467f878e26ff1e7ee05cd9936fdff63fa2a5af5d732ed17ee231f2dd5cc07ae",
+        ),
     ),
-    implementation=None,
+    install_name="scrfd_500m_bnkps.onnx",
+    aliases=("scrfd",),
+    auto_rank=21,
+    homepage=_SCRFD_HOME,
+)
+
+SCRFD_2_5G = ModelEntry(
+    name="scrfd_2.5g",
+    task=ModelTask.DETECTION,
+    family="scrfd",
+    version="insightface-2.5g-bnkps",
+    description="InsightFace SCRFD-2.5G with 5 keypoints: 640x640 letterbox (the graph takes "
+    "any size), RGB (x-127.5)/128. Non-commercial research only.",
+    source="pack:scrfd_2.5g",
+    licence=_INSIGHTFACE_DETECTOR_LICENCE,
+    implementation="scrfd",
+    files=(
+        PackFile(
+            name="scrfd_2.5g_bnkps.onnx",
+            sha256="bc24bb349491481c3ca793cf89306723162c280cb284c5a5e49df3760bf5c2ce",
+        ),
+    ),
+    install_name="scrfd_2.5g_bnkps.onnx",
+    aliases=("scrfd",),
     auto_rank=20,
+    homepage=_SCRFD_HOME,
 )
 
 YUNET = ModelEntry(
     name="yunet",
     task=ModelTask.DETECTION,
     family="yunet",
-    version="",
-    description=f"OpenCV Zoo YuNet detector with 5 landmarks: {_PLANNED}",
+    version="2023mar",
+    description="OpenCV Zoo YuNet (2023mar) with 5 landmarks: fixed 640x640 input "
+    "(letterboxed), BGR pixels as they are. ~230 KB.",
     source="pack:yunet",
     licence=Licence(
         "MIT",
         "https://github.com/opencv/opencv_zoo/tree/main/models/face_detection_yunet",
         commercial_use=True,
     ),
-    implementation=None,
-    auto_rank=30,
+    implementation="yunet",
+    files=(
+        PackFile(
+            name="face_detection_yunet_2023mar.onnx",
+            url="https://github.com/opencv/opencv_zoo/raw/main/models/face_detection_yunet/"
+            "face_detection_yunet_2023mar.onnx",
+            sha256="8f2383e4dd3cfbb4553ea8718107fc0423210dc964f9f4280604804ed2552fa4",
+        ),
+    ),
+    install_name="face_detection_yunet_2023mar.onnx",
+    # Fastest measured, but its landmarks sit furthest from RetinaFace's (0.11 of the
+    # inter-ocular distance) and it adds false detections (BENCHMARKS.md, detectors).
+    auto_rank=40,
+    homepage="https://github.com/opencv/opencv_zoo/tree/main/models/face_detection_yunet",
 )
 
-YOLOV8_FACE = ModelEntry(
-    name="yolov8-face",
+_GPL_PACK = "GPL-3.0: a user-imported pack, never bundled"
+
+YOLOV8_LITE_T = ModelEntry(
+    name="yolov8-lite-t",
     task=ModelTask.DETECTION,
     family="yolo",
-    version="",
-    description=f"YOLOv8-face detector with 5 landmarks (a user-imported pack): {_PLANNED}",
-    source="pack:yolov8-face",
+    version="derronqi-yolov8-lite-t",
+    description="YOLOv8-lite-t face detector with 5 landmarks (derronqi/yolov8-face, ONNX from "
+    "hpc203/yolov8-face-landmarks-opencv-dnn): 640x640 letterbox, RGB /255. GPL-3.0 weights: "
+    "import the file yourself; facerec never ships or downloads it.",
+    source="pack:yolov8-lite-t",
     licence=Licence(
-        "GPL-3.0 (upstream weights)",
+        _GPL_PACK,
         "https://github.com/derronqi/yolov8-face",
         commercial_use=True,  # permitted, with GPL obligations: never bundled
     ),
-    implementation=None,
-    auto_rank=40,
+    implementation="yolov8_face",
+    files=(
+        PackFile(
+            name="yolov8-lite-t.onnx",
+            sha256="caa9eb121eee8fbf25a5985d3cee4e314df5a08feb4bb8c224fecdeb4afd9b86",
+        ),
+    ),
+    install_name="yolov8-lite-t.onnx",
+    aliases=("yolov8-face", "yolo"),
+    auto_rank=35,
+    homepage="https://github.com/derronqi/yolov8-face",
+)
+
+YOLOV5N_05 = ModelEntry(
+    name="yolov5n-0.5",
+    task=ModelTask.DETECTION,
+    family="yolo",
+    version="deepcam-yolov5n-0.5",
+    description="YOLOv5-face n-0.5 with 5 landmarks (deepcam-cn/yolov5-face): 640x640 letterbox, "
+    "RGB /255. GPL-3.0 weights: import the file yourself; facerec never ships or downloads it.",
+    source="pack:yolov5n-0.5",
+    licence=Licence(
+        _GPL_PACK,
+        "https://github.com/deepcam-cn/yolov5-face",
+        commercial_use=True,  # permitted, with GPL obligations: never bundled
+    ),
+    implementation="yolov5_face",
+    files=(
+        PackFile(
+            name="yolov5n-0.5.onnx",
+            sha256="7da50650e16167e93acf24caf01f15f2922ecf168c884f2825a3c95479f8687d",
+        ),
+    ),
+    install_name="yolov5n-0.5.onnx",
+    aliases=("yolov5-face", "yolo"),
+    # After RetinaFace (whose landmarks the embedders were calibrated on), ranked by landmark
+    # agreement with it on faces-dev, all finding the same faces (BENCHMARKS.md, detectors).
+    auto_rank=30,
+    homepage="https://github.com/deepcam-cn/yolov5-face",
 )
 
 # --- embedding ---
@@ -505,30 +607,100 @@ W600K_MBF_INT8 = ModelEntry(
     homepage="https://github.com/deepinsight/insightface/tree/master/model_zoo",
 )
 
-_UNDECIDED = Licence("to be decided with the pack", "", commercial_use=False)
+ADAFACE_HOMEPAGE = "https://github.com/mk-minchul/AdaFace/releases"
 
 ADAFACE = ModelEntry(
     name="adaface",
     task=ModelTask.EMBEDDING,
     family="adaface",
-    version="",
-    description=f"AdaFace embeddings: {_PLANNED}",
+    version="mk-minchul",
+    description="AdaFace (Kim et al., CVPR 2022; IResNet backbones), 512-D, cosine; 112x112 "
+    "BGR chips on the ArcFace template, (x/255-0.5)/0.5, mirror sum. Weights are not shipped "
+    "and no download is pinned: import an ONNX export of upstream's checkpoints; the embedding "
+    "space is named by the imported file's SHA-256. Not calibrated here.",
     source="pack:adaface",
-    licence=_UNDECIDED,
-    implementation=None,
+    licence=Licence(
+        "MIT (AdaFace code); weights trained on MS1MV2/WebFace, research datasets: "
+        "non-commercial use only",
+        "https://github.com/mk-minchul/AdaFace/blob/master/LICENSE",
+        commercial_use=False,
+    ),
+    implementation="onnx_embedder",
+    # Upstream's file names and URLs are not known here (ONNX exports of the .ckpt files vary):
+    # whatever passes the graph check is installed and its SHA-256 recorded.
+    files=(PackFile(name="adaface.onnx", pinnable=False),),
+    install_name="adaface.onnx",
+    embedder=EmbedderSpec(
+        dim=512,
+        # Not measured (no weights here): the w600k_mbf figures stand in until they are.
+        distance_threshold=0.66,
+        similarity_scale=0.17,
+        channels="bgr",
+        pixel_scale=1.0 / 255.0,
+        mean=(0.5, 0.5, 0.5),
+        std=(0.5, 0.5, 0.5),
+        mirror_sum=True,
+        # Upstream exports return (feature, norm): the first output is the embedding.
+        version_from_file=True,
+    ),
     auto_rank=50,
+    homepage=ADAFACE_HOMEPAGE,
 )
+
+FACENET_REPO = "https://github.com/timesler/facenet-pytorch"
 
 FACENET = ModelEntry(
     name="facenet",
     task=ModelTask.EMBEDDING,
     family="facenet",
-    version="",
-    description=f"FaceNet (Inception-ResNet) embeddings: {_PLANNED}",
+    version="20180402-114759-vggface2",
+    description="FaceNet Inception-ResNet-v1 trained on VGGFace2 (David Sandberg's weights as "
+    "ported by facenet-pytorch), 512-D, cosine; 160x160 RGB chips on the ArcFace template "
+    "scaled to 160 px, (x-127.5)/128, mirror sum. The PyTorch state dict is converted to ONNX "
+    "by facerec.inference.embedders.convert_facenet. Not calibrated here.",
     source="pack:facenet",
-    licence=_UNDECIDED,
-    implementation=None,
+    licence=Licence(
+        "MIT (facenet-pytorch); trained on VGGFace2, whose terms allow non-commercial research "
+        "only",
+        f"{FACENET_REPO}/blob/master/LICENSE.md",
+        commercial_use=False,
+    ),
+    implementation="onnx_embedder",
+    files=(
+        # Upstream publishes no SHA-256 and we hold no copy: trust on first use on pull; the
+        # strict state-dict load (every key and shape) is the check on import.
+        ConvertedFile(
+            name="20180402-114759-vggface2.pt",
+            url=f"{FACENET_REPO}/releases/download/v2.2.9/20180402-114759-vggface2.pt",
+            variant="InceptionResnetV1",
+            onnx_name="facenet_vggface2.onnx",
+            input_size=160,
+        ),
+    ),
+    install_name="facenet_vggface2.onnx",
+    conversion=Conversion(
+        description="PyTorch state dict → ONNX by facerec.inference.embedders.convert_facenet, "
+        "checked against PyTorch before it is installed",
+        requires="pip install 'facerec[convert]' (torch==2.13.0)",
+        converter="facenet",
+    ),
+    embedder=EmbedderSpec(
+        dim=512,
+        # Not measured (no weights here): Euclidean 1.1 between unit vectors, the threshold
+        # usually quoted for these weights, is cosine distance 0.6.
+        distance_threshold=0.6,
+        similarity_scale=0.2,
+        channels="rgb",
+        pixel_scale=1.0,
+        mean=(127.5, 127.5, 127.5),
+        std=(128.0, 128.0, 128.0),
+        mirror_sum=True,
+        chip_size=160,
+        input_name="input",
+        output_name="embedding",
+    ),
     auto_rank=60,
+    homepage=FACENET_REPO,
 )
 
 # --- liveness ---
@@ -590,9 +762,11 @@ ENTRIES: tuple[ModelEntry, ...] = (
     W600K_MBF,
     W600K_MBF_INT8,
     MINIFASNET,
-    SCRFD,
+    SCRFD_2_5G,
+    SCRFD_500M,
     YUNET,
-    YOLOV8_FACE,
+    YOLOV8_LITE_T,
+    YOLOV5N_05,
     ADAFACE,
     FACENET,
 )

@@ -15,6 +15,9 @@ from facerec.inference.calibration import load_calibrations
 from facerec.inference.catalogue import ModelEntry
 from facerec.inference.detectors.hog import HogDetector
 from facerec.inference.detectors.retinaface import RetinaFaceDetector
+from facerec.inference.detectors.scrfd import ScrfdDetector
+from facerec.inference.detectors.yolo import YoloV5FaceDetector, YoloV8FaceDetector
+from facerec.inference.detectors.yunet import YuNetDetector
 from facerec.inference.embedders.dlib_resnet import DlibResNetEmbedder
 from facerec.inference.embedders.onnx_embedder import OnnxArcFaceEmbedder
 from facerec.inference.liveness.minifasnet import MiniFASNetLiveness
@@ -28,6 +31,14 @@ def build_model(entry: ModelEntry, settings: Settings) -> Model:
             return RetinaFaceDetector()
         case "hog":
             return HogDetector()
+        case "scrfd":
+            return ScrfdDetector(entry, model_dir)
+        case "yunet":
+            return YuNetDetector(entry, model_dir)
+        case "yolov8_face":
+            return YoloV8FaceDetector(entry, model_dir)
+        case "yolov5_face":
+            return YoloV5FaceDetector(entry, model_dir)
         case "dlib":
             return DlibResNetEmbedder()
         case "onnx_embedder":

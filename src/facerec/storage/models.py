@@ -60,6 +60,16 @@ class NewPerson:
 
 
 @dataclass(frozen=True)
+class StoredChip:
+    """A kept face chip as stored: encoded image bytes and the five landmarks in chip pixels."""
+
+    data: bytes = field(repr=False)
+    format: str  # "png"
+    landmarks: tuple[tuple[float, float], ...]
+    origin_id: str | None = None  # the enrolled face it was first kept for; None: this face
+
+
+@dataclass(frozen=True)
 class NewFace:
     space: str
     embedding: NDArray[np.float32] = field(compare=False, repr=False)
@@ -67,6 +77,7 @@ class NewFace:
     bbox: BBox | None = None
     image_sha256: str | None = None
     id: str | None = None  # None: a UUID is generated
+    chip: StoredChip | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

@@ -273,3 +273,62 @@ photo_rejections = Table(
     ),
     Column("created_at", UtcDateTime, nullable=False),
 )
+
+# Kept face chips (revision 0008, facerec.domain.migration): the aligned chip an embedder saw (PNG
+# bytes, sealed like faces.embedding as column ``face_chips.chip``) and its five landmarks in chip
+# pixels, so the face can be re-embedded by another model. ``origin_id``: the enrolled face the
+# chip was first kept for; a face re-embedded into another space shares it, so erasing one face
+# erases its copies in every space.
+face_chips = Table(
+    "face_chips",
+    metadata,
+    Column("face_id", String(ID_LEN), ForeignKey("faces.id", ondelete="CASCADE"), primary_key=True),
+    Column("origin_id", String(ID_LEN), nullable=False, index=True),
+    Column("collection", String(KEY_LEN), nullable=False, index=True),
+    Column("format", String(8), nullable=False),
+    Column("landmarks", Json, nullable=False),
+    Column("chip", LargeBinary, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
+# The embedding space each collection answers from (revision 0008): set at its first enrollment,
+# switched by a migration's cut-over (``previous_*``: what a rollback returns to).
+# ``migration_id``: the collection's open migration (one at a time; claimed by a conditional
+# update).
+collection_spaces = Table(
+    "collection_spaces",
+    metadata,
+    Column("collection", String(KEY_LEN), primary_key=True),
+    Column("embedder", String(64), nullable=False),
+    Column("space", String(SPACE_LEN), nullable=False),
+    Column("previous_embedder", String(64), nullable=True),
+    Column("previous_space", String(SPACE_LEN), nullable=True),
+    Column("migration_id", String(ID_LEN), nullable=True),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+# Migrations of a collection to another embedding space and their persisted progress (the
+# re-embedded faces themselves are the progress: a restart continues with the faces that have no
+# copy in the new space yet). ``lease_*``: the process working on it, renewed every batch.
+gallery_migrations = Table(
+    "gallery_migrations",
+    metadata,
+    Column("id", String(ID_LEN), primary_key=True),
+    Column("collection", String(KEY_LEN), nullable=False, index=True),
+    Column("from_embedder", String(64), nullable=False),
+    Column("from_space", String(SPACE_LEN), nullable=False),
+    Column("to_embedder", String(64), nullable=False),
+    Column("to_space", String(SPACE_LEN), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("total", Integer, nullable=False),
+    Column("done", Integer, nullable=False),
+    Column("without_chip", Integer, nullable=False),
+    Column("batches", Integer, nullable=False),
+    Column("batch_size", Integer, nullable=False),
+    Column("error", Text, nullable=True),
+    Column("report", Json, nullable=True),
+    Column("lease_owner", String(64), nullable=True),
+    Column("lease_until", UtcDateTime, nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)

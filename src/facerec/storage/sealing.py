@@ -41,6 +41,7 @@ KEY_SETTING = "FACEREC_DB__ENCRYPTION_KEY"
 # The sealed columns, as bound into each value's associated data.
 EMBEDDING_COLUMN = "faces.embedding"
 METADATA_COLUMN = "persons.metadata"
+CHIP_COLUMN = "face_chips.chip"
 
 
 class SealedDataError(FaceRecError):

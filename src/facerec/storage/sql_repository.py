@@ -31,7 +31,15 @@ from facerec.storage.models import (
     check_id_key,
     check_space_name,
 )
-from facerec.storage.schema import collections, embedding_spaces, faces, persons
+from facerec.storage.schema import (
+    collection_spaces,
+    collections,
+    embedding_spaces,
+    face_chips,
+    faces,
+    gallery_migrations,
+    persons,
+)
 from facerec.storage.sealing import Sealer
 from facerec.storage.sql_support import (
     change,
@@ -157,8 +165,15 @@ class SqlGalleryRepository(SqlWrites):
             if await self._has_pgvector(conn):
                 for space in {r[2] for r in removed}:
                     await pgvector.drop_index(conn, name, space)
+            await conn.execute(delete(face_chips).where(face_chips.c.collection == name))
             await conn.execute(delete(faces).where(faces.c.collection == name))
             await conn.execute(delete(persons).where(persons.c.collection == name))
+            await conn.execute(
+                delete(collection_spaces).where(collection_spaces.c.collection == name)
+            )
+            await conn.execute(
+                delete(gallery_migrations).where(gallery_migrations.c.collection == name)
+            )
             await conn.execute(delete(collections).where(collections.c.name == name))
             await forget_responses(conn, person_ids)
             # One collection_remove drops the whole index; no per-face rows needed.
@@ -399,8 +414,13 @@ class SqlGalleryRepository(SqlWrites):
         return to_face(row, self._sealer)
 
     async def delete_face(self, face_id: str) -> Erasure:
+        """Erase one face, with its copies re-embedded into other spaces (same kept chip)."""
         async with write_transaction(self._engine) as conn:
-            removed = await self._drop_faces(conn, faces.c.id == face_id)
+            origin = select(face_chips.c.origin_id).where(face_chips.c.face_id == face_id)
+            copies = select(face_chips.c.face_id).where(face_chips.c.origin_id.in_(origin))
+            removed = await self._drop_faces(
+                conn, or_(faces.c.id == face_id, faces.c.id.in_(copies))
+            )
             if not removed.face_ids:
                 raise NotFoundError(
                     f"face {face_id!r} not found", code="face_not_found", face_id=face_id

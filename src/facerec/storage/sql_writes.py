@@ -8,6 +8,7 @@ needs it.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, insert, select
@@ -20,13 +21,15 @@ from facerec.storage.models import (
     EmbeddingSpace,
     NewFace,
     NewPerson,
+    StoredChip,
     as_vector,
     check_id,
     check_id_key,
     new_id,
 )
-from facerec.storage.schema import collections, faces, persons
+from facerec.storage.schema import collections, face_chips, faces, persons
 from facerec.storage.sealing import (
+    CHIP_COLUMN,
     EMBEDDING_COLUMN,
     METADATA_COLUMN,
     Sealer,
@@ -155,6 +158,13 @@ class SqlWrites(SqlIndexSource):
             )
         except IntegrityError as exc:
             raise ConflictError("a face id is already stored", code="duplicate_face_id") from exc
+        kept = [
+            self._chip_row(r["id"], collection, face.chip, now)
+            for r, face in zip(rows, new, strict=True)
+            if face.chip is not None
+        ]
+        if kept:
+            await conn.execute(insert(face_chips), kept)
         if await self._has_pgvector(conn):
             await pgvector.insert_vectors(conn, [{**r, "face_id": r["id"]} for r in rows])
             for space in spaces.values():
@@ -173,6 +183,20 @@ class SqlWrites(SqlIndexSource):
             ],
         )
         return [to_face_from_values(r) for r in rows]
+
+    def _chip_row(
+        self, face_id: str, collection: str, chip: StoredChip, now: datetime
+    ) -> dict[str, Any]:
+        """The stored chip of a face: sealed like its embedding, bound to the face id."""
+        return {
+            "face_id": face_id,
+            "origin_id": chip.origin_id or face_id,
+            "collection": collection,
+            "format": chip.format,
+            "landmarks": [list(point) for point in chip.landmarks],
+            "chip": seal_blob(self._sealer, chip.data, column=CHIP_COLUMN, row_id=face_id),
+            "created_at": now,
+        }
 
     async def _space_or_invalid(self, conn: AsyncConnection, name: str) -> EmbeddingSpace:
         try:
@@ -201,6 +225,9 @@ class SqlWrites(SqlIndexSource):
         ).all()
         if not removed:
             return Erasure()
+        await conn.execute(
+            delete(face_chips).where(face_chips.c.face_id.in_([r[0] for r in removed]))
+        )
         await conn.execute(delete(faces).where(where))
         await log_changes(
             conn,

@@ -89,8 +89,8 @@ def dfl_expectation(logits: Array, bins: int = 16) -> Array:
     grouped = logits.reshape(len(logits), 4, bins).astype(np.float32)
     grouped = np.exp(grouped - grouped.max(axis=2, keepdims=True))
     grouped /= grouped.sum(axis=2, keepdims=True)
-    expected = grouped @ np.arange(bins, dtype=np.float32)
-    return expected.astype(np.float32)
+    expected: Array = np.asarray(grouped @ np.arange(bins, dtype=np.float32), dtype=np.float32)
+    return expected
 
 
 @dataclass(frozen=True)
@@ -101,10 +101,19 @@ class Letterboxed:
     scale: float
 
 
-def letterbox(image: ImageBGR, height: int, width: int, *, pad: int = 0) -> Letterboxed:
-    """``image`` resized (aspect kept) to fit ``height`` × ``width``, padded right and below."""
+def letterbox(
+    image: ImageBGR, height: int, width: int, *, pad: int = 0, enlarge: bool = False
+) -> Letterboxed:
+    """``image`` resized (aspect kept) to fit ``height`` × ``width``, padded right and below.
+
+    A smaller image is not enlarged unless ``enlarge``: a face filling a 150 px crop, blown up
+    to fill the whole input, is larger than any face the detectors were trained on (SCRFD-500M
+    and YOLOv5-face then miss most of faces-dev's face chips, bench/bench_detectors.py).
+    """
     h, w = image.shape[:2]
     scale = min(height / h, width / w)
+    if not enlarge:
+        scale = min(scale, 1.0)
     new_w, new_h = max(1, min(width, round(w * scale))), max(1, min(height, round(h * scale)))
     resized = image
     if (new_w, new_h) != (w, h):
@@ -113,15 +122,6 @@ def letterbox(image: ImageBGR, height: int, width: int, *, pad: int = 0) -> Lett
     canvas = np.full((height, width, 3), pad, dtype=np.uint8)
     canvas[:new_h, :new_w] = resized
     return Letterboxed(canvas, scale)
-
-
-def pad_to_multiple(image: ImageBGR, multiple: int = 32) -> Letterboxed:
-    """``image`` padded right and below to a multiple of ``multiple`` (dynamic-size inputs)."""
-    h, w = image.shape[:2]
-    ph, pw = -(-h // multiple) * multiple, -(-w // multiple) * multiple
-    canvas = np.zeros((ph, pw, 3), dtype=np.uint8)
-    canvas[:h, :w] = image
-    return Letterboxed(canvas, 1.0)
 
 
 def to_tensor(

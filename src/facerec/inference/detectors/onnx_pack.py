@@ -104,8 +104,8 @@ class OnnxPackDetector(FaceDetector):
         """The network input (1, 3, H, W) and how the image was placed in it."""
 
     @abstractmethod
-    def decode(self, outputs: Outputs, height: int, width: int, conf_threshold: float) -> Candidates:
-        """Candidates scoring at least ``conf_threshold`` from the outputs for an H × W input."""
+    def decode(self, outputs: Outputs, height: int, width: int, threshold: float) -> Candidates:
+        """Candidates scoring at least ``threshold`` from the outputs for an H × W input."""
 
     def detect(
         self,
@@ -120,7 +120,9 @@ class OnnxPackDetector(FaceDetector):
         session = self.session
         names = [output.name for output in session.get_outputs()]
         values = session.run(names, {session.get_inputs()[0].name: tensor})
-        outputs = {name: np.asarray(value, np.float32) for name, value in zip(names, values)}
+        outputs = {
+            name: np.asarray(value, np.float32) for name, value in zip(names, values, strict=True)
+        }
         found = self.decode(outputs, tensor.shape[2], tensor.shape[3], conf_threshold)
         if len(found.scores) == 0:
             return []

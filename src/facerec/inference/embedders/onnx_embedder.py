@@ -204,6 +204,9 @@ class OnnxArcFaceEmbedder(FaceEmbedder):
     def not_installed_reason(self) -> str:
         if self.is_installed():
             return ""
+        entry = catalogue.find(self.spec.name)
+        if entry is not None and entry.pack == self.spec.pack:
+            return f"model file {self.path} is missing: {entry.install_hint()}"
         return (
             f"model file {self.path} is missing: pull or import the {self.spec.pack!r} model pack"
         )
