@@ -122,7 +122,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     args = parser.parse_args()
     from facerec.inference.catalogue import MOBILEFACENET
-    from facerec.packs_cli import install_pack_file
+    from facerec.inference.pack_install import install_pack_file
 
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)

@@ -109,6 +109,8 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 def _action(name: str) -> Callable[[argparse.Namespace], int]:
     def command(args: argparse.Namespace) -> int:
         async def work(service: Any) -> Any:
+            if name == "finish":
+                return await service.finish(args.migration_id, force=args.force)
             return await getattr(service, name)(args.migration_id)
 
         try:
@@ -166,4 +168,8 @@ def register(sub: Any) -> None:
     ):
         parser = gallery_sub.add_parser(name, help=text)
         parser.add_argument("migration_id")
+        if name == "finish":
+            parser.add_argument(
+                "--force", action="store_true", help="also erase faces without a kept chip"
+            )
         parser.set_defaults(func=_action(method))

@@ -50,7 +50,7 @@ def pack_model_dir(tmp_path_factory: pytest.TempPathFactory, shared_models: Path
     through the same code as ``facerec models import``."""
     from facerec.inference.catalogue import MOBILEFACENET, PACK_DIRNAME
     from facerec.inference.liveness.convert import convert_pack
-    from facerec.packs_cli import install_pack_file
+    from facerec.inference.pack_install import install_pack_file
 
     model_dir = tmp_path_factory.mktemp("packs")
     convert_pack(shared_models / "minifasnet", model_dir / PACK_DIRNAME)

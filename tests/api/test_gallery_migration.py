@@ -48,7 +48,7 @@ def _variants(rgb: np.ndarray) -> list[bytes]:
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory, shared_models: Path) -> Path:
     from facerec.inference.catalogue import MOBILEFACENET
-    from facerec.packs_cli import install_pack_file
+    from facerec.inference.pack_install import install_pack_file
 
     target = tmp_path_factory.mktemp("mig-models")
     install_pack_file(

@@ -31,9 +31,14 @@ from facerec.inference.embedders.onnx_embedder import (
     OnnxArcFaceEmbedder,
 )
 from facerec.inference.manager import ModelManager
+from facerec.inference.pack_install import (
+    MANIFEST_NAME,
+    install_pack_file,
+    pull_file_pack,
+    read_manifest,
+)
 from facerec.inference.registry import build_models
 from facerec.inference.types import ModelTask
-from facerec.packs_cli import MANIFEST_NAME, install_pack_file, pull_file_pack, read_manifest
 from facerec.values import Detection
 from tests.images import astronaut_rgb, composite_rgb, grace_hopper_rgb
 

@@ -24,9 +24,9 @@ from facerec.inference import catalogue
 from facerec.inference.base import FaceDetector, RuntimeOptions
 from facerec.inference.detectors.retinaface import RetinaFaceDetector
 from facerec.inference.manager import ModelManager
+from facerec.inference.pack_install import install_pack_file, read_manifest
 from facerec.inference.registry import build_models
 from facerec.inference.types import ModelTask
-from facerec.packs_cli import install_pack_file, read_manifest
 from facerec.values import BBox, Detection
 from tests.images import astronaut_rgb, composite_rgb, grace_hopper_rgb
 

@@ -24,9 +24,9 @@ from facerec.inference.catalogue import (
     PackFile,
     TensorSignature,
 )
+from facerec.inference.pack_install import install_pack_file, pull_file_pack, read_manifest
 from facerec.inference.pack_validation import GraphMismatchError, check_graph, verify_pack
 from facerec.inference.types import ModelTask
-from facerec.packs_cli import install_pack_file, pull_file_pack, read_manifest
 from tests.inference.test_facenet_adaface import embedder_graph
 
 

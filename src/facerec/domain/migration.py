@@ -310,9 +310,19 @@ class GalleryMigrations:
         self._on_switch(record.collection)
         return switched
 
-    async def finish(self, migration_id: str) -> MigrationRecord:
+    async def finish(self, migration_id: str, *, force: bool = False) -> MigrationRecord:
+        """Drop the old space's vectors. Faces without a chip exist only there: unless
+        ``force``, refuse (409 ``faces_need_new_photo``) rather than erase them silently."""
         record = await self.store.get(migration_id)
         self._require(record, ("cut_over",), "finish")
+        if record.without_chip and not force:
+            raise ConflictError(
+                f"{record.without_chip} faces have no kept chip and exist only in the old space: "
+                "enroll a new photo of those persons, or finish with force=true to erase them",
+                code="faces_need_new_photo",
+                migration_id=record.id,
+                faces=record.without_chip,
+            )
         await self._catch_up(record, reverse=False)  # faces enrolled just before the cut-over
         finished, removed = await self.store.finish(record)
         if self._purge is not None:

@@ -198,9 +198,16 @@ async def rollback(
     summary="Drop the old space's vectors (after a cut-over)",
 )
 async def finish(
-    migration_id: str, state: StateDep, principal: PrincipalDep, scope: ScopeDep
+    migration_id: str,
+    state: StateDep,
+    principal: PrincipalDep,
+    scope: ScopeDep,
+    force: Annotated[
+        bool,
+        Query(description="also erase faces without a chip (they exist only in the old space)"),
+    ] = False,
 ) -> MigrationResponse:
     await _owned(state, migration_id, scope)
-    record = await _service(state).finish(migration_id)
+    record = await _service(state).finish(migration_id, force=force)
     await state.audit.record(principal, "migration.finish", migration_id)
     return MigrationResponse(migration=await _out(state, record, scope))
