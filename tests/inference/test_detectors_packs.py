@@ -226,16 +226,16 @@ def test_tiny_graph_decodes_to_the_encoded_face(name: str, tmp_path: Path) -> No
 
 
 def test_a_graph_of_another_family_is_refused(tmp_path: Path) -> None:
-    from facerec.errors import ModelLoadError
+    """A YuNet graph offered as YOLOv5-face: refused at import (its outputs are not the
+    family's), and nothing is installed."""
+    from facerec.inference.pack_validation import GraphMismatchError
 
     graph = tiny_graph(yunet_tiny(), tmp_path / "tiny.onnx")
     model_dir = tmp_path / "models"
-    install_pack_file(catalogue.get("yolov5n-0.5"), graph, model_dir, verify=False)
-    detector = detector_in(model_dir, "yolov5n-0.5")
-    with pytest.raises(ModelLoadError):
-        detector.detect(
-            np.zeros((64, 64, 3), np.uint8), conf_threshold=0.5, iou_threshold=0.4, max_faces=5
-        )
+    entry = catalogue.get("yolov5n-0.5")
+    with pytest.raises(GraphMismatchError):
+        install_pack_file(entry, graph, model_dir, verify=False)
+    assert not (model_dir / entry.pack).exists()
 
 
 # --- the catalogue ---

@@ -335,6 +335,14 @@ SCRFD_500M = ModelEntry(
     "RGB (x-127.5)/128. Non-commercial research only.",
     source="pack:scrfd_500m",
     licence=_INSIGHTFACE_DETECTOR_LICENCE,
+    # What `facerec models import` checks before installing a file of this family.
+    graph=GraphSignature(
+        input=TensorSignature(None, (None, 3, None, None)),
+        output_names=tuple(
+            f"{head}_{stride}" for head in ("score", "bbox", "kps") for stride in (8, 16, 32)
+        ),
+        output_count=9,
+    ),
     implementation="scrfd",
     files=(
         PackFile(
@@ -357,6 +365,8 @@ SCRFD_2_5G = ModelEntry(
     "any size), RGB (x-127.5)/128. Non-commercial research only.",
     source="pack:scrfd_2.5g",
     licence=_INSIGHTFACE_DETECTOR_LICENCE,
+    # What `facerec models import` checks before installing a file of this family.
+    graph=GraphSignature(input=TensorSignature(None, (None, 3, None, None)), output_count=9),
     implementation="scrfd",
     files=(
         PackFile(
@@ -382,6 +392,14 @@ YUNET = ModelEntry(
         "MIT",
         "https://github.com/opencv/opencv_zoo/tree/main/models/face_detection_yunet",
         commercial_use=True,
+    ),
+    # What `facerec models import` checks before installing a file of this family.
+    graph=GraphSignature(
+        input=TensorSignature(None, (None, 3, None, None)),
+        output_names=tuple(
+            f"{head}_{stride}" for head in ("cls", "obj", "bbox", "kps") for stride in (8, 16, 32)
+        ),
+        output_count=12,
     ),
     implementation="yunet",
     files=(
@@ -415,6 +433,8 @@ YOLOV8_LITE_T = ModelEntry(
         "https://github.com/derronqi/yolov8-face",
         commercial_use=True,  # permitted, with GPL obligations: never bundled
     ),
+    # What `facerec models import` checks before installing a file of this family.
+    graph=GraphSignature(input=TensorSignature(None, (None, 3, None, None)), output_count=3),
     implementation="yolov8_face",
     files=(
         PackFile(
@@ -440,6 +460,12 @@ YOLOV5N_05 = ModelEntry(
         _GPL_PACK,
         "https://github.com/deepcam-cn/yolov5-face",
         commercial_use=True,  # permitted, with GPL obligations: never bundled
+    ),
+    # What `facerec models import` checks before installing a file of this family.
+    graph=GraphSignature(
+        input=TensorSignature(None, (None, 3, None, None)),
+        output_names=("stride_8", "stride_16", "stride_32"),
+        output_count=3,
     ),
     implementation="yolov5_face",
     files=(
