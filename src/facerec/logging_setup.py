@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import logging.handlers
 
@@ -35,6 +36,9 @@ def configure_logging(server: ServerSettings) -> None:
         server.log_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         log_file = server.log_dir / "facerec.log"
         log_file.touch(mode=0o600, exist_ok=True)
+        with contextlib.suppress(OSError):  # also when an earlier run made them wider
+            server.log_dir.chmod(0o700)
+            log_file.chmod(0o600)
         handlers.append(
             logging.handlers.RotatingFileHandler(
                 log_file,

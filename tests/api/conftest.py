@@ -15,10 +15,10 @@ from facerec.config import Settings
 def make_settings(tmp: Path, **overrides: object) -> Settings:
     settings = Settings(
         db={"url": f"sqlite+aiosqlite:///{tmp / 'facerec.db'}"},
-        cache={"redis_url": None},
+        cache={"redis_url": None, "pending_purges_file": tmp / "pending-purges.json"},
         server={"log_dir": tmp / "logs"},
         models={"model_dir": tmp / "models", "preload": ["retinaface"]},
-        **overrides,  # type: ignore[arg-type]
+        **{"index": {"index_dir": tmp / "index"}, **overrides},  # type: ignore[arg-type]
     )
     return settings
 

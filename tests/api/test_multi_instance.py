@@ -26,7 +26,7 @@ API = "/api/face-recognition"
 def settings_for(tmp: Path, name: str, db_url: str, redis_url: str | None) -> Settings:
     return Settings(
         db={"url": db_url},
-        cache={"redis_url": redis_url},
+        cache={"redis_url": redis_url, "pending_purges_file": tmp / f"purges-{name}.json"},
         server={"log_dir": tmp / f"logs-{name}"},
         models={"model_dir": tmp / "models", "preload": ["retinaface", "dlib_resnet"]},
         index={"index_dir": tmp / f"index-{name}"},
