@@ -22,6 +22,7 @@ from facerec.api.errors import install_error_handlers
 from facerec.api.middleware import install_middleware
 from facerec.api.routes import (
     admin,
+    console,
     detection,
     enrollment,
     liveness,
@@ -309,7 +310,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.facerec = None
     install_error_handlers(app)
     # Every route's scope: facerec.api.auth.ROUTE_SCOPES.
-    routers = (system, detection, enrollment, recognition, persons, photos, liveness, admin)
+    routers = (
+        system,
+        detection,
+        enrollment,
+        recognition,
+        persons,
+        photos,
+        liveness,
+        admin,
+        console,
+    )
     for module in (*routers, migrations):
         app.include_router(module.router, dependencies=[AUTHORIZE])
     # The WebSocket route checks its scope itself (``authorize`` takes an HTTP request).

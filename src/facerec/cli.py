@@ -125,6 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
     from facerec import gallery_cli
 
     gallery_cli.register(sub)
+    from facerec.bulk import cli as bulk_cli
+
+    bulk_cli.register(sub)
     return parser
 
 

@@ -16,6 +16,7 @@ from httpx import Response
 from facerec.api.auth import ROUTE_SCOPES
 from facerec.app import create_app
 from facerec.auth.keys import KeySpec
+from facerec.console import CONSOLE_PATHS
 from facerec.state import AppState
 from tests.api.conftest import b64, make_settings, wait_ready
 from tests.api.test_photos import walk_photo_routes
@@ -196,6 +197,7 @@ def test_another_tenant_sees_nothing_and_changes_nothing(client: TestClient) -> 
         ("GET", "/health"),
         ("GET", "/ready"),
         ("GET", "/ws/recognize"),  # a WebSocket: tenant scoping tested in test_streams.py
+        *(("GET", path) for path in CONSOLE_PATHS),  # the console's static files
     ):
         walk(method, path)
     assert bob.get("/ws/recognize").status_code == 426

@@ -34,6 +34,7 @@ from facerec.auth.principal import (
     Principal,
 )
 from facerec.config import Settings
+from facerec.console import CONSOLE_PATHS
 from facerec.errors import FaceRecError, ForbiddenError, ServiceUnavailableError, UnauthorizedError
 from facerec.state import AppState
 
@@ -95,6 +96,8 @@ ROUTE_SCOPES: dict[tuple[str, str], str] = {
     ("POST", "/api/admin/migrations/{migration_id}/finish"): ADMIN,
     # Live video: the WebSocket handshake (a GET); a plain GET answers 426.
     ("GET", "/ws/recognize"): RECOGNIZE,
+    # The web console's static files: no data in them; the page sends the user's key itself.
+    **{("GET", path): OPEN for path in CONSOLE_PATHS},
 }
 OPEN_PATHS = frozenset(path for (_, path), scope in ROUTE_SCOPES.items() if scope == OPEN)
 # Routes that run inference (no path parameters): refused before their body is read while the

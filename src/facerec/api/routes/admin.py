@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from facerec.api.auth import PrincipalDep
 from facerec.api.deps import StateDep
@@ -24,15 +24,33 @@ router = APIRouter(prefix="/api/admin", tags=["Admin"], responses=GALLERY_RESPON
 
 
 class KeyCreateRequest(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "tenant": "acme",
+                    "scopes": ["detect", "recognize", "enroll", "manage"],
+                    "collections": ["staff"],
+                    "expires": "90d",
+                    "name": "front-door kiosk",
+                }
+            ]
+        }
+    )
+
     tenant: str | None = Field(None, description="default: the tenant of the calling key")
-    scopes: list[str] = Field(min_length=1, examples=[["detect", "recognize"]])
+    scopes: list[str] = Field(
+        min_length=1,
+        examples=[["detect", "recognize"]],
+        description="Any of detect, recognize, enroll, manage, admin.",
+    )
     collections: list[str] | None = Field(
         None, description="collections the key may touch; null: all of its tenant's"
     )
     expires: str | None = Field(
         None, description="2027-01-01, an ISO datetime, or a duration: 30d, 12h, 90m"
     )
-    name: str = Field("", max_length=NAME_MAX)
+    name: str = Field("", max_length=NAME_MAX, description="A label for people, e.g. the device.")
 
 
 class KeyOut(BaseModel):
@@ -101,7 +119,15 @@ def _key_out(record: KeyRecord) -> dict[str, Any]:
 
 
 @router.post(
-    "/keys", response_model=KeyCreatedResponse, status_code=201, summary="Create an API key"
+    "/keys",
+    response_model=KeyCreatedResponse,
+    status_code=201,
+    summary="Create an API key",
+    description="Creates a key for a tenant with scopes, optional collections and expiry; the "
+    "secret (`key`) is in this answer only and stored as an HMAC. An admin key "
+    "manages its own tenant; an unrestricted admin key of tenant `default` manages "
+    "every tenant. Scope `admin`. Errors: 422 `invalid_scope`, `invalid_tenant`, "
+    "`invalid_expiry`, `invalid_collections`; 403 `tenant_forbidden`.",
 )
 async def create_key(
     body: KeyCreateRequest, state: StateDep, principal: PrincipalDep
@@ -117,7 +143,13 @@ async def create_key(
     return KeyCreatedResponse(key=text, **_key_out(record))
 
 
-@router.get("/keys", response_model=KeyListResponse, summary="List API keys (never secrets)")
+@router.get(
+    "/keys",
+    response_model=KeyListResponse,
+    summary="List API keys (never secrets)",
+    description="Keys of the tenants you manage, with status (`active`, `expired`, `revoked`); "
+    "never the secret. Scope `admin`. Errors: 403 `tenant_forbidden`.",
+)
 async def list_keys(
     state: StateDep,
     principal: PrincipalDep,
@@ -127,13 +159,28 @@ async def list_keys(
     return KeyListResponse(keys=[KeyOut(**_key_out(r)) for r in records])
 
 
-@router.delete("/keys/{key_id}", response_model=KeyRevokedResponse, summary="Revoke an API key")
+@router.delete(
+    "/keys/{key_id}",
+    response_model=KeyRevokedResponse,
+    summary="Revoke an API key",
+    description="Revokes a key at once in this process and within `auth.cache_seconds` elsewhere. "
+    "Scope `admin`. Errors: 404 `key_not_found` (also another tenant's key); 403 "
+    "`tenant_forbidden`.",
+)
 async def revoke_key(key_id: str, state: StateDep, principal: PrincipalDep) -> KeyRevokedResponse:
     record = await manage.revoke_key(_auth(state), principal, key_id, via="api")
     return KeyRevokedResponse(key=KeyOut(**_key_out(record)))
 
 
-@router.get("/audit", response_model=AuditResponse, summary="The audit log, newest first")
+@router.get(
+    "/audit",
+    response_model=AuditResponse,
+    summary="The audit log, newest first",
+    description="Who (tenant, key id), when and what (action, ids) for enrollments, updates, "
+    "erasures, collections and keys; never images, vectors, names or metadata. "
+    "Filters `tenant`, `action`, `since`; page with `cursor`. Scope `admin`. Errors: "
+    "400 `invalid_cursor`; 403 `tenant_forbidden`; 422 `validation_error`.",
+)
 async def audit(
     state: StateDep,
     principal: PrincipalDep,

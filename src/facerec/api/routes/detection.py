@@ -8,7 +8,7 @@ from fastapi import APIRouter, File, Form, UploadFile
 
 from facerec.api.convert import face_out, image_info
 from facerec.api.deps import StateDep
-from facerec.api.schemas.common import ERROR_RESPONSES
+from facerec.api.schemas.common import ERROR_RESPONSES, IMAGE_ERRORS
 from facerec.api.schemas.detection import (
     DetectionOptionsIn,
     DetectionRequest,
@@ -53,13 +53,34 @@ async def _detect(
     )
 
 
-@router.post("/detect", response_model=DetectionResponse, summary="Detect faces (base64 JSON)")
+@router.post(
+    "/detect",
+    response_model=DetectionResponse,
+    summary="Detect faces (base64 JSON)",
+    description="Finds every face of a base64 image. Per face: the box, the detector's "
+    "confidence, the 5-point landmarks (with `return_landmarks`), the quality score "
+    "(0-100) with its factors and `reasons`, and a liveness verdict with "
+    "`check_liveness`. Boxes and landmarks are in pixels of the EXIF-upright "
+    "original; faces under `min_quality_threshold` are left out and counted in "
+    "`faces_filtered_low_quality`. Scope `detect`. Errors (full table: "
+    "docs/errors.md): " + IMAGE_ERRORS + "; 503 `liveness_unavailable`.",
+)
 async def detect(body: DetectionRequest, state: StateDep) -> DetectionResponse:
     return await _detect(state, body.image_base64, body)
 
 
 @router.post(
-    "/detect-upload", response_model=DetectionResponse, summary="Detect faces (multipart upload)"
+    "/detect-upload",
+    response_model=DetectionResponse,
+    summary="Detect faces (multipart upload)",
+    description="The same as `POST /api/face-detection/detect` with the image uploaded as "
+    "multipart form data; the answer adds `filename`. Form fields: `file` (the image: "
+    "JPG, PNG, BMP, TIFF or WEBP, recognised by content; the file name is ignored), "
+    "`model_name` (detector, default `auto`), `conf_threshold` (0-1, default 0.5), "
+    "`iou_threshold` (0-1, default 0.4), `max_faces` (1-1000, default 50), "
+    "`min_quality_threshold` (0-100, default 40), `return_landmarks` (default false), "
+    "`check_liveness` (default false). Scope `detect`. Errors (full table: "
+    "docs/errors.md): " + IMAGE_ERRORS + "; 503 `liveness_unavailable`.",
 )
 async def detect_upload(
     state: StateDep,

@@ -15,7 +15,7 @@ from facerec.api.auth import PrincipalDep
 from facerec.api.convert import face_info, person_out, warning_out
 from facerec.api.deps import ScopeDep, StateDep
 from facerec.api.idempotency import IdempotencyKey, idempotent
-from facerec.api.schemas.common import GALLERY_RESPONSES
+from facerec.api.schemas.common import GALLERY_RESPONSES, IMAGE_ERRORS
 from facerec.api.schemas.enrollment import (
     AddFaceRequest,
     AddFaceResponse,
@@ -97,7 +97,25 @@ async def _add_face(
     )
 
 
-@router.post("/add-face", response_model=AddFaceResponse, summary="Enroll one face of a person")
+@router.post(
+    "/add-face",
+    response_model=AddFaceResponse,
+    summary="Enroll one face of a person",
+    description="Enrolls the subject of one photo: a new person (`person_id` omitted: a UUID) or "
+    "one more face of an existing person. Template guards answer `warnings` "
+    "(`possible_duplicate`, `inconsistent_with_person`) or, with `on_duplicate` / "
+    "`on_inconsistent` = `reject`, 409 and nothing written. An optional "
+    "`Idempotency-Key` header makes retries safe (the replay carries "
+    "`Idempotent-Replayed: true`). Scope `enroll`. Errors: 422 `no_face`, "
+    "`multiple_faces` (another face competes with the subject), `low_quality`, "
+    "`spoof_detected`, `invalid_name`, `invalid_value`, `invalid_metadata`; 409 "
+    "`person_in_other_collection`, `possible_duplicate` / `inconsistent_with_person` "
+    "(with `reject`), `idempotency_key_reused`, `idempotency_key_in_progress`; 400 "
+    "`invalid_idempotency_key`; 404 `collection_not_found`; 403 "
+    "`collection_forbidden`; "
+    + IMAGE_ERRORS
+    + "; 503 `storage_unavailable`, `liveness_unavailable`.",
+)
 async def add_face(
     body: AddFaceRequest,
     state: StateDep,
@@ -116,7 +134,24 @@ async def add_face(
 
 
 @router.post(
-    "/add-face-upload", response_model=AddFaceResponse, summary="Enroll one face (multipart)"
+    "/add-face-upload",
+    response_model=AddFaceResponse,
+    summary="Enroll one face (multipart)",
+    description="The same as `POST /api/face-recognition/add-face` with the photo uploaded. Form "
+    "fields: `file` (the image: JPG, PNG, BMP, TIFF or WEBP, recognised by content; "
+    "the file name is ignored), `person_name` (required, ≤ 200 characters), "
+    "`person_id`, `model_name`, `metadata` (a JSON object as text), `collection` "
+    "(default `default`), `fast_mode`, `processing_mode`, `check_liveness`, "
+    "`on_duplicate` and `on_inconsistent` (`warn` or `reject`). Takes the "
+    "`Idempotency-Key` header too. Scope `enroll`. Errors: 422 `no_face`, "
+    "`multiple_faces` (another face competes with the subject), `low_quality`, "
+    "`spoof_detected`, `invalid_name`, `invalid_value`, `invalid_metadata`; 409 "
+    "`person_in_other_collection`, `possible_duplicate` / `inconsistent_with_person` "
+    "(with `reject`), `idempotency_key_reused`, `idempotency_key_in_progress`; 400 "
+    "`invalid_idempotency_key`; 404 `collection_not_found`; 403 "
+    "`collection_forbidden`; "
+    + IMAGE_ERRORS
+    + "; 503 `storage_unavailable`, `liveness_unavailable`.",
 )
 async def add_face_upload(
     state: StateDep,
@@ -192,6 +227,15 @@ def _image_results(enrollment: Enrollment, scope: TenantScope) -> list[ImageResu
     "/register-multiple",
     response_model=RegisterMultipleResponse,
     summary="Register a person (e.g. an employee) from several photos, atomically",
+    description="Registers an employee from several photos (at most "
+    "`limits.max_images_per_request`). Each image is accepted or rejected with a "
+    "reason code; the person exists with every accepted face, or nothing was written. "
+    "An existing `employee_id` in the collection is 409 unless `replace=true`. Scope "
+    "`enroll`. Errors: 422 `no_usable_images` (details list each image's reason); 409 "
+    "`duplicate_employee_id`, `possible_duplicate` (with `reject`), "
+    "`idempotency_key_reused`; 413 `too_many_pixels`; 400 `too_many_images`; "
+    + IMAGE_ERRORS
+    + "; 503 `storage_unavailable`.",
 )
 async def register_multiple(
     body: RegisterMultipleRequest,

@@ -8,7 +8,7 @@ from fastapi import APIRouter, File, Form, UploadFile
 
 from facerec.api.convert import bbox_out, image_info
 from facerec.api.deps import StateDep
-from facerec.api.schemas.common import ERROR_RESPONSES
+from facerec.api.schemas.common import ERROR_RESPONSES, IMAGE_ERRORS
 from facerec.api.schemas.liveness import LivenessFace, LivenessRequest, LivenessResponse
 from facerec.api.uploads import ImageSource, image_bytes
 from facerec.domain.timing import StageTimer
@@ -65,7 +65,17 @@ async def _check(
     )
 
 
-@router.post("/detect", response_model=LivenessResponse, summary="Liveness of every face (JSON)")
+@router.post(
+    "/detect",
+    response_model=LivenessResponse,
+    summary="Liveness of every face (JSON)",
+    description="Passive anti-spoofing: for every face, `is_live`, `live_score` (0-1), the "
+    "`threshold` (default `FACEREC_LIVENESS__THRESHOLD`, 0.4), per-model scores and "
+    "the box; `reason: insufficient_context` when the face fills the image (no "
+    "verdict on a tight crop). It does not stop masks, deepfakes or injected video. "
+    "Scope `detect`. Errors: 503 `liveness_unavailable` (the MiniFASNet pack is not "
+    "installed: `facerec models pull minifasnet`); " + IMAGE_ERRORS + ".",
+)
 async def detect(body: LivenessRequest, state: StateDep) -> LivenessResponse:
     return await _check(
         state,
@@ -78,7 +88,15 @@ async def detect(body: LivenessRequest, state: StateDep) -> LivenessResponse:
 
 
 @router.post(
-    "/detect-upload", response_model=LivenessResponse, summary="Liveness of every face (multipart)"
+    "/detect-upload",
+    response_model=LivenessResponse,
+    summary="Liveness of every face (multipart)",
+    description="The same as `POST /api/face-antispoofing/detect` with the image uploaded. Form "
+    "fields: `file` (the image: JPG, PNG, BMP, TIFF or WEBP, recognised by content; "
+    "the file name is ignored), `detector` (default `auto`), `threshold` (0-1), "
+    "`conf_threshold` (0-1, default 0.5), `max_faces` (1-100, default 20). Scope "
+    "`detect`. Errors: 503 `liveness_unavailable` (the MiniFASNet pack is not "
+    "installed: `facerec models pull minifasnet`); " + IMAGE_ERRORS + ".",
 )
 async def detect_upload(
     state: StateDep,

@@ -8,11 +8,11 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from facerec.api.auth import PrincipalDep
 from facerec.api.deps import ScopeDep, StateDep
-from facerec.api.schemas.common import GALLERY_RESPONSES
+from facerec.api.schemas.common import ACCESS_ERRORS, GALLERY_RESPONSES
 from facerec.domain.migration import GalleryMigrations
 from facerec.domain.tenancy import TenantScope
 from facerec.state import AppState
@@ -22,6 +22,10 @@ router = APIRouter(prefix="/api/admin/migrations", tags=["Admin"], responses=GAL
 
 
 class MigrationRequest(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"collection": "staff", "to_model": "mobilefacenet"}]}
+    )
+
     collection: str = Field("default", description="the collection to re-embed")
     to_model: str = Field(description="an installed embedder: mobilefacenet, w600k_mbf, ...")
 
@@ -127,7 +131,17 @@ async def _owned(state: AppState, migration_id: str, scope: TenantScope) -> Migr
     return record
 
 
-@router.post("", response_model=MigrationResponse, status_code=202, summary="Start a migration")
+@router.post(
+    "",
+    response_model=MigrationResponse,
+    status_code=202,
+    summary="Start a migration",
+    description="Starts re-embedding every kept face chip of `collection` into `to_model`'s space "
+    "in the background (202); searches keep using the old space until cut-over. Scope "
+    "`admin`. Errors: 400 `model_not_installed`, `unknown_model`; 404 "
+    "`collection_not_found`; 409 `migration_running`, `already_in_space`, "
+    "`nothing_to_migrate`.",
+)
 async def start_migration(
     body: MigrationRequest, state: StateDep, principal: PrincipalDep, scope: ScopeDep
 ) -> MigrationResponse:
@@ -140,7 +154,14 @@ async def start_migration(
     return MigrationResponse(migration=await _out(state, record, scope))
 
 
-@router.get("", response_model=MigrationListResponse, summary="Migrations of your collections")
+@router.get(
+    "",
+    response_model=MigrationListResponse,
+    summary="Migrations of your collections",
+    description="Your tenant's migrations, optionally for one `collection`. Scope `admin`. Errors: "
+    + ACCESS_ERRORS
+    + ".",
+)
 async def list_migrations(
     state: StateDep,
     scope: ScopeDep,
@@ -158,7 +179,15 @@ async def list_migrations(
     )
 
 
-@router.get("/{migration_id}", response_model=MigrationResponse, summary="Progress and report")
+@router.get(
+    "/{migration_id}",
+    response_model=MigrationResponse,
+    summary="Progress and report",
+    description="Status (`running`, `complete`, `cut_over`, `rolled_back`, `finished`, `failed`), "
+    "progress, faces without a chip and, once complete, the report comparing both "
+    "spaces on the collection's faces. Scope `admin`. Errors: 404 "
+    "`migration_not_found`.",
+)
 async def get_migration(migration_id: str, state: StateDep, scope: ScopeDep) -> MigrationResponse:
     record = await _owned(state, migration_id, scope)
     return MigrationResponse(migration=await _out(state, record, scope))
@@ -168,6 +197,9 @@ async def get_migration(migration_id: str, state: StateDep, scope: ScopeDep) -> 
     "/{migration_id}/cut-over",
     response_model=MigrationResponse,
     summary="Answer from the new space (409 until complete)",
+    description="Makes the new space the collection's active space, atomically. Scope `admin`. "
+    "Errors: 404 `migration_not_found`; 409 `migration_not_complete`, "
+    "`migration_wrong_status`.",
 )
 async def cut_over(
     migration_id: str, state: StateDep, principal: PrincipalDep, scope: ScopeDep
@@ -182,6 +214,8 @@ async def cut_over(
     "/{migration_id}/rollback",
     response_model=MigrationResponse,
     summary="Answer from the old space again (after a cut-over, before finish)",
+    description="Returns the collection to the old space (its vectors are kept until finish). "
+    "Scope `admin`. Errors: 404 `migration_not_found`; 409 `migration_wrong_status`.",
 )
 async def rollback(
     migration_id: str, state: StateDep, principal: PrincipalDep, scope: ScopeDep
@@ -196,6 +230,10 @@ async def rollback(
     "/{migration_id}/finish",
     response_model=MigrationResponse,
     summary="Drop the old space's vectors (after a cut-over)",
+    description="Deletes the old space's vectors. Faces without a chip exist only there, so this "
+    "needs `force=true` when there are any (they are erased). Scope `admin`. Errors: "
+    "404 `migration_not_found`; 409 `faces_need_new_photo`, `migration_not_complete`, "
+    "`migration_wrong_status`.",
 )
 async def finish(
     migration_id: str,

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query
 from facerec.api.auth import PrincipalDep
 from facerec.api.convert import collection_out, face_record_out, person_out
 from facerec.api.deps import ScopeDep, StateDep
-from facerec.api.schemas.common import GALLERY_RESPONSES
+from facerec.api.schemas.common import ACCESS_ERRORS, GALLERY_RESPONSES
 from facerec.api.schemas.persons import (
     CollectionIn,
     CollectionListResponse,
@@ -29,7 +29,13 @@ router = APIRouter(
 
 
 @router.get(
-    "/persons", response_model=PersonListResponse, summary="List persons (cursor pagination)"
+    "/persons",
+    response_model=PersonListResponse,
+    summary="List persons (cursor pagination)",
+    description="Persons of your tenant, filtered by `collection`, `name` (case-insensitive "
+    "substring) and `employee_id`; pass the answer's `next_cursor` as `cursor` for "
+    "the next page. Scope `manage`. Errors: 404 `collection_not_found`; 403 "
+    "`collection_forbidden`; 422 `validation_error`.",
 )
 async def list_persons(
     state: StateDep,
@@ -53,7 +59,13 @@ async def list_persons(
     )
 
 
-@router.get("/persons/{person_id}", response_model=PersonDetailResponse, summary="One person")
+@router.get(
+    "/persons/{person_id}",
+    response_model=PersonDetailResponse,
+    summary="One person",
+    description="The person with its enrolled faces (id, embedding space, quality, box). Scope "
+    "`manage`. Errors: 404 `person_not_found` (also for another tenant's person).",
+)
 async def get_person(person_id: str, state: StateDep, scope: ScopeDep) -> PersonDetailResponse:
     person, faces = await state.persons.get(scope, person_id)
     return PersonDetailResponse(
@@ -61,7 +73,14 @@ async def get_person(person_id: str, state: StateDep, scope: ScopeDep) -> Person
     )
 
 
-@router.patch("/persons/{person_id}", response_model=PersonOut, summary="Rename, edit metadata")
+@router.patch(
+    "/persons/{person_id}",
+    response_model=PersonOut,
+    summary="Rename, edit metadata",
+    description="Changes the name, metadata, department or position; fields left out are "
+    "unchanged. Scope `manage`. Errors: 404 `person_not_found`; 422 `invalid_name`, "
+    "`invalid_value`, `invalid_metadata`; 503 `storage_unavailable`.",
+)
 async def patch_person(
     person_id: str,
     body: PersonPatchRequest,
@@ -81,7 +100,14 @@ async def patch_person(
     return person_out(person, scope)
 
 
-@router.delete("/persons/{person_id}", response_model=DeletedResponse, summary="Erase a person")
+@router.delete(
+    "/persons/{person_id}",
+    response_model=DeletedResponse,
+    summary="Erase a person",
+    description="Erases the person: faces, embeddings, index entries, cached results and stored "
+    "responses of their idempotent requests, in every replica. Scope `manage`. "
+    "Errors: 404 `person_not_found`; 503 `storage_unavailable`.",
+)
 async def delete_person(
     person_id: str, state: StateDep, principal: PrincipalDep, scope: ScopeDep
 ) -> DeletedResponse:
@@ -95,7 +121,12 @@ async def delete_person(
 
 
 @router.delete(
-    "/persons/{person_id}/faces/{face_id}", response_model=DeletedResponse, summary="Erase one face"
+    "/persons/{person_id}/faces/{face_id}",
+    response_model=DeletedResponse,
+    summary="Erase one face",
+    description="Erases one enrolled face of a person (embedding, chip, index entries, cache). "
+    "Scope `manage`. Errors: 404 `person_not_found`, `face_not_found`; 503 "
+    "`storage_unavailable`.",
 )
 async def delete_face(
     person_id: str, face_id: str, state: StateDep, principal: PrincipalDep, scope: ScopeDep
@@ -106,7 +137,13 @@ async def delete_face(
 
 
 @router.post(
-    "/collections", response_model=CollectionOut, status_code=201, summary="Create a gallery"
+    "/collections",
+    response_model=CollectionOut,
+    status_code=201,
+    summary="Create a gallery",
+    description="Creates a collection (gallery) in your tenant; every person belongs to exactly "
+    "one. Scope `manage`. Errors: 409 when it exists; 422 `invalid_name`, "
+    "`invalid_value`; 403 `collection_forbidden`.",
 )
 async def create_collection(
     body: CollectionIn, state: StateDep, principal: PrincipalDep, scope: ScopeDep
@@ -116,7 +153,13 @@ async def create_collection(
     return collection_out(created, scope)
 
 
-@router.get("/collections", response_model=CollectionListResponse, summary="List galleries")
+@router.get(
+    "/collections",
+    response_model=CollectionListResponse,
+    summary="List galleries",
+    description="Your tenant's collections with their person counts (`default` always exists). "
+    "Scope `manage`. Errors: " + ACCESS_ERRORS + "; 503 `storage_unavailable`.",
+)
 async def list_collections(state: StateDep, scope: ScopeDep) -> CollectionListResponse:
     items = await state.persons.list_collections(scope)
     return CollectionListResponse(collections=[collection_out(c, scope) for c in items])
@@ -126,6 +169,10 @@ async def list_collections(state: StateDep, scope: ScopeDep) -> CollectionListRe
     "/collections/{name}",
     response_model=DeletedResponse,
     summary="Delete a gallery (force=true erases its persons too)",
+    description="Deletes a collection; a non-empty one needs `force=true` and erases every "
+    "person, face and photo in it. Scope `manage`. Errors: 404 "
+    "`collection_not_found`; 409 when not empty without `force`; 403 "
+    "`collection_forbidden`.",
 )
 async def delete_collection(
     name: str,

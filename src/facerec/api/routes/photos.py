@@ -12,7 +12,7 @@ from fastapi import APIRouter, File, Form, Query, UploadFile
 from facerec.api.auth import PrincipalDep
 from facerec.api.convert import bbox_out, match_out, operating_point_out, person_out, tag_options
 from facerec.api.deps import ScopeDep, StateDep
-from facerec.api.schemas.common import GALLERY_RESPONSES
+from facerec.api.schemas.common import GALLERY_RESPONSES, IMAGE_ERRORS
 from facerec.api.schemas.photos import (
     AcceptRequest,
     AcceptResponse,
@@ -115,7 +115,18 @@ async def _add(
     return photo_out(view, scope, timer)
 
 
-@router.post(PHOTOS, response_model=PhotoResponse, summary="Tag every face of a photo and store it")
+@router.post(
+    PHOTOS,
+    response_model=PhotoResponse,
+    summary="Tag every face of a photo and store it",
+    description="Tags every face like recognize-all (each identity at most once) and stores the "
+    "result: boxes, quality, embeddings, the assigned person or unknown and the top-k "
+    "candidates (image bytes only with `FACEREC_PHOTOS__STORE_IMAGES=true`). "
+    "Publishes a `photo.tagged` event. Scope `enroll`. Errors: 409 `photo_exists` "
+    "(without `replace`); 400 `invalid_photo_id`; 404 `collection_not_found`; "
+    + IMAGE_ERRORS
+    + "; 503 `storage_unavailable`.",
+)
 async def add_photo(
     body: PhotoRequest, state: StateDep, principal: PrincipalDep, scope: ScopeDep
 ) -> PhotoResponse:
@@ -123,7 +134,18 @@ async def add_photo(
 
 
 @router.post(
-    f"{PHOTOS}/upload", response_model=PhotoResponse, summary="Tag and store a photo (multipart)"
+    f"{PHOTOS}/upload",
+    response_model=PhotoResponse,
+    summary="Tag and store a photo (multipart)",
+    description="The same as `POST /api/photos` with the image uploaded. Form fields: `file` (the "
+    "image: JPG, PNG, BMP, TIFF or WEBP, recognised by content; the file name is "
+    "ignored), `photo_id` (required, 1-64 characters), `collection`, `model_name`, "
+    "`top_k` (1-20), `target_fpir`, `similarity_threshold`, `min_margin`, `max_faces` "
+    "(1-200), `min_quality`, `processing_mode`, `replace` (default false). Scope "
+    "`enroll`. Errors: 409 `photo_exists` (without `replace`); 400 "
+    "`invalid_photo_id`; 404 `collection_not_found`; "
+    + IMAGE_ERRORS
+    + "; 503 `storage_unavailable`.",
 )
 async def add_photo_upload(
     state: StateDep,
@@ -159,13 +181,24 @@ async def add_photo_upload(
     return await _add(state, principal, scope, file, body)
 
 
-@router.get(f"{PHOTOS}/{{photo_id}}", response_model=PhotoResponse, summary="One stored photo")
+@router.get(
+    f"{PHOTOS}/{{photo_id}}",
+    response_model=PhotoResponse,
+    summary="One stored photo",
+    description="The stored photo with every face's tag, status and candidates. Scope `manage`. "
+    "Errors: 404 `photo_not_found`; 400 `invalid_photo_id`.",
+)
 async def get_photo(photo_id: str, state: StateDep, scope: ScopeDep) -> PhotoResponse:
     return photo_out(await state.photos.get(scope, photo_id), scope)
 
 
 @router.delete(
-    f"{PHOTOS}/{{photo_id}}", response_model=PhotoDeletedResponse, summary="Erase a photo"
+    f"{PHOTOS}/{{photo_id}}",
+    response_model=PhotoDeletedResponse,
+    summary="Erase a photo",
+    description="Erases every record of the photo's faces (candidates, rejections, cached "
+    "results); faces it gave to persons stay theirs. Scope `manage`. Errors: 404 "
+    "`photo_not_found`; 400 `invalid_photo_id`.",
 )
 async def delete_photo(
     photo_id: str, state: StateDep, principal: PrincipalDep, scope: ScopeDep
@@ -179,6 +212,9 @@ async def delete_photo(
     f"{PHOTOS}/{{photo_id}}/retag",
     response_model=PhotoResponse,
     summary="Tag the stored faces again against the gallery as it is now",
+    description="Re-tags from the stored embeddings (no image needed); confirmed faces keep their "
+    "person, rejected persons are never proposed. Scope `enroll`. Errors: 404 "
+    "`photo_not_found`; 503 `storage_unavailable`.",
 )
 async def retag_photo(
     photo_id: str, state: StateDep, principal: PrincipalDep, scope: ScopeDep
@@ -192,6 +228,8 @@ async def retag_photo(
     f"{PHOTOS}/{{photo_id}}/faces/{{index}}/confirm",
     response_model=PhotoResponse,
     summary="Confirm a face's tag",
+    description="Marks the face's automatic tag as confirmed by a user. Scope `enroll`. Errors: "
+    "404 `photo_not_found`, `photo_face_not_found`; 409 `photo_face_not_tagged`.",
 )
 async def confirm_face(
     photo_id: str, index: int, state: StateDep, principal: PrincipalDep, scope: ScopeDep
@@ -205,6 +243,10 @@ async def confirm_face(
     f"{PHOTOS}/{{photo_id}}/faces/{{index}}/assign",
     response_model=AssignResponse,
     summary="This face is that person: it becomes one of the person's enrolled faces",
+    description="Assigns the face to `person_id`; in one transaction the face becomes one of the "
+    "person's enrolled faces. Scope `enroll`. Errors: 404 `photo_not_found`, "
+    "`photo_face_not_found`, `person_not_found`; 409 `person_in_other_collection`, "
+    "`photo_face_unusable`, `photo_face_enrolled`, `person_already_in_photo`.",
 )
 async def assign_face(
     photo_id: str,
@@ -226,6 +268,10 @@ async def assign_face(
     f"{PHOTOS}/{{photo_id}}/faces/{{index}}/reject",
     response_model=PhotoResponse,
     summary="This face is not that person: never proposed again for it",
+    description="Stores a rejection: `person_id` is never proposed for this face again (also "
+    "after a retag or a replace with the same image); the person's template is not "
+    "touched. Scope `enroll`. Errors: 404 `photo_not_found`, `photo_face_not_found`; "
+    "409 `photo_face_confirmed`.",
 )
 async def reject_face(
     photo_id: str,
@@ -244,6 +290,8 @@ async def reject_face(
     "/api/face-recognition/persons/{person_id}/photos",
     response_model=PersonPhotosResponse,
     summary="The photos a person is tagged in (cursor pagination)",
+    description="Every stored photo face tagged or confirmed as the person; pass `next_cursor` as "
+    "`cursor` for the next page. Scope `manage`. Errors: 404 `person_not_found`.",
 )
 async def person_photos(
     person_id: str,
@@ -275,6 +323,9 @@ async def person_photos(
     SUGGESTIONS,
     response_model=SuggestionListResponse,
     summary="Suggested new persons: clusters of unknown faces across stored photos",
+    description="Clusters of unknown faces (Chinese whispers per collection and embedding space) "
+    "with their size and cohesion; accept one to create a person. Scope `manage`. "
+    "Errors: 404 `collection_not_found`; 403 `collection_forbidden`.",
 )
 async def list_suggestions(
     state: StateDep,
@@ -310,6 +361,9 @@ async def list_suggestions(
     response_model=AcceptResponse,
     status_code=201,
     summary="Accept a suggestion as a new person (its faces are enrolled)",
+    description="Creates a person whose enrolled faces are the suggestion's, in one transaction "
+    "(201). Scope `enroll`. Errors: 404 `suggestion_not_found`; 422 `invalid_name`, "
+    "`invalid_metadata`; 409 when `person_id` exists.",
 )
 async def accept_suggestion(
     suggestion_id: str,
@@ -335,6 +389,8 @@ async def accept_suggestion(
     f"{SUGGESTIONS}/{{suggestion_id}}/dismiss",
     response_model=DismissResponse,
     summary="Dismiss a suggestion: its faces are not suggested again",
+    description="Dismisses the suggestion; its faces are never suggested again. Scope `enroll`. "
+    "Errors: 404 `suggestion_not_found`.",
 )
 async def dismiss_suggestion(
     suggestion_id: str, state: StateDep, principal: PrincipalDep, scope: ScopeDep

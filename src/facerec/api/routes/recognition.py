@@ -19,7 +19,7 @@ from facerec.api.convert import (
 )
 from facerec.api.deps import ScopeDep, StateDep
 from facerec.api.publish import publish_identification
-from facerec.api.schemas.common import GALLERY_RESPONSES
+from facerec.api.schemas.common import GALLERY_RESPONSES, IMAGE_ERRORS
 from facerec.api.schemas.recognition import (
     CompareRequest,
     CompareResponse,
@@ -88,14 +88,37 @@ async def _recognize(
 
 
 @router.post(
-    "/recognize", response_model=RecognizeResponse, summary="Identify a face (1:N, open set)"
+    "/recognize",
+    response_model=RecognizeResponse,
+    summary="Identify a face (1:N, open set)",
+    description="Identifies the subject of the photo (its most prominent face; other faces never "
+    "make it fail) against a collection (`gallery`, default `default`) or an inline "
+    "gallery of embeddings. Answers the top-k `matches`, `best_match` (null with "
+    "`unknown: true` when no one is decided known) and the `operating_point`: by "
+    "default the threshold follows `target_fpir` (0.01) for the gallery's size; "
+    "`similarity_threshold` fixes it instead; `min_margin` makes close runner-ups "
+    "unknown. Scope `recognize`. Errors: 404 `collection_not_found`; 403 "
+    "`collection_forbidden`; 422 `no_face`, `low_quality` (below `min_quality`), "
+    "`spoof_detected`; " + IMAGE_ERRORS + "; 503 `storage_unavailable`, `liveness_unavailable`.",
 )
 async def recognize(body: RecognizeRequest, state: StateDep, scope: ScopeDep) -> RecognizeResponse:
     return await _recognize(state, scope, body.face_image_base64, body)
 
 
 @router.post(
-    "/recognize-upload", response_model=RecognizeResponse, summary="Identify a face (multipart)"
+    "/recognize-upload",
+    response_model=RecognizeResponse,
+    summary="Identify a face (multipart)",
+    description="The same as `POST /api/face-recognition/recognize` with the image uploaded. Form "
+    "fields: `file` (the image: JPG, PNG, BMP, TIFF or WEBP, recognised by content; "
+    "the file name is ignored), `gallery` (collection name, default `default`), "
+    "`model_name`, `top_k` (1-100, default 5), `target_fpir` (0-1 exclusive), "
+    "`similarity_threshold` (0-1), `min_margin` (default 0.05), `processing_mode` "
+    "(`fast`, `balanced`, `accurate`), `check_liveness`, `min_quality` (0-100). Scope "
+    "`recognize`. Errors: 404 `collection_not_found`; 403 `collection_forbidden`; 422 "
+    "`no_face`, `low_quality` (below `min_quality`), `spoof_detected`; "
+    + IMAGE_ERRORS
+    + "; 503 `storage_unavailable`, `liveness_unavailable`.",
 )
 async def recognize_upload(
     state: StateDep,
@@ -162,6 +185,14 @@ async def _recognize_all(
     "/recognize-all",
     response_model=RecognizeAllResponse,
     summary="Identify every face of a photo (each identity at most once)",
+    description="Analyses a group photo once and identifies every usable face against one "
+    "collection at one operating point; identities are assigned over all faces at "
+    "once, so one person is named at most once per photo (`decided_by: assignment` "
+    "when a stronger face took them). Faces too small or under `min_quality` come "
+    "back with their `reason` and no identity. Scope `recognize`. Errors: 404 "
+    "`collection_not_found`; 403 `collection_forbidden`; "
+    + IMAGE_ERRORS
+    + "; 503 `storage_unavailable`.",
 )
 async def recognize_all(
     body: RecognizeAllRequest, state: StateDep, scope: ScopeDep
@@ -173,6 +204,13 @@ async def recognize_all(
     "/recognize-all-upload",
     response_model=RecognizeAllResponse,
     summary="Identify every face of a photo (multipart)",
+    description="The same as `POST /api/face-recognition/recognize-all` with the image uploaded. "
+    "Form fields: `file` (the image: JPG, PNG, BMP, TIFF or WEBP, recognised by "
+    "content; the file name is ignored), `collection` (default `default`), "
+    "`model_name`, `top_k` (1-20, default 3), `target_fpir`, `similarity_threshold`, "
+    "`min_margin` (default 0.05), `max_faces` (1-200, default 50), `min_quality` "
+    "(0-100). Scope `recognize`. Errors: 404 `collection_not_found`; 403 "
+    "`collection_forbidden`; " + IMAGE_ERRORS + "; 503 `storage_unavailable`.",
 )
 async def recognize_all_upload(
     state: StateDep,
@@ -233,7 +271,15 @@ async def _compare(
     )
 
 
-@router.post("/compare", response_model=CompareResponse, summary="Verify two faces (1:1)")
+@router.post(
+    "/compare",
+    response_model=CompareResponse,
+    summary="Verify two faces (1:1)",
+    description="Compares the subjects of two photos: `is_same_person` is `distance ≤ threshold` "
+    "(the model's calibrated 1:1 threshold), with `similarity_score` (0.5 at the "
+    "threshold), `confidence` (0.5-1) and the calibrated `false_match_rate`. Scope "
+    "`recognize`. Errors: 422 `no_face`; " + IMAGE_ERRORS + " (the body limit counts two images).",
+)
 async def compare(body: CompareRequest, state: StateDep) -> CompareResponse:
     return await _compare(
         state,
@@ -245,7 +291,13 @@ async def compare(body: CompareRequest, state: StateDep) -> CompareResponse:
 
 
 @router.post(
-    "/compare-upload", response_model=CompareResponse, summary="Verify two faces (multipart)"
+    "/compare-upload",
+    response_model=CompareResponse,
+    summary="Verify two faces (multipart)",
+    description="The same as `POST /api/face-recognition/compare` with both images uploaded. Form "
+    "fields: `file1` and `file2` (the two images: JPG, PNG, BMP, TIFF or WEBP), "
+    "`model_name` (default `auto`), `processing_mode` (`fast`, `balanced`, "
+    "`accurate`). Scope `recognize`. Errors: 422 `no_face`; " + IMAGE_ERRORS + ".",
 )
 async def compare_upload(
     state: StateDep,

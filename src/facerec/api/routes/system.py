@@ -8,6 +8,7 @@ from pydantic import BaseModel, Field
 
 from facerec import __version__
 from facerec.api.deps import StateDep
+from facerec.api.schemas.common import ACCESS_ERRORS, ERROR_RESPONSES
 from facerec.state import AppState
 
 router = APIRouter(tags=["System"])
@@ -57,7 +58,12 @@ class ModelsResponse(BaseModel):
     providers: list[str]
 
 
-@router.get("/health", response_model=Health, summary="Liveness: the process is up")
+@router.get(
+    "/health",
+    response_model=Health,
+    summary="Liveness: the process is up",
+    description="Always 200 while the process runs; no key needed. Use it as the liveness probe.",
+)
 async def health() -> Health:
     return Health()
 
@@ -66,6 +72,9 @@ async def health() -> Health:
     "/ready",
     response_model=Readiness,
     summary="Readiness: models and storage initialised and the database reachable (else 503)",
+    description="200 once start-up (migrations, model preload) has finished and the database "
+    "answers; 503 with `reason` (`starting`, `storage_unavailable`, ...) otherwise. "
+    "No key needed. Use it as the readiness probe.",
     responses={503: {"model": Readiness}},
 )
 async def ready(request: Request) -> Response:
@@ -84,14 +93,34 @@ async def ready(request: Request) -> Response:
     return JSONResponse(status_code=200 if ready else 503, content=body.model_dump())
 
 
-@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    description="Prometheus text format: request counts and durations by route template, "
+    "inference stage times, model events and memory, cache errors, overload and "
+    "filtered-face counters. Needs an `admin` key or the bearer "
+    "`FACEREC_AUTH__METRICS_TOKEN`. Errors: 401 `unauthorized`, `invalid_api_key`; "
+    "403 `insufficient_scope`.",
+    responses={s: ERROR_RESPONSES[s] for s in (401, 403)},
+    response_class=Response,
+)
 async def metrics(request: Request) -> Response:
     state: AppState | None = getattr(request.app.state, "facerec", None)
     payload = state.metrics.render() if state is not None else b""
     return Response(payload, media_type="text/plain; version=0.0.4; charset=utf-8")
 
 
-@router.get("/api/models", response_model=ModelsResponse, summary="Every model the service knows")
+@router.get(
+    "/api/models",
+    response_model=ModelsResponse,
+    summary="Every model the service knows",
+    description="Every model in the catalogue: task, family, source, licence and whether "
+    "commercial use is allowed, aliases, installed / loaded, memory and execution "
+    "provider, plus the memory budget. Scope `detect`. Errors: "
+    + ACCESS_ERRORS
+    + "; 503 `not_ready`.",
+    responses={s: ERROR_RESPONSES[s] for s in (401, 403, 503)},
+)
 async def list_models(state: StateDep) -> ModelsResponse:
     models = [
         ModelOut(

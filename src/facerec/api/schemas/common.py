@@ -93,3 +93,14 @@ GALLERY_RESPONSES: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorResponse, "description": "No such collection, person or face"},
     409: {"model": ErrorResponse, "description": "Conflict (duplicate, guard, concurrent edit)"},
 }
+
+# Error codes named in route descriptions (the full table: docs/errors.md).
+IMAGE_ERRORS = (
+    "400 `empty_image`, `invalid_base64`, `invalid_image`, `corrupt_image`, `image_too_small`, "
+    "`unknown_model`, `model_not_installed`; 413 `file_too_large`, `payload_too_large`, "
+    "`image_too_large`; 415 `unsupported_format`; 422 `validation_error`; 429 `overloaded`, "
+    "`rate_limited`; 503 `not_ready`"
+)
+ACCESS_ERRORS = (
+    "401 `unauthorized`, `invalid_api_key`, `key_expired`, `key_revoked`; 403 `insufficient_scope`"
+)

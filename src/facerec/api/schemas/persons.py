@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from facerec.api.schemas.common import BoundingBox
 
@@ -24,10 +24,28 @@ class PersonOut(BaseModel):
 
 
 class PersonPatchRequest(BaseModel):
-    person_name: str | None = Field(None, min_length=1, max_length=200)
-    metadata: dict[str, Any] | None = None
-    department: str | None = None
-    position: str | None = None
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "person_name": "Grace B. Hopper",
+                    "department": "Research",
+                    "metadata": {"team": "compilers", "badge": "A-12"},
+                }
+            ]
+        }
+    )
+
+    person_name: str | None = Field(
+        None, min_length=1, max_length=200, description="New name; omitted: unchanged."
+    )
+    metadata: dict[str, Any] | None = Field(
+        None,
+        description="Replaces the metadata (JSON object, ≤ 16 KiB, 5 levels, 64 keys per "
+        "object); omitted: unchanged.",
+    )
+    department: str | None = Field(None, description="Omitted: unchanged; null clears it.")
+    position: str | None = Field(None, description="Omitted: unchanged; null clears it.")
 
 
 class PersonListResponse(BaseModel):
@@ -57,8 +75,16 @@ class DeletedResponse(BaseModel):
 
 
 class CollectionIn(BaseModel):
-    name: str = Field(min_length=1, max_length=64)
-    description: str = ""
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"name": "staff", "description": "Employees of the head office"}]
+        }
+    )
+
+    name: str = Field(
+        min_length=1, max_length=64, description="Collection name, unique within the tenant."
+    )
+    description: str = Field("", description="Free text, at most 1000 characters.")
 
 
 class CollectionOut(BaseModel):

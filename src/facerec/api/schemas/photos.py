@@ -93,10 +93,18 @@ class PhotoDeletedResponse(BaseModel):
 
 
 class AssignRequest(BaseModel):
-    person_id: str = Field(min_length=1, max_length=64)
+    model_config = ConfigDict(json_schema_extra={"examples": [{"person_id": "emp-0042"}]})
+
+    person_id: str = Field(
+        min_length=1,
+        max_length=64,
+        description="Who this face is: a person of the photo's collection.",
+    )
 
 
 class RejectRequest(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"person_id": "emp-0042"}]})
+
     person_id: str = Field(min_length=1, max_length=64, description="Who this face is not.")
 
 
@@ -143,9 +151,23 @@ class SuggestionListResponse(BaseModel):
 
 
 class AcceptRequest(BaseModel):
-    person_name: str = Field(min_length=1, max_length=200)
-    person_id: str | None = Field(None, min_length=1, max_length=64)
-    metadata: dict[str, Any] | None = None
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "person_name": "Ada Lovelace",
+                    "person_id": "ada",
+                    "metadata": {"source": "photo-suggestion"},
+                }
+            ]
+        }
+    )
+
+    person_name: str = Field(min_length=1, max_length=200, description="The new person's name.")
+    person_id: str | None = Field(
+        None, min_length=1, max_length=64, description="Omit for a new UUID."
+    )
+    metadata: dict[str, Any] | None = Field(None, description="Optional JSON object.")
 
 
 class AcceptResponse(BaseModel):

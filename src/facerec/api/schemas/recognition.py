@@ -139,12 +139,30 @@ class RecognizeResponse(BaseModel):
 
 
 class CompareRequest(BaseModel):
-    model_config = NO_NS
+    model_config = ConfigDict(
+        protected_namespaces=(),
+        json_schema_extra={
+            "examples": [
+                {
+                    "face1_image_base64": IMG,
+                    "face2_image_base64": IMG,
+                    "model_name": "auto",
+                    "processing_mode": "balanced",
+                }
+            ]
+        },
+    )
 
-    face1_image_base64: str
-    face2_image_base64: str
-    model_name: str = "auto"
-    processing_mode: ProcessingMode = ProcessingMode.BALANCED
+    face1_image_base64: str = Field(
+        description="First photo, base64 (a `data:image/...;base64,` prefix is accepted); "
+        "its most prominent face is used."
+    )
+    face2_image_base64: str = Field(description="Second photo, same rules.")
+    model_name: str = Field("auto", description="Embedder: `auto`, `dlib_resnet`, ...")
+    processing_mode: ProcessingMode = Field(
+        ProcessingMode.BALANCED,
+        description="`fast`, `balanced` or `accurate` (mirror-averaged embeddings).",
+    )
 
 
 class CompareResponse(BaseModel):

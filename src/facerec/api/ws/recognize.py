@@ -77,7 +77,13 @@ router = APIRouter(tags=["Live video"])
     "`X-API-Key`). Send a JSON config, then frames as binary JPEG/PNG messages (or "
     '`{"image_base64": ...}`); each processed frame answers `{"type": "result", "frame", '
     '"faces": [{"track_id", "bbox", "person_id", "person_name", "similarity", "decided", '
-    '"unknown", "votes"}], "dropped", "processing_time"}`. A plain GET answers 426.',
+    '"unknown", "votes"}], "dropped", "processing_time"}`. A bad frame answers an `error` '
+    "message and the socket stays open (`unsupported_format`, `invalid_base64`, `invalid_frame`, "
+    "`frame_too_large`). Close codes: 1003 protocol violation (`config_expected`, "
+    "`invalid_json`, `unknown_message_type`), 1008 handshake refused (no key or no `recognize` "
+    "scope), 1009 `message_too_big`, 4400 `invalid_config`, 4403 `collection_forbidden`, 4404 "
+    "`collection_not_found`, 4408 `idle_timeout`, 4503 not ready or liveness unavailable. "
+    "A plain GET answers 426 `upgrade_required`.",
     dependencies=[AUTHORIZE],
 )
 async def recognize_stream_info() -> JSONResponse:

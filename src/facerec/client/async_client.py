@@ -1,0 +1,325 @@
+"""``AsyncFaceRecClient``: the HTTP API from Python, for asyncio (httpx).
+
+Method names are the API's; answers are the API's own pydantic models; any error is
+:class:`~facerec.client.FaceRecApiError`. 429 and 503 are retried (``retries`` times) after the
+service's ``Retry-After`` (at most 30 s each); enrollment carries an automatic ``Idempotency-Key``,
+so a retried enrollment never enrolls twice.
+
+    async with AsyncFaceRecClient("http://127.0.0.1:8000", api_key="fk_...") as client:
+        await client.add_face_upload("grace.jpg", "Grace Hopper", collection="staff")
+        print((await client.recognize_upload("probe.jpg", gallery="staff")).best_match)
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import datetime
+from types import TracebackType
+from typing import Any, TypeVar
+
+import httpx
+from pydantic import BaseModel
+
+from facerec.api.routes.admin import (
+    AuditResponse,
+    KeyCreatedResponse,
+    KeyListResponse,
+    KeyRevokedResponse,
+)
+from facerec.api.routes.migrations import MigrationListResponse, MigrationResponse
+from facerec.api.routes.system import Health, ModelsResponse, Readiness
+from facerec.api.schemas.detection import DetectionResponse
+from facerec.api.schemas.enrollment import AddFaceResponse, RegisterMultipleResponse
+from facerec.api.schemas.liveness import LivenessResponse
+from facerec.api.schemas.persons import (
+    CollectionListResponse,
+    CollectionOut,
+    DeletedResponse,
+    PersonDetailResponse,
+    PersonListResponse,
+    PersonOut,
+)
+from facerec.api.schemas.photos import (
+    AcceptResponse,
+    AssignResponse,
+    DismissResponse,
+    PersonPhotosResponse,
+    PhotoDeletedResponse,
+    PhotoResponse,
+    SuggestionListResponse,
+)
+from facerec.api.schemas.recognition import (
+    CompareResponse,
+    RecognizeAllResponse,
+    RecognizeResponse,
+)
+from facerec.client import calls
+from facerec.client._core import (
+    DEFAULT_RETRIES,
+    DEFAULT_TIMEOUT_S,
+    Call,
+    ImageInput,
+    auth_headers,
+    retry_wait,
+    should_retry,
+)
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class AsyncFaceRecClient:
+    def __init__(
+        self,
+        base_url: str = "http://127.0.0.1:8000",
+        *,
+        api_key: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT_S,
+        retries: int = DEFAULT_RETRIES,
+        transport: httpx.AsyncBaseTransport | None = None,
+        http: httpx.AsyncClient | None = None,
+    ) -> None:
+        """``http``: an httpx client to send through instead (a test app's, a tuned pool); the
+        key is added to its headers and ``base_url``/``timeout``/``transport`` are not used."""
+        self.retries = retries
+        if http is not None:
+            http.headers.update(auth_headers(api_key))
+            self._http = http
+            return
+        self._http = httpx.AsyncClient(
+            base_url=base_url, timeout=timeout, headers=auth_headers(api_key), transport=transport
+        )
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncFaceRecClient:
+        return self
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def _send(self, call: Call[M]) -> M:
+        headers = call.headers()  # one Idempotency-Key for every attempt
+        attempt = 0
+        while True:
+            try:
+                response = await self._http.request(
+                    call.method,
+                    call.path,
+                    json=call.json,
+                    data=call.data,
+                    files=call.files,
+                    params=call.params,
+                    headers=headers,
+                )
+            except httpx.TransportError:
+                if attempt >= self.retries or not call.retry_on_transport_error():
+                    raise
+                await asyncio.sleep(retry_wait(None, attempt))
+                attempt += 1
+                continue
+            if attempt < self.retries and should_retry(call, response):
+                await asyncio.sleep(retry_wait(response, attempt))
+                attempt += 1
+                continue
+            return call.parse(response)
+
+    # --- endpoints (the same as FaceRecClient's) ----------------------------
+
+    async def detect(self, image: ImageInput, **options: Any) -> DetectionResponse:
+        return await self._send(calls.detect(image, options))
+
+    async def detect_upload(self, image: ImageInput, **options: Any) -> DetectionResponse:
+        return await self._send(calls.detect_upload(image, options))
+
+    async def liveness(self, image: ImageInput, **options: Any) -> LivenessResponse:
+        return await self._send(calls.liveness(image, options))
+
+    async def liveness_upload(self, image: ImageInput, **options: Any) -> LivenessResponse:
+        return await self._send(calls.liveness_upload(image, options))
+
+    async def add_face(
+        self, image: ImageInput, person_name: str, **options: Any
+    ) -> AddFaceResponse:
+        return await self._send(calls.add_face(image, person_name, options))
+
+    async def add_face_upload(
+        self, image: ImageInput, person_name: str, **options: Any
+    ) -> AddFaceResponse:
+        return await self._send(calls.add_face_upload(image, person_name, options))
+
+    async def register_multiple(
+        self, images: list[ImageInput], full_name: str, employee_id: str, **options: Any
+    ) -> RegisterMultipleResponse:
+        return await self._send(calls.register_multiple(images, full_name, employee_id, options))
+
+    async def recognize(self, image: ImageInput, **options: Any) -> RecognizeResponse:
+        return await self._send(calls.recognize(image, options))
+
+    async def recognize_upload(self, image: ImageInput, **options: Any) -> RecognizeResponse:
+        return await self._send(calls.recognize_upload(image, options))
+
+    async def recognize_all(self, image: ImageInput, **options: Any) -> RecognizeAllResponse:
+        return await self._send(calls.recognize_all(image, options))
+
+    async def recognize_all_upload(self, image: ImageInput, **options: Any) -> RecognizeAllResponse:
+        return await self._send(calls.recognize_all_upload(image, options))
+
+    async def compare(self, a: ImageInput, b: ImageInput, **options: Any) -> CompareResponse:
+        return await self._send(calls.compare(a, b, options))
+
+    async def compare_upload(self, a: ImageInput, b: ImageInput, **options: Any) -> CompareResponse:
+        return await self._send(calls.compare_upload(a, b, options))
+
+    async def list_persons(
+        self,
+        *,
+        collection: str | None = None,
+        name: str | None = None,
+        employee_id: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> PersonListResponse:
+        params = {"collection": collection, "name": name, "employee_id": employee_id}
+        return await self._send(calls.list_persons(params | {"limit": limit, "cursor": cursor}))
+
+    async def iter_persons(
+        self,
+        *,
+        collection: str | None = None,
+        name: str | None = None,
+        employee_id: str | None = None,
+        page_size: int = 200,
+    ) -> AsyncIterator[PersonOut]:
+        """Every person matching the filters, page after page."""
+        cursor: str | None = None
+        while True:
+            page = await self.list_persons(
+                collection=collection,
+                name=name,
+                employee_id=employee_id,
+                limit=page_size,
+                cursor=cursor,
+            )
+            for person in page.persons:
+                yield person
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    async def get_person(self, person_id: str) -> PersonDetailResponse:
+        return await self._send(calls.get_person(person_id))
+
+    async def patch_person(self, person_id: str, **changes: Any) -> PersonOut:
+        return await self._send(calls.patch_person(person_id, changes))
+
+    async def delete_person(self, person_id: str) -> DeletedResponse:
+        return await self._send(calls.delete_person(person_id))
+
+    async def delete_face(self, person_id: str, face_id: str) -> DeletedResponse:
+        return await self._send(calls.delete_face(person_id, face_id))
+
+    async def create_collection(self, name: str, description: str | None = None) -> CollectionOut:
+        return await self._send(calls.create_collection(name, description))
+
+    async def list_collections(self) -> CollectionListResponse:
+        return await self._send(calls.list_collections())
+
+    async def delete_collection(self, name: str, *, force: bool = False) -> DeletedResponse:
+        return await self._send(calls.delete_collection(name, force))
+
+    async def add_photo(self, image: ImageInput, photo_id: str, **options: Any) -> PhotoResponse:
+        return await self._send(calls.add_photo(image, photo_id, options))
+
+    async def add_photo_upload(
+        self, image: ImageInput, photo_id: str, **options: Any
+    ) -> PhotoResponse:
+        return await self._send(calls.add_photo_upload(image, photo_id, options))
+
+    async def get_photo(self, photo_id: str) -> PhotoResponse:
+        return await self._send(calls.get_photo(photo_id))
+
+    async def delete_photo(self, photo_id: str) -> PhotoDeletedResponse:
+        return await self._send(calls.delete_photo(photo_id))
+
+    async def retag_photo(self, photo_id: str) -> PhotoResponse:
+        return await self._send(calls.retag_photo(photo_id))
+
+    async def confirm_face(self, photo_id: str, index: int) -> PhotoResponse:
+        return await self._send(calls.confirm_face(photo_id, index))
+
+    async def assign_face(self, photo_id: str, index: int, person_id: str) -> AssignResponse:
+        return await self._send(calls.assign_face(photo_id, index, person_id))
+
+    async def reject_face(self, photo_id: str, index: int, person_id: str) -> PhotoResponse:
+        return await self._send(calls.reject_face(photo_id, index, person_id))
+
+    async def person_photos(
+        self, person_id: str, *, limit: int = 50, cursor: str | None = None
+    ) -> PersonPhotosResponse:
+        return await self._send(calls.person_photos(person_id, {"limit": limit, "cursor": cursor}))
+
+    async def list_suggestions(self, collection: str | None = None) -> SuggestionListResponse:
+        return await self._send(calls.list_suggestions(collection))
+
+    async def accept_suggestion(
+        self, suggestion_id: str, person_name: str, **options: Any
+    ) -> AcceptResponse:
+        return await self._send(calls.accept_suggestion(suggestion_id, person_name, options))
+
+    async def dismiss_suggestion(self, suggestion_id: str) -> DismissResponse:
+        return await self._send(calls.dismiss_suggestion(suggestion_id))
+
+    async def models(self) -> ModelsResponse:
+        return await self._send(calls.models())
+
+    async def health(self) -> Health:
+        return await self._send(calls.health())
+
+    async def ready(self) -> Readiness:
+        return await self._send(calls.ready())
+
+    async def create_key(self, scopes: list[str], **options: Any) -> KeyCreatedResponse:
+        return await self._send(calls.create_key(scopes, options))
+
+    async def list_keys(self, tenant: str | None = None) -> KeyListResponse:
+        return await self._send(calls.list_keys(tenant))
+
+    async def revoke_key(self, key_id: str) -> KeyRevokedResponse:
+        return await self._send(calls.revoke_key(key_id))
+
+    async def audit(
+        self,
+        *,
+        tenant: str | None = None,
+        action: str | None = None,
+        since: datetime | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> AuditResponse:
+        params = {"tenant": tenant, "action": action, "since": since, "cursor": cursor}
+        return await self._send(calls.audit(params | {"limit": limit}))
+
+    async def start_migration(self, collection: str, to_model: str) -> MigrationResponse:
+        return await self._send(calls.start_migration(collection, to_model))
+
+    async def list_migrations(self, collection: str | None = None) -> MigrationListResponse:
+        return await self._send(calls.list_migrations(collection))
+
+    async def get_migration(self, migration_id: str) -> MigrationResponse:
+        return await self._send(calls.get_migration(migration_id))
+
+    async def cut_over(self, migration_id: str) -> MigrationResponse:
+        return await self._send(calls.migration_action(migration_id, "cut-over"))
+
+    async def rollback(self, migration_id: str) -> MigrationResponse:
+        return await self._send(calls.migration_action(migration_id, "rollback"))
+
+    async def finish(self, migration_id: str, *, force: bool = False) -> MigrationResponse:
+        return await self._send(calls.migration_action(migration_id, "finish", force))
