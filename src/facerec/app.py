@@ -252,6 +252,10 @@ async def initialise(state: AppState) -> None:
     """Slow start-up work; flips ``state.ready`` when done."""
     try:
         await open_storage_retrying(state)
+        if state.services is not None:  # every index in memory before /ready says so
+            state.components["index_warm"] = "loading"
+            await state.services.searcher.warm()
+            state.components["index_warm"] = "ok"
         state.components["models"] = "loading"
         await asyncio.to_thread(state.models.preload, state.settings.models.preload)
         state.components["models"] = "ok"

@@ -95,6 +95,10 @@ class IndexSettings(BaseModel):
     hnsw_threshold: int = Field(20_000, ge=1)
     # Where HNSW snapshots are persisted (so a restart does not rebuild); None: not persisted.
     index_dir: Path | None = Path("data/index")
+    # Snapshots are written when this many changes, or changes this old (s), are unsaved (and
+    # on shutdown), so a crash costs a replay of the change log rather than a rebuild.
+    snapshot_every_changes: int = Field(10_000, ge=1)
+    snapshot_every_s: float = Field(300.0, gt=0)
 
 
 class LivenessSettings(BaseModel):

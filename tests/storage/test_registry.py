@@ -190,6 +190,9 @@ def test_index_options_from_settings(tmp_path: Path) -> None:
     settings = Settings(index={"backend": "memory", "hnsw_threshold": 5, "index_dir": tmp_path})
     options = IndexOptions.from_settings(settings)
     assert (options.backend, options.hnsw_threshold, options.index_dir) == ("memory", 5, tmp_path)
+    periodic = Settings(index={"snapshot_every_s": 12.5, "snapshot_every_changes": 7})
+    snapshots = IndexOptions.from_settings(periodic)
+    assert (snapshots.snapshot_every_s, snapshots.snapshot_every_changes) == (12.5, 7)
 
 
 async def test_create_searcher_backends(backend: Backend) -> None:

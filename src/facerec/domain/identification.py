@@ -113,7 +113,8 @@ class IdentificationService:
         collection = ""
         if isinstance(gallery, str) or gallery is None:
             collection = check_collection_key(gallery or DEFAULT_COLLECTION)
-            persons = (await self.repository.get_collection(collection)).person_count  # 404 first
+            await self.repository.require_collection(collection)  # 404 first
+            persons = 0  # the index's count, once the space is known
         else:
             inline = parse_inline_gallery(gallery, embedder.dim)
             persons = inline.persons
@@ -125,7 +126,9 @@ class IdentificationService:
                 candidates = _inline_candidates(inline, query, embedder)
             else:
                 space = analysis.space or ""
-                comparisons = await self.searcher.count(collection, space)
+                # Kept by the index as the gallery changes: nothing is counted per request.
+                size = await self.searcher.gallery_size(collection, space)
+                persons, comparisons = size.persons, size.faces
                 candidates = await self.candidates(
                     collection, space, query, embedder, request.top_k + RERANK_EXTRA
                 )

@@ -112,11 +112,12 @@ class PhotoTaggingService(PhotoServiceBase):
         embedder = self.queries.embedder(embedder_name)
         opts = photo.options
         collection = photo.collection
-        gallery = await self.identification.repository.get_collection(collection)
+        await self.identification.repository.require_collection(collection)
+        size = await self.identification.searcher.gallery_size(collection, space)
         point = operating_point(
             embedder,
-            gallery_size=gallery.person_count,
-            comparisons=await self.identification.searcher.count(collection, space),
+            gallery_size=size.persons,
+            comparisons=size.faces,
             target_fpir=opts.get("target_fpir"),
             similarity_threshold=opts.get("similarity_threshold"),
             min_margin=float(opts.get("min_margin", 0.05)),

@@ -88,23 +88,25 @@ class TaggingService:
 
     async def tag(self, image: bytes, options: TagOptions, timer: StageTimer) -> Tagging:
         collection = check_collection_key(options.collection)
-        persons = (await self.identification.repository.get_collection(collection)).person_count
+        await self.identification.repository.require_collection(collection)  # 404 first
         analysis_options = await self.options(options)
         analysis = await self.queries.analyse(image, analysis_options, timer)
-        return await self.tag_analysis(analysis, options, persons, timer)
+        return await self.tag_analysis(analysis, options, None, timer)
 
     async def tag_analysis(
-        self, analysis: Analysis, options: TagOptions, persons: int, timer: StageTimer
+        self, analysis: Analysis, options: TagOptions, persons: int | None, timer: StageTimer
     ) -> Tagging:
-        """Identify every face of an analysed photo (or video frame)."""
+        """Identify every face of an analysed photo (or video frame); ``persons`` None: the
+        gallery size the index keeps."""
         embedder = self.queries.embedder(analysis.embedder or "")
         space = analysis.space or ""
         searcher = self.identification.searcher
         with timer.stage("search"):
-            comparisons = await searcher.count(options.collection, space)
+            size = await searcher.gallery_size(options.collection, space)
+            comparisons = size.faces
             point = operating_point(
                 embedder,
-                gallery_size=persons,
+                gallery_size=size.persons if persons is None else persons,
                 comparisons=comparisons,
                 target_fpir=options.target_fpir,
                 similarity_threshold=options.similarity_threshold,

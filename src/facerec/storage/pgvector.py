@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -25,6 +26,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from facerec.storage.models import EmbeddingSpace, SearchHit, as_vector
+from facerec.storage.protocols import GallerySize
 from facerec.storage.sealing import EMBEDDING_COLUMN, Sealer, is_sealed, open_blob
 from facerec.values import Metric
 
@@ -198,10 +200,14 @@ class PgVectorSearcher:
     Always consistent with the database (no in-process state), at the cost of a round trip.
     """
 
-    def __init__(self, engine: AsyncEngine, *, ef_search: int = 100) -> None:
+    def __init__(
+        self, engine: AsyncEngine, *, ef_search: int = 100, size_ttl_s: float = 2.0
+    ) -> None:
         self._engine = engine
         self._ef_search = ef_search
         self._spaces: dict[str, EmbeddingSpace] = {}
+        self._size_ttl_s = size_ttl_s
+        self._sizes: dict[tuple[str, str], tuple[float, GallerySize]] = {}
 
     async def _space(self, conn: AsyncConnection, name: str) -> EmbeddingSpace | None:
         space = self._spaces.get(name)
@@ -222,6 +228,27 @@ class PgVectorSearcher:
 
     async def close(self) -> None:
         return None
+
+    async def warm(self) -> int:
+        return 0  # PostgreSQL keeps its HNSW indexes
+
+    async def gallery_size(self, collection: str, space: str) -> GallerySize:
+        """Counted in SQL, remembered for ``size_ttl_s`` per (collection, space)."""
+        now = time.monotonic()
+        cached = self._sizes.get((collection, space))
+        if cached is not None and now - cached[0] < self._size_ttl_s:
+            return cached[1]
+        sql = text(
+            f"SELECT count(DISTINCT person_id), count(*) FROM {TABLE}"
+            " WHERE collection = :c AND space = :s"
+        )
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(sql, {"c": collection, "s": space})).one()
+        size = GallerySize(int(row[0]), int(row[1]))
+        if len(self._sizes) > 10_000:
+            self._sizes.clear()
+        self._sizes[(collection, space)] = (now, size)
+        return size
 
     async def count(self, collection: str, space: str) -> int:
         async with self._engine.connect() as conn:

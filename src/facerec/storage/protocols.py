@@ -57,6 +57,14 @@ class IndexRows:
 
 
 @dataclass(frozen=True)
+class GallerySize:
+    """Who a search of one (collection, space) can find: persons with a face there, and faces."""
+
+    persons: int
+    faces: int
+
+
+@dataclass(frozen=True)
 class FaceVector:
     face_id: str
     person_id: str
@@ -72,6 +80,10 @@ class GalleryRepository(Protocol):
     async def list_collections(self, *, tenant: str | None = None) -> list[Collection]: ...
     async def ensure_collection(self, name: str, description: str = "") -> None: ...
     async def get_collection(self, name: str) -> Collection: ...
+    async def require_collection(self, name: str) -> None:
+        """Raise ``collection_not_found`` unless it exists (one key lookup, no counting)."""
+        ...
+
     async def space_counts(self, collection: str) -> dict[str, int]: ...
     async def delete_collection(self, name: str, *, force: bool = False) -> Erasure: ...
 
@@ -120,6 +132,10 @@ class IndexSource(Protocol):
 
     async def changes_since(self, seq: int, limit: int) -> list[Change]: ...
     async def index_rows(self, collection: str, space: str) -> IndexRows: ...
+    async def index_keys(self) -> list[tuple[str, str]]:
+        """Every (collection, space) that has faces."""
+        ...
+
     async def face_vectors(self, face_ids: Iterable[str]) -> list[FaceVector]: ...
     async def get_space(self, name: str) -> EmbeddingSpace: ...
 
@@ -134,6 +150,14 @@ class FaceSearcher(Protocol):
 
     async def count(self, collection: str, space: str) -> int:
         """Faces of one (collection, space): how many comparisons a search makes."""
+        ...
+
+    async def gallery_size(self, collection: str, space: str) -> GallerySize:
+        """Persons and faces of one (collection, space), without counting rows per request."""
+        ...
+
+    async def warm(self) -> int:
+        """Build or load every index before the service says it is ready; returns how many."""
         ...
 
     async def sync(self) -> int:

@@ -10,62 +10,45 @@ the last seq applied here, the new rows are read and every face they name is rec
 faces table (present → in the index, absent → out of it). A write acknowledged by any process is
 therefore visible to the next search in every process. A process too far behind (or behind a
 pruned log) drops its indexes and rebuilds them on demand.
+
+Start-up (:meth:`IndexRegistry.warm`, before the service says it is ready) loads or builds the
+index of every (collection, space) that has faces, so no request builds one; from then on a
+(collection, space) not in memory has no faces, and one that gets its first face is created
+from the change log. An index above the HNSW threshold is answered exactly while its HNSW graph
+is built in the background, then swapped in. Each index keeps its face and person counts as the
+log is applied (:meth:`IndexRegistry.gallery_size`), so a request never counts rows. Snapshots
+are written every ``snapshot_every_changes`` changes or ``snapshot_every_s`` seconds and on
+shutdown, so a crash costs a replay of the log rather than a rebuild.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
 
-from facerec.config import Settings
 from facerec.errors import NotFoundError
+from facerec.storage.index_builds import IndexBuilds
+from facerec.storage.index_options import IndexOptions
 from facerec.storage.models import EmbeddingSpace, SearchHit, as_vector
 from facerec.storage.pgvector import best_per_person
-from facerec.storage.protocols import Change, FaceVector, IndexSource, VectorIndex
+from facerec.storage.protocols import Change, GallerySize, IndexSource
+from facerec.storage.shards import Shard, ShardKey, exact_index, reconcile
+from facerec.storage.snapshot_replay import load_snapshot
+from facerec.storage.snapshot_writer import SnapshotWriter
 from facerec.storage.snapshots import SnapshotStore
-from facerec.storage.vector_index import ExactIndex, HnswIndex
+from facerec.storage.vector_index import HnswIndex
+
+__all__ = ["IndexOptions", "IndexRegistry", "PersonsChanged"]
 
 log = logging.getLogger(__name__)
 
 PersonsChanged = Callable[[set[str] | None], Awaitable[None]]
 """Called with the ids of persons changed by any process (None: unknown, purge all)."""
-
-
-@dataclass(frozen=True)
-class IndexOptions:
-    # "memory": exact → HNSW in this process; "pgvector": HNSW inside PostgreSQL;
-    # "auto": pgvector where the extension is installed, memory otherwise.
-    backend: str = "auto"
-    hnsw_threshold: int = 20_000  # faces in one (collection, space) before switching to HNSW
-    index_dir: Path | None = None  # where HNSW snapshots are saved; None: never saved
-    connectivity: int = 16
-    expansion_add: int = 128
-    expansion_search: int = 64
-    build_threads: int = 2
-    max_replay: int = 50_000  # further behind than this many changes: rebuild instead
-    pgvector_ef_search: int = 100
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> IndexOptions:
-        index = settings.index
-        return cls(
-            backend=index.backend,
-            hnsw_threshold=index.hnsw_threshold,
-            index_dir=index.index_dir,
-        )
-
-
-@dataclass
-class _Shard:
-    space: EmbeddingSpace
-    index: VectorIndex
-    owners: dict[str, str]  # face id → person id
 
 
 class IndexRegistry:
@@ -81,11 +64,22 @@ class IndexRegistry:
         self._source = source
         self._options = options or IndexOptions()
         self._on_persons_changed = on_persons_changed
-        self._shards: dict[tuple[str, str], _Shard] = {}
+        self._shards: dict[ShardKey, Shard] = {}
         self._seq = -1  # nothing applied yet: the first sync only records the position
         self._pruned = 0
         self._snapshots = SnapshotStore(self._options.index_dir)
         self._lock = asyncio.Lock()
+        # After warm(): every (collection, space) with faces is in _shards.
+        self._complete = False
+        self._spaces: dict[str, EmbeddingSpace] = {}
+        self._writer = SnapshotWriter(self._options, sync=self.sync, save=self.save)
+        self._builds = IndexBuilds(
+            source,
+            self._options,
+            self._shards,
+            self._lock,
+            on_swapped=self._writer.changed,
+        )
 
     @property
     def applied_seq(self) -> int:
@@ -101,9 +95,8 @@ class IndexRegistry:
         await self.sync()
         if k <= 0:
             return []
-        try:
-            shard = await self._shard(collection, space)
-        except NotFoundError:  # a space nobody enrolled into: nothing to find
+        shard = await self._shard(collection, space)
+        if shard is None:
             return []
         vector = as_vector(query, shard.space.dim)
         fetch = max(4 * k, 16)
@@ -116,11 +109,40 @@ class IndexRegistry:
             fetch *= 4
 
     async def count(self, collection: str, space: str) -> int:
+        return (await self.gallery_size(collection, space)).faces
+
+    async def gallery_size(self, collection: str, space: str) -> GallerySize:
         await self.sync()
-        try:
-            return len((await self._shard(collection, space)).index)
-        except NotFoundError:
-            return 0
+        shard = await self._shard(collection, space)
+        if shard is None:
+            return GallerySize(0, 0)
+        return GallerySize(len(shard.persons), len(shard.index))
+
+    async def warm(self) -> int:
+        """Load or build the index of every (collection, space) with faces; returns how many.
+
+        Indexes above the HNSW threshold are built in the background (exact search answers
+        meanwhile). Also starts the periodic snapshot writer when ``index_dir`` is set."""
+        started = time.perf_counter()
+        async with self._lock:
+            await self._sync_locked()
+            for collection, space in await self._source.index_keys():
+                if (collection, space) not in self._shards:
+                    shard = await self._build(collection, space, background=True)
+                    if shard is not None:
+                        self._shards[(collection, space)] = shard
+                        if shard.pending is not None:
+                            self._builds.upgrade_later((collection, space))
+            self._complete = True
+        if self._options.index_dir is not None:
+            self._writer.start()
+        log.info(
+            "vector indexes ready in %.2f s: %d (collection, space) shards, %d faces",
+            time.perf_counter() - started,
+            len(self._shards),
+            sum(len(s.index) for s in self._shards.values()),
+        )
+        return len(self._shards)
 
     async def sync(self) -> int:
         """Apply changes committed by any process since the last call; returns how many.
@@ -148,6 +170,7 @@ class IndexRegistry:
         ):
             log.info("vector indexes %d changes behind: rebuilding on demand", behind)
             self._drop(list(self._shards))
+            self._complete = False  # indexes are built again when first searched
             self._snapshots.forget_all()  # skipped changes may have erased faces in any of them
             self._seq = state.last_seq
             await self._notify(None)
@@ -160,18 +183,26 @@ class IndexRegistry:
             await self._apply(batch)
             self._seq = batch[-1].seq
             applied += len(batch)
+        self._writer.changed(applied)
         return applied
 
     async def close(self) -> None:
-        """Save snapshots (call on shutdown, before the engine is disposed)."""
+        """Stop the snapshot writer and save snapshots (on shutdown, before the engine is
+        disposed)."""
+        await self._writer.stop()
+        if self._options.index_dir is None:  # nothing to save: stop graphs being built
+            await self._builds.cancel()
         await self.save()
 
     async def save(self) -> int:
         """Snapshot every HNSW index to ``index_dir``; returns how many were written."""
         if self._options.index_dir is None:
             return 0
+        # Graphs being built are waited for (the swap takes the lock: never await it inside).
+        await self._builds.wait()
         async with self._lock:
             await self._sync_locked()  # never write out a face erased before this call
+            self._writer.saved()
             saved = 0
             for (collection, space), shard in self._shards.items():
                 if isinstance(shard.index, HnswIndex):
@@ -197,7 +228,14 @@ class IndexRegistry:
         for key in {(c.collection, c.space) for c in batch if c.op == "face_remove"}:
             if key[0] and key[1]:
                 self._snapshots.forget(key[0], key[1])
-        touched: dict[tuple[str, str], set[str]] = {}
+        if self._complete:  # the first face of a (collection, space): its index starts empty
+            for c in batch:
+                key = (c.collection or "", c.space or "")
+                if c.op == "face_add" and all(key) and key not in self._shards:
+                    spec = await self._space(key[1])
+                    if spec is not None:
+                        self._shards[key] = Shard(spec, exact_index(spec, 0), {})
+        touched: dict[ShardKey, set[str]] = {}
         for c in batch:
             if c.face_id and c.collection and c.space and (c.collection, c.space) in self._shards:
                 touched.setdefault((c.collection, c.space), set()).add(c.face_id)
@@ -205,104 +243,54 @@ class IndexRegistry:
             faces = set().union(*touched.values())
             present = {v.face_id: v for v in await self._source.face_vectors(faces)}
             for key, face_ids in touched.items():
-                if _reconcile(self._shards[key], face_ids, present):
+                if reconcile(self._shards[key], face_ids, present):
                     self._snapshots.forget(*key)
-                await self._maybe_upgrade(key)
+                self._builds.maybe_upgrade(key)
         persons = {c.person_id for c in batch if c.person_id}
         if persons:
             await self._notify(persons)
 
-    async def _shard(self, collection: str, space: str) -> _Shard:
+    async def _shard(self, collection: str, space: str) -> Shard | None:
+        """The index of (collection, space); None when it has no faces (or no such space)."""
         shard = self._shards.get((collection, space))
-        if shard is not None:
-            return shard
+        if shard is not None or self._complete:
+            return shard  # after warm() a missing index is an empty one: nothing to build
         async with self._lock:
             shard = self._shards.get((collection, space))
-            if shard is None:
-                shard = await self._build(collection, space)
-                self._shards[(collection, space)] = shard
+            if shard is None and not self._complete:
+                shard = await self._build(collection, space, background=False)
+                if shard is not None:
+                    self._shards[(collection, space)] = shard
             return shard
 
-    async def _build(self, collection: str, space: str) -> _Shard:
-        spec = await self._source.get_space(space)
-        snapshot = await self._load_snapshot(collection, spec)
+    async def _space(self, name: str) -> EmbeddingSpace | None:
+        spec = self._spaces.get(name)
+        if spec is None:
+            try:
+                spec = self._spaces[name] = await self._source.get_space(name)
+            except NotFoundError:  # a space nobody enrolled into
+                return None
+        return spec
+
+    async def _build(self, collection: str, space: str, *, background: bool) -> Shard | None:
+        """Load (snapshot) or build (faces table) one index; None for an unknown space."""
+        spec = await self._space(space)
+        if spec is None:
+            return None
+        snapshot = await load_snapshot(
+            self._source,
+            self._snapshots,
+            collection,
+            spec,
+            pruned=self._pruned,
+            seq=self._seq,
+            max_replay=self._options.max_replay,
+        )
         if snapshot is not None:
             return snapshot
-        rows = await self._source.index_rows(collection, space)
-        owners = dict(zip(rows.face_ids, rows.person_ids, strict=True))
-        if len(rows.face_ids) > self._options.hnsw_threshold:
-            index: VectorIndex = await asyncio.to_thread(
-                self._hnsw_from, spec, rows.face_ids, rows.vectors
-            )
-        else:
-            exact = ExactIndex(spec.dim, spec.metric, capacity=max(256, len(rows.face_ids)))
-            exact.add(rows.face_ids, rows.vectors)
-            index = exact
-        log.info(
-            "built %s index of %s/%s: %d faces", type(index).__name__, collection, space, len(index)
-        )
-        return _Shard(spec, index, owners)
+        return await self._builds.from_rows(collection, space, spec, background=background)
 
-    def _hnsw_from(
-        self, spec: EmbeddingSpace, ids: Sequence[str], vectors: NDArray[np.float32]
-    ) -> HnswIndex:
-        options = self._options
-        index = HnswIndex(
-            spec.dim,
-            spec.metric,
-            connectivity=options.connectivity,
-            expansion_add=options.expansion_add,
-            expansion_search=options.expansion_search,
-            threads=options.build_threads,
-        )
-        index.add(ids, vectors)
-        index.threads = 1  # later adds are a few faces at a time
-        return index
-
-    async def _maybe_upgrade(self, key: tuple[str, str]) -> None:
-        shard = self._shards[key]
-        if isinstance(shard.index, ExactIndex) and len(shard.index) > self._options.hnsw_threshold:
-            exact = shard.index
-            shard.index = await asyncio.to_thread(
-                self._hnsw_from, shard.space, exact.ids(), exact.vectors()
-            )
-
-    async def _load_snapshot(self, collection: str, spec: EmbeddingSpace) -> _Shard | None:
-        snapshot = await asyncio.to_thread(
-            self._snapshots.read, collection, spec, self._pruned, self._seq
-        )
-        if snapshot is None:
-            return None
-        # Bring the snapshot from its seq to ours; rebuild instead when that is too long.
-        changes: list[Change] = []
-        seq = snapshot.seq
-        while seq < self._seq:
-            batch = await self._source.changes_since(seq, 5_000)
-            if not batch:
-                break
-            changes.extend(c for c in batch if c.seq <= self._seq)
-            seq = batch[-1].seq
-            if len(changes) > self._options.max_replay:
-                self._snapshots.forget(collection, spec.name)
-                return None
-        if any(c.op == "collection_remove" and c.collection == collection for c in changes):
-            self._snapshots.forget(collection, spec.name)
-            return None
-        shard = _Shard(spec, snapshot.index, snapshot.owners)
-        mine = {
-            c.face_id
-            for c in changes
-            if c.face_id and (c.collection, c.space) == (collection, spec.name)
-        }
-        present = {v.face_id: v for v in await self._source.face_vectors(mine)}
-        if _reconcile(shard, mine, present):
-            self._snapshots.forget(collection, spec.name)
-        log.info(
-            "loaded index snapshot of %s/%s: %d faces", collection, spec.name, len(shard.index)
-        )
-        return shard
-
-    def _drop(self, keys: list[tuple[str, str]]) -> None:
+    def _drop(self, keys: list[ShardKey]) -> None:
         for key in keys:
             self._shards.pop(key, None)
             self._snapshots.forget(*key)
@@ -313,17 +301,3 @@ class IndexRegistry:
                 await self._on_persons_changed(persons)
             except Exception:  # a cache purge failing must not break searching
                 log.exception("on_persons_changed callback failed")
-
-
-def _reconcile(shard: _Shard, face_ids: set[str], present: dict[str, FaceVector]) -> int:
-    """Make the index agree with the faces table for ``face_ids``; returns how many it removed."""
-    gone = [f for f in face_ids if f not in present and f in shard.index]
-    if gone:
-        shard.index.remove(gone)
-        for face_id in gone:
-            shard.owners.pop(face_id, None)
-    new = [present[f] for f in face_ids if f in present and f not in shard.index]
-    if new:
-        shard.index.add([v.face_id for v in new], np.stack([v.vector for v in new]))
-        shard.owners.update((v.face_id, v.person_id) for v in new)
-    return len(gone)

@@ -136,6 +136,17 @@ class SqlGalleryRepository(SqlWrites):
             raise collection_not_found(name)
         return to_collection(row)
 
+    async def require_collection(self, name: str) -> None:
+        async with read_connection(self._engine) as conn:
+            query = select(collections.c.name).where(collections.c.name == name)
+            if (await conn.execute(query)).first() is None:
+                raise collection_not_found(name)
+
+    async def index_keys(self) -> list[tuple[str, str]]:
+        async with read_connection(self._engine) as conn:
+            query = select(faces.c.collection, faces.c.space).distinct()
+            return [(row[0], row[1]) for row in await conn.execute(query)]
+
     async def delete_collection(self, name: str, *, force: bool = False) -> Erasure:
         if name == DEFAULT_COLLECTION:
             raise ConflictError(

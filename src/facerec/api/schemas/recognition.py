@@ -104,7 +104,9 @@ class OperatingPointOut(BaseModel):
     target_fpir: float | None
     similarity_threshold: float = Field(description="The threshold used, as a similarity.")
     distance_threshold: float
-    gallery_size: int = Field(description="Persons in the collection.")
+    gallery_size: int = Field(
+        description="Persons with a face in the searched collection and embedding space."
+    )
     comparisons: int = Field(description="Faces searched: a stranger's chances to be named.")
     expected_fpir: float | None = Field(
         description="Share of strangers expected to be named at this threshold."

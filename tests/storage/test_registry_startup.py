@@ -1,0 +1,189 @@
+"""Big galleries: indexes built before ready, counts kept as the log is applied, HNSW built in
+the background, snapshots written while running, and no COUNT per recognize."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+
+from facerec.storage.models import EmbeddingSpace, NewFace, NewPerson
+from facerec.storage.protocols import Change, FaceVector, GallerySize, IndexRows, LogState
+from facerec.storage.registry import IndexOptions, IndexRegistry
+from facerec.storage.sql_repository import SqlGalleryRepository
+from facerec.storage.vector_index import ExactIndex, HnswIndex
+from tests.domain.test_services import World, at, world  # noqa: F401 (fixture)
+from tests.storage.helpers import L2_SPACE, Backend, vec
+
+SPACE = L2_SPACE.name
+
+
+class CountingSource:
+    """The repository as an IndexSource, counting full index builds."""
+
+    def __init__(self, repo: SqlGalleryRepository) -> None:
+        self.repo = repo
+        self.index_rows_calls = 0
+
+    async def log_state(self) -> LogState:
+        return await self.repo.log_state()
+
+    async def instance_id(self) -> int:
+        return await self.repo.instance_id()
+
+    async def changes_since(self, seq: int, limit: int) -> list[Change]:
+        return await self.repo.changes_since(seq, limit)
+
+    async def index_rows(self, collection: str, space: str) -> IndexRows:
+        self.index_rows_calls += 1
+        return await self.repo.index_rows(collection, space)
+
+    async def index_keys(self) -> list[tuple[str, str]]:
+        return await self.repo.index_keys()
+
+    async def face_vectors(self, face_ids: Iterable[str]) -> list[FaceVector]:
+        return await self.repo.face_vectors(face_ids)
+
+    async def get_space(self, name: str) -> EmbeddingSpace:
+        return await self.repo.get_space(name)
+
+
+async def enroll(
+    repo: SqlGalleryRepository, name: str, *seeds: int, collection: str = "default"
+) -> str:
+    person = await repo.create_person(NewPerson(name=name, collection=collection))
+    faces = [NewFace(space=SPACE, embedding=vec(s), image_sha256=f"{s:064x}") for s in seeds]
+    await repo.add_faces(person.id, faces)
+    return person.id
+
+
+async def wait_for(check: Any, seconds: float = 10.0) -> None:
+    for _ in range(int(seconds / 0.02)):
+        if check():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("condition not reached")
+
+
+async def test_warm_builds_every_shard_before_the_first_search(backend: Backend) -> None:
+    repo = backend.repo
+    await repo.create_collection("other")
+    alice = await enroll(repo, "alice", 1, 2)
+    await enroll(repo, "carol", 3, collection="other")
+    source = CountingSource(repo)
+    registry = IndexRegistry(source, IndexOptions(backend="memory"))
+    assert await registry.warm() == 2
+    built = source.index_rows_calls
+    assert built == 2
+    hits = await registry.search("default", SPACE, vec(1), k=3)
+    assert [h.person_id for h in hits] == [alice]
+    assert await registry.search("other", SPACE, vec(3), k=3)
+    assert await registry.search("empty", SPACE, vec(3)) == []
+    assert await registry.gallery_size("default", SPACE) == GallerySize(1, 2)
+    # A (collection, space) that gets its first face later is created from the change log.
+    await repo.create_collection("late")
+    late = await enroll(repo, "late", 4, collection="late")
+    assert (await registry.search("late", SPACE, vec(4)))[0].person_id == late
+    assert source.index_rows_calls == built
+    await registry.close()
+
+
+async def test_counts_follow_another_process(backend: Backend) -> None:
+    repo_a = backend.repo
+    engine_b = backend.new_engine()
+    repo_b = SqlGalleryRepository(engine_b)
+    try:
+        await enroll(repo_a, "a", 1, 2)
+        reader = IndexRegistry(repo_b, IndexOptions(backend="memory"))
+        await reader.warm()
+        assert await reader.gallery_size("default", SPACE) == GallerySize(1, 2)
+        b = await enroll(repo_a, "b", 3)
+        c = await enroll(repo_a, "c", 4, 5)
+        assert await reader.gallery_size("default", SPACE) == GallerySize(3, 5)
+        faces = await repo_a.list_faces(c)
+        await repo_a.delete_face(faces[0].id)  # c keeps one face: still a person here
+        assert await reader.gallery_size("default", SPACE) == GallerySize(3, 4)
+        await repo_a.delete_person(b)  # an erasure
+        assert await reader.gallery_size("default", SPACE) == GallerySize(2, 3)
+        await repo_a.create_collection("temp")
+        await enroll(repo_a, "t", 6, 7, collection="temp")
+        assert await reader.gallery_size("temp", SPACE) == GallerySize(1, 2)
+        await repo_a.delete_collection("temp", force=True)
+        assert await reader.gallery_size("temp", SPACE) == GallerySize(0, 0)
+        assert await reader.count("default", SPACE) == 3
+    finally:
+        await repo_b.close()
+        await engine_b.dispose()
+
+
+async def test_hnsw_built_in_the_background_while_exact_answers(backend: Backend) -> None:
+    repo = backend.repo
+    people = [await enroll(repo, f"p{i}", 10 + i) for i in range(5)]
+    registry = IndexRegistry(repo, IndexOptions(backend="memory", hnsw_threshold=3))
+    await registry.warm()
+    shard = registry._shards[("default", SPACE)]
+    assert isinstance(shard.index, ExactIndex)  # answers at once; the graph comes later
+    assert (await registry.search("default", SPACE, vec(12)))[0].person_id == people[2]
+    # Changes during the build reach the graph that replaces the exact index.
+    extra = await enroll(repo, "extra", 20)
+    await repo.delete_person(people[0])
+    await registry.sync()
+    await wait_for(lambda: isinstance(shard.index, HnswIndex))
+    await registry.sync()
+    assert (await registry.search("default", SPACE, vec(20)))[0].person_id == extra
+    hits = await registry.search("default", SPACE, vec(10), k=10)
+    assert people[0] not in {h.person_id for h in hits}
+    assert await registry.gallery_size("default", SPACE) == GallerySize(5, 5)
+    await registry.close()
+
+
+async def test_snapshot_written_periodically_without_shutdown(
+    backend: Backend, tmp_path: Path
+) -> None:
+    repo = backend.repo
+    directory = tmp_path / "index"
+    options = IndexOptions(
+        backend="memory", hnsw_threshold=2, index_dir=directory, snapshot_every_s=0.05
+    )
+    for i in range(4):
+        await enroll(repo, f"p{i}", 30 + i)
+    registry = IndexRegistry(repo, options)
+    await registry.warm()
+    await wait_for(lambda: bool(list(directory.glob("*.hnsw"))))
+    # A second process (or a restart after a crash) loads it instead of building.
+    source = CountingSource(repo)
+    worker = IndexRegistry(source, options)
+    await worker.warm()
+    assert source.index_rows_calls == 0
+    assert isinstance(worker._shards[("default", SPACE)].index, HnswIndex)
+    assert await worker.gallery_size("default", SPACE) == GallerySize(4, 4)
+    await worker.close()
+    await registry.close()
+
+
+async def test_recognize_counts_no_persons(world: World) -> None:  # noqa: F811
+    alice = await world.enroll("alice", at(0.3))
+    await world.enroll("bob", at(2.0, axis=1))
+    await world.searcher.warm()
+    statements: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement.lower())
+
+    engine = world.repo.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        result = await world.recognize(at(0.0))
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert result.best is not None and result.best.person_id == alice
+    assert result.point.gallery_size == 2 and result.point.comparisons == 2
+    assert statements
+    # Person records of the hits carry their face counts (bounded by top_k); nothing else
+    # counts, and nothing counts the persons of the collection.
+    counting = [s for s in statements if "count(" in s and "persons.id in" not in s]
+    assert not counting, counting
+    assert not [s for s in statements if "persons.collection = collections.name" in s]
