@@ -30,6 +30,7 @@ from facerec.api.routes import (
     persons,
     photos,
     recognition,
+    suggestions,
     system,
 )
 from facerec.auth.access import open_auth
@@ -321,6 +322,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         recognition,
         persons,
         photos,
+        suggestions,
         liveness,
         admin,
         console,

@@ -7,12 +7,10 @@ rows in that transaction (see :mod:`facerec.storage.registry` for how other proc
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
-from sqlalchemy import delete, func, insert, or_, select, tuple_, update
+from sqlalchemy import delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlalchemy.sql.elements import ColumnElement
 
 from facerec.errors import ConflictError, InvalidInputError, NotFoundError
 from facerec.storage import pgvector
@@ -20,12 +18,9 @@ from facerec.storage.engine import StorageProbe
 from facerec.storage.idempotency import SqlIdempotencyStore, forget_responses
 from facerec.storage.models import (
     DEFAULT_COLLECTION,
-    UNSET,
     EmbeddingSpace,
     NewFace,
     NewPerson,
-    PersonPage,
-    PersonPatch,
     Registration,
     check_collection_key,
     check_id_key,
@@ -41,28 +36,25 @@ from facerec.storage.schema import (
     persons,
 )
 from facerec.storage.sealing import Sealer
+from facerec.storage.sql_persons import SqlPersons
 from facerec.storage.sql_support import (
     change,
-    decode_cursor,
     duplicate_employee,
     employee_key,
-    encode_cursor,
     face_columns_light,
     insert_ignore,
     log_changes,
-    person_columns,
+    of_tenant,
     read_connection,
     to_collection,
     to_face,
-    to_person,
     utcnow,
     write_transaction,
 )
-from facerec.storage.sql_writes import SqlWrites, collection_not_found, person_not_found
+from facerec.storage.sql_writes import collection_not_found, person_not_found
 from facerec.storage.validation import DESCRIPTION_MAX, check_text
-from facerec.values import DEFAULT_TENANT, KEY_SEPARATOR, Collection, Erasure, Face, Person
+from facerec.values import Collection, Erasure, Face
 
-MAX_PAGE = 1000
 _person_count = (
     select(func.count())
     .select_from(persons)
@@ -73,7 +65,7 @@ _person_count = (
 )
 
 
-class SqlGalleryRepository(SqlWrites):
+class SqlGalleryRepository(SqlPersons):
     """:class:`GalleryRepository` and :class:`IndexSource` on one ``AsyncEngine``.
 
     Call :meth:`close` before disposing the engine (it holds the change-log probe).
@@ -117,7 +109,7 @@ class SqlGalleryRepository(SqlWrites):
         """Every collection, or only those of ``tenant`` (keys, see values.qualify)."""
         query = select(*collections.c, _person_count).order_by("name")
         if tenant is not None:
-            query = query.where(_of_tenant(collections.c.name, tenant))
+            query = query.where(of_tenant(collections.c.name, tenant))
         async with read_connection(self._engine) as conn:
             return [to_collection(r) for r in await conn.execute(query)]
 
@@ -222,153 +214,6 @@ class SqlGalleryRepository(SqlWrites):
                 space=space.name,
             )
         return stored
-
-    # ---- persons -----------------------------------------------------------------------------
-
-    async def create_person(self, person: NewPerson) -> Person:
-        async with write_transaction(self._engine) as conn:
-            await self._require_collection(conn, person.collection)
-            values = self._person_values(person)
-            if person.employee_id is not None:
-                await self._check_employee_free(conn, person.collection, person.employee_id, None)
-            try:
-                inserted = await insert_ignore(conn, persons, values, "id")
-            except IntegrityError as exc:
-                raise self._integrity(exc, person.employee_id) from exc
-            if not inserted:
-                raise ConflictError(
-                    f"person {values['id']!r} already exists",
-                    code="person_exists",
-                    person_id=values["id"],
-                )
-            await log_changes(conn, [change("person_upsert", person_id=values["id"])])
-            return await self._load_person(conn, values["id"])
-
-    async def get_person(self, person_id: str) -> Person:
-        async with read_connection(self._engine) as conn:
-            return await self._load_person(conn, person_id)
-
-    async def get_persons(self, person_ids: Sequence[str]) -> dict[str, Person]:
-        """Several persons in one query (ids not found are absent from the result)."""
-        wanted = list(dict.fromkeys(person_ids))
-        if not wanted:
-            return {}
-        async with read_connection(self._engine) as conn:
-            query = select(*person_columns).where(persons.c.id.in_(wanted))
-            rows = await conn.execute(query)
-            return {p.id: p for p in (to_person(r, self._sealer) for r in rows)}
-
-    async def faces_of(self, person_ids: Sequence[str], space: str) -> list[Face]:
-        """Every face (with its embedding) of these persons in one embedding space."""
-        wanted = list(dict.fromkeys(person_ids))
-        if not wanted:
-            return []
-        async with read_connection(self._engine) as conn:
-            query = (
-                select(*faces.c)
-                .where(faces.c.person_id.in_(wanted), faces.c.space == space)
-                .order_by(faces.c.person_id, faces.c.created_at, faces.c.id)
-            )
-            return [to_face(r, self._sealer) for r in await conn.execute(query)]
-
-    async def get_person_by_employee_id(
-        self, employee_id: str, collection: str = DEFAULT_COLLECTION
-    ) -> Person:
-        """The person of ``collection`` with this employee id (unique per collection)."""
-        stored = employee_key(collection, employee_id)
-        async with read_connection(self._engine) as conn:
-            query = select(*person_columns).where(persons.c.employee_id == stored)
-            row = (await conn.execute(query)).first()
-        if row is None:
-            raise NotFoundError(
-                f"no person with employee_id {employee_id!r}",
-                code="person_not_found",
-                employee_id=employee_id,
-            )
-        return to_person(row, self._sealer)
-
-    async def list_persons(
-        self,
-        *,
-        collection: str | None = None,
-        name: str | None = None,
-        employee_id: str | None = None,
-        limit: int = 50,
-        cursor: str | None = None,
-        tenant: str | None = None,
-        collections_in: Sequence[str] | None = None,
-    ) -> PersonPage:
-        """``tenant``: only that tenant's persons; ``collections_in``: only these collections."""
-        if limit < 1:
-            raise InvalidInputError("limit must be at least 1", code="invalid_limit")
-        limit = min(limit, MAX_PAGE)
-        query = select(*person_columns)
-        if collection is not None:
-            query = query.where(persons.c.collection == collection)
-        if tenant is not None:
-            query = query.where(_of_tenant(persons.c.collection, tenant))
-        if collections_in is not None:
-            query = query.where(persons.c.collection.in_(list(collections_in)))
-        if name:
-            query = query.where(persons.c.name.icontains(name, autoescape=True))
-        if employee_id is not None:
-            stored = persons.c.collection.concat(KEY_SEPARATOR + employee_id)
-            query = query.where(persons.c.employee_id == stored)
-        if cursor:
-            after = decode_cursor(cursor)
-            query = query.where(tuple_(persons.c.created_at, persons.c.id) > tuple_(*after))
-        query = query.order_by(persons.c.created_at, persons.c.id).limit(limit + 1)
-        async with read_connection(self._engine) as conn:
-            if collection is not None:
-                await self._require_collection(conn, collection)
-            items = [to_person(r, self._sealer) for r in await conn.execute(query)]
-        more = len(items) > limit
-        items = items[:limit]
-        last = items[-1] if more else None
-        return PersonPage(items, encode_cursor(last.created_at, last.id) if last else None)
-
-    async def update_person(self, person_id: str, patch: PersonPatch) -> Person:
-        values: dict[str, Any] = {
-            key: value
-            for key, value in vars(patch).items()
-            if value is not UNSET and key != "metadata"
-        }
-        if patch.metadata is not UNSET:
-            values["metadata"] = self._seal_metadata(person_id, patch.metadata)
-        if "name" in values and not str(values["name"]).strip():
-            raise InvalidInputError("a person needs a name", code="invalid_name")
-        async with write_transaction(self._engine) as conn:
-            employee_id = values.get("employee_id")
-            if employee_id is not None:
-                current = await self._load_person(conn, person_id)
-                await self._check_employee_free(conn, current.collection, employee_id, person_id)
-                values["employee_id"] = employee_key(current.collection, employee_id)
-            values["updated_at"] = utcnow()
-            try:
-                result = await conn.execute(
-                    update(persons).where(persons.c.id == person_id).values(**values)
-                )
-            except IntegrityError as exc:
-                raise self._integrity(exc, employee_id) from exc
-            if result.rowcount == 0:
-                raise person_not_found(person_id)
-            await log_changes(conn, [change("person_upsert", person_id=person_id)])
-            return await self._load_person(conn, person_id)
-
-    async def delete_person(self, person_id: str) -> Erasure:
-        """Erasure: the person, its faces and embeddings (pgvector rows cascade) are deleted."""
-        async with write_transaction(self._engine) as conn:
-            removed = await self._drop_faces(conn, faces.c.person_id == person_id)
-            result = await conn.execute(delete(persons).where(persons.c.id == person_id))
-            if result.rowcount == 0:
-                raise person_not_found(person_id)
-            await forget_responses(conn, [person_id])
-            await log_changes(conn, [change("person_remove", person_id=person_id)])
-        return Erasure(
-            person_ids=(person_id,),
-            face_ids=removed.face_ids,
-            image_sha256s=removed.image_sha256s,
-        )
 
     # ---- faces -------------------------------------------------------------------------------
 
@@ -486,10 +331,3 @@ class SqlGalleryRepository(SqlWrites):
             return Registration(
                 await self._load_person(conn, person_id), added, target is None, removed
             )
-
-
-def _of_tenant(key: ColumnElement[str], tenant: str) -> ColumnElement[bool]:
-    """Keys of one tenant: ``<tenant>~...``, or those without a separator for ``default``."""
-    if tenant == DEFAULT_TENANT:
-        return ~key.contains(KEY_SEPARATOR, autoescape=True)
-    return key.startswith(tenant + KEY_SEPARATOR, autoescape=True)

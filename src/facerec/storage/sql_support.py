@@ -23,6 +23,7 @@ from sqlalchemy import Row, Table, func, insert, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.sql.elements import ColumnElement
 
 from facerec.errors import ConflictError, InvalidInputError, StorageUnavailableError
 from facerec.storage.engine import (
@@ -42,7 +43,7 @@ from facerec.storage.sealing import (
     open_blob,
     open_json,
 )
-from facerec.values import KEY_SEPARATOR, BBox, Collection, Face, Person
+from facerec.values import DEFAULT_TENANT, KEY_SEPARATOR, BBox, Collection, Face, Person
 
 # Every PostgreSQL write transaction takes this lock first. Writers are serialised (as SQLite's
 # single writer is), so change-log seqs become visible in commit order: a reader that has seen
@@ -211,6 +212,13 @@ def employee_id_of(collection: str, stored: str | None) -> str | None:
     if stored is None or not stored.startswith(prefix):
         return stored
     return stored[len(prefix) :]
+
+
+def of_tenant(key: ColumnElement[str], tenant: str) -> ColumnElement[bool]:
+    """Keys of one tenant: ``<tenant>~...``, or those without a separator for ``default``."""
+    if tenant == DEFAULT_TENANT:
+        return ~key.contains(KEY_SEPARATOR, autoescape=True)
+    return key.startswith(tenant + KEY_SEPARATOR, autoescape=True)
 
 
 def to_person(row: AnyRow, sealer: Sealer | None = None) -> Person:
