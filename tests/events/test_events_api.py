@@ -115,3 +115,44 @@ def test_shutdown_is_bounded_with_a_dead_receiver(tmp_path: Path) -> None:
         state_of(client).events.publish(Event(PRESENCE_FIRST_SEEN, "default", "lobby", {}))
         started = time.monotonic()
     assert time.monotonic() - started < 10
+
+
+def test_a_stream_and_a_tagged_photo_reach_the_broker(
+    app_client: TestClient, topic_prefix: str, subscribe: Callable[[str], Subscriber]
+) -> None:
+    """Through the real routes: a stored photo publishes photo.tagged; a camera stream in which
+    Grace Hopper walks past publishes track.decided, presence.first_seen and, when the socket
+    closes, presence.last_seen, all on the real broker."""
+    from tests.api.test_streams import configure, frames, next_result
+
+    subscriber = subscribe(f"{topic_prefix}/#")
+    grace = b64(grace_hopper_jpeg())
+    post(
+        app_client,
+        "/add-face",
+        person_name="Grace Hopper",
+        person_id="grace",
+        face_image_base64=grace,
+    )
+    stored = app_client.post("/api/photos", json={"photo_id": "party-1", "image_base64": grace})
+    assert stored.status_code in (200, 201), stored.text
+    topic, payload = subscriber.wait_for(lambda topic, payload: payload["type"] == "photo.tagged")
+    assert topic == f"{topic_prefix}/default/default/photo.tagged"
+    assert payload["data"]["photo_id"] == "party-1"
+    assert payload["data"]["faces"][0]["person_id"] == "grace"
+
+    with app_client.websocket_connect("/ws/recognize") as ws:
+        configure(ws, collection="default", source="door-1")
+        for frame in frames("grace"):
+            ws.send_bytes(frame)
+            next_result(ws)
+    seen = {}
+    for kind in ("track.decided", "presence.first_seen", "presence.last_seen"):
+        topic, payload = subscriber.wait_for(
+            lambda topic, payload, kind=kind: payload["type"] == kind
+        )
+        assert topic == f"{topic_prefix}/default/default/{kind}"
+        assert payload["data"]["person_id"] == "grace" and payload["data"]["source"] == "door-1"
+        seen[kind] = payload["data"]
+    assert seen["presence.last_seen"]["frames"] == 6
+    assert "image" not in str(seen) and "embedding" not in str(seen)
