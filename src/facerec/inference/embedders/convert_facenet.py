@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import os
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,9 +21,12 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from facerec.inference.base import RuntimeOptions, onnx_session
 from facerec.inference.downloads import sha256_file
-from facerec.inference.liveness.convert import ConversionError, ConverterMissingError
+from facerec.inference.liveness.convert import (
+    ConversionError,
+    ConverterMissingError,
+    export_verified,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -105,7 +107,6 @@ def convert_facenet(
     tolerance: float = DEFAULT_TOLERANCE,
 ) -> FacenetReport:
     torch = require_torch()
-    import onnx
 
     pt_path, out_onnx_path = Path(pt_path), Path(out_onnx_path)
     net = load_facenet(pt_path)
@@ -114,42 +115,21 @@ def convert_facenet(
     source_sha = sha256_file(pt_path)
     partial = out_onnx_path.with_name(out_onnx_path.name + ".partial")
     try:
-        with warnings.catch_warnings():
-            # The TorchScript exporter is deprecated in favour of the dynamo one, which needs
-            # onnxscript (not a dependency); it is still the supported path in torch 2.13.
-            warnings.simplefilter("ignore", DeprecationWarning)
-            torch.onnx.export(
-                net,
-                (torch.zeros(1, 3, INPUT_SIZE, INPUT_SIZE),),
-                str(partial),
-                input_names=[INPUT_NAME],
-                output_names=[OUTPUT_NAME],
-                dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
-                opset_version=opset,
-                do_constant_folding=True,
-                dynamo=False,
-            )
-        model = onnx.load(str(partial))
-        for key, value in {
-            "facerec.network": "InceptionResnetV1 (facenet-pytorch layout)",
-            "facerec.input": f"RGB (x-127.5)/128, Nx3x{INPUT_SIZE}x{INPUT_SIZE}",
-            "facerec.source_sha256": source_sha,
-        }.items():
-            model.metadata_props.add(key=key, value=value)
-        onnx.checker.check_model(model)
-        onnx.save(model, str(partial))
-
-        with torch.no_grad():
-            expected = net(torch.from_numpy(samples)).numpy()
-        session = onnx_session(partial, RuntimeOptions())
-        got = session.run(None, {INPUT_NAME: samples})[0]
-        single = session.run(None, {INPUT_NAME: samples[:1]})[0]
-        diff = float(max(np.abs(got - expected).max(), np.abs(single - expected[:1]).max()))
-        if not diff <= tolerance:
-            raise ConversionError(
-                f"FaceNet: ONNX output differs from PyTorch by {diff:.3g} (> {tolerance})",
-                max_abs_diff=diff,
-            )
+        _, _, diff = export_verified(
+            net,
+            partial,
+            samples,
+            input_name=INPUT_NAME,
+            output_name=OUTPUT_NAME,
+            opset=opset,
+            metadata={
+                "facerec.network": "InceptionResnetV1 (facenet-pytorch layout)",
+                "facerec.input": f"RGB (x-127.5)/128, Nx3x{INPUT_SIZE}x{INPUT_SIZE}",
+                "facerec.source_sha256": source_sha,
+            },
+            label="FaceNet",
+            tolerance=tolerance,
+        )
         os.replace(partial, out_onnx_path)
     finally:
         partial.unlink(missing_ok=True)

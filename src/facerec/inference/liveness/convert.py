@@ -152,6 +152,62 @@ def default_samples(input_size: int = 80, count: int = 4) -> NDArray[np.float32]
     return np.concatenate([noise, grey]).astype(np.float32)
 
 
+def export_verified(
+    net: Any,
+    partial: Path,
+    samples: NDArray[np.float32],
+    *,
+    input_name: str,
+    output_name: str,
+    opset: int,
+    metadata: Mapping[str, str],
+    label: str,
+    tolerance: float,
+) -> tuple[NDArray[np.float32], NDArray[np.float32], float]:
+    """Export a loaded PyTorch ``net`` to ``partial`` (dynamic batch), record ``metadata`` in
+    the graph and check it, then run onnxruntime and torch on ``samples`` (whole batch and the
+    first alone) and raise :class:`ConversionError` when they differ by more than
+    ``tolerance``. Returns (onnx outputs, torch outputs, the largest absolute difference)."""
+    torch = require_torch()
+    import onnx
+
+    size = int(samples.shape[-1])
+    with warnings.catch_warnings():
+        # The TorchScript exporter is deprecated in favour of the dynamo one, which needs
+        # onnxscript (not a dependency); it is still the supported path in torch 2.13.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(
+            net,
+            (torch.zeros(1, 3, size, size),),
+            str(partial),
+            input_names=[input_name],
+            output_names=[output_name],
+            dynamic_axes={input_name: {0: "batch"}, output_name: {0: "batch"}},
+            opset_version=opset,
+            do_constant_folding=True,
+            dynamo=False,
+        )
+    model = onnx.load(str(partial))
+    for key, value in metadata.items():
+        model.metadata_props.add(key=key, value=value)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(partial))
+
+    with torch.no_grad():
+        expected = np.asarray(net(torch.from_numpy(samples)).numpy(), dtype=np.float32)
+    session = onnx_session(partial, RuntimeOptions())
+    got = np.asarray(session.run(None, {input_name: samples})[0], dtype=np.float32)
+    single = session.run(None, {input_name: samples[:1]})[0]
+    diff = float(max(np.abs(got - expected).max(), np.abs(single - expected[:1]).max()))
+    if not diff <= tolerance:
+        raise ConversionError(
+            f"{label}: ONNX output differs from PyTorch by {diff:.3g} (> {tolerance})",
+            variant=label,
+            max_abs_diff=diff,
+        )
+    return got, expected, diff
+
+
 def convert_minifasnet(
     pth_path: Path,
     out_onnx_path: Path,
@@ -169,7 +225,6 @@ def convert_minifasnet(
     if opset < OPSET:
         raise ValueError(f"opset must be ≥ {OPSET}")
     torch = require_torch()
-    import onnx
 
     pth_path, out_onnx_path = Path(pth_path), Path(out_onnx_path)
     net, ignored = load_network(pth_path, variant, input_size)
@@ -179,44 +234,22 @@ def convert_minifasnet(
     out_onnx_path.parent.mkdir(parents=True, exist_ok=True)
     partial = out_onnx_path.with_name(out_onnx_path.name + ".partial")
     try:
-        with warnings.catch_warnings():
-            # The TorchScript exporter is deprecated in favour of the dynamo one, which needs
-            # onnxscript (not a dependency); it is still the supported path in torch 2.13.
-            warnings.simplefilter("ignore", DeprecationWarning)
-            torch.onnx.export(
-                net,
-                (torch.zeros(1, 3, input_size, input_size),),
-                str(partial),
-                input_names=[INPUT_NAME],
-                output_names=[OUTPUT_NAME],
-                dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
-                opset_version=opset,
-                do_constant_folding=True,
-                dynamo=False,
-            )
-        model = onnx.load(str(partial))
-        for key, value in {
-            "facerec.variant": variant,
-            "facerec.input": f"BGR float 0..255, 1x3x{input_size}x{input_size}, dynamic batch",
-            "facerec.source_sha256": sha256_file(pth_path),
-        }.items():
-            model.metadata_props.add(key=key, value=value)
-        onnx.checker.check_model(model)
-        onnx.save(model, str(partial))
-
-        with torch.no_grad():
-            expected = net(torch.from_numpy(samples)).numpy()
-        session = onnx_session(partial, RuntimeOptions())
-        got = session.run(None, {INPUT_NAME: samples})[0]
-        single = session.run(None, {INPUT_NAME: samples[:1]})[0]
-        diff = float(max(np.abs(got - expected).max(), np.abs(single - expected[:1]).max()))
+        got, expected, diff = export_verified(
+            net,
+            partial,
+            samples,
+            input_name=INPUT_NAME,
+            output_name=OUTPUT_NAME,
+            opset=opset,
+            metadata={
+                "facerec.variant": variant,
+                "facerec.input": f"BGR float 0..255, 1x3x{input_size}x{input_size}, dynamic batch",
+                "facerec.source_sha256": sha256_file(pth_path),
+            },
+            label=variant,
+            tolerance=tolerance,
+        )
         prob_diff = float(np.abs(softmax(got) - softmax(expected)).max())
-        if not diff <= tolerance:
-            raise ConversionError(
-                f"{variant}: ONNX output differs from PyTorch by {diff:.3g} (> {tolerance})",
-                variant=variant,
-                max_abs_diff=diff,
-            )
         os.replace(partial, out_onnx_path)
     finally:
         partial.unlink(missing_ok=True)
