@@ -23,6 +23,9 @@ POSTGRES_URL = os.environ.get(
 REDIS_URL = os.environ.get("FACEREC_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 STRICT = os.environ.get("FACEREC_TEST_STRICT", "") == "1"
 
+# The private PostgreSQL/Redis fixtures of tests/faults and tests/deploy.
+pytest_plugins = ["tests.private_servers"]
+
 
 def unavailable(what: str, how: str) -> NoReturn:
     """Skip (developer machine) or fail (CI) because ``what`` is missing; ``how`` says the fix."""

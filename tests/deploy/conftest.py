@@ -19,13 +19,9 @@ from bench.faults import (
     PrivatePostgres,
     PrivateRedis,
     Service,
-    UnavailableError,
     service_env,
-    start_private_postgres,
-    start_private_redis,
 )
 
-from tests.conftest import unavailable
 from tests.deploy.proxy import RoundRobinProxy
 
 
@@ -55,26 +51,6 @@ class Topology:
     api_key: str
     metrics_token: str
     database_url: str
-
-
-@pytest.fixture(scope="module")
-def private_postgres() -> Iterator[PrivatePostgres]:
-    try:
-        server = start_private_postgres()
-    except UnavailableError as exc:
-        unavailable(exc.what, exc.how)
-    yield server
-    server.close()
-
-
-@pytest.fixture(scope="module")
-def private_redis() -> Iterator[PrivateRedis]:
-    try:
-        server = start_private_redis()
-    except UnavailableError as exc:
-        unavailable(exc.what, exc.how)
-    yield server
-    server.stop()
 
 
 def create_key(env: dict[str, str], cwd: Path) -> str:

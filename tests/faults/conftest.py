@@ -14,33 +14,8 @@ from bench.faults import (
     PrivatePostgres,
     PrivateRedis,
     Service,
-    UnavailableError,
     service_env,
-    start_private_postgres,
-    start_private_redis,
 )
-
-from tests.conftest import unavailable
-
-
-@pytest.fixture(scope="module")
-def private_postgres() -> Iterator[PrivatePostgres]:
-    try:
-        server = start_private_postgres()
-    except UnavailableError as exc:
-        unavailable(exc.what, exc.how)
-    yield server
-    server.close()
-
-
-@pytest.fixture(scope="module")
-def private_redis() -> Iterator[PrivateRedis]:
-    try:
-        server = start_private_redis()
-    except UnavailableError as exc:
-        unavailable(exc.what, exc.how)
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")
