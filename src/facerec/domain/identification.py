@@ -144,20 +144,7 @@ class IdentificationService:
         decision = decide(ranked, point)
         shown = ranked[: request.top_k]
         records = await self.persons.persons([c.person_id for c in shown]) if not inline else {}
-        matches = [
-            Match(
-                person_id=c.person_id,
-                person=records.get(c.person_id),
-                face_id=c.face_id,
-                distance=c.distance,
-                nearest_distance=c.nearest_distance,
-                faces=c.faces,
-                similarity=c.similarity,
-                margin=c.similarity - ranked[i + 1].similarity if i + 1 < len(ranked) else None,
-                is_match=c.distance <= point.distance_threshold,
-            )
-            for i, c in enumerate(shown)
-        ]
+        matches = [match_of(ranked, i, records, point) for i in range(len(shown))]
         best = matches[0] if decision.known and matches else None
         return Recognition(
             analysis=analysis, matches=matches, best=best, decision=decision, point=point
@@ -225,3 +212,23 @@ def _inline_candidates(
             )
         )
     return candidates
+
+
+def match_of(
+    ranked: Sequence[Candidate], position: int, records: Mapping[str, Person], point: OperatingPoint
+) -> Match:
+    """The ``position``-th candidate of a ranked list as a match at ``point``: its person record,
+    and its margin over the next candidate."""
+    candidate = ranked[position]
+    following = ranked[position + 1] if position + 1 < len(ranked) else None
+    return Match(
+        person_id=candidate.person_id,
+        person=records.get(candidate.person_id),
+        face_id=candidate.face_id,
+        distance=candidate.distance,
+        nearest_distance=candidate.nearest_distance,
+        faces=candidate.faces,
+        similarity=candidate.similarity,
+        margin=candidate.similarity - following.similarity if following else None,
+        is_match=candidate.distance <= point.distance_threshold,
+    )

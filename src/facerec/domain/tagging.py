@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from facerec.domain.identification import IdentificationService, Match
+from facerec.domain.identification import IdentificationService, Match, match_of
 from facerec.domain.open_set import (
     DEFAULT_MIN_MARGIN,
     Candidate,
@@ -30,7 +30,6 @@ from facerec.domain.open_set import (
 from facerec.domain.probes import Analysis, AnalysisOptions, FaceChoice, FaceProbe, ProcessingMode
 from facerec.domain.timing import StageTimer
 from facerec.storage.models import check_collection_key
-from facerec.values import Person
 
 # Quality reasons that make a face unusable for identification (pose and sharpness problems are
 # reported, but a face that can be embedded is still tried).
@@ -130,14 +129,14 @@ class TaggingService:
         faces = []
         for i, probe in enumerate(analysis.probes):
             candidates = [
-                _match(c, records, point, ranked[i], j)
+                match_of(ranked[i], j, records, point)
                 for j, c in enumerate(ranked[i][: options.top_k])
             ]
             chosen = assigned[i]
             best = next((m for m in candidates if m.person_id == chosen), None)
             if chosen is not None and best is None:  # assigned beyond top_k: show it too
                 j = next(j for j, c in enumerate(ranked[i]) if c.person_id == chosen)
-                best = _match(ranked[i][j], records, point, ranked[i], j)
+                best = match_of(ranked[i], j, records, point)
             faces.append(FaceTag(probe, candidates, best, reasons[i], decided[i]))
         return Tagging(analysis=analysis, faces=faces, point=point)
 
@@ -192,25 +191,3 @@ def assign(
         if pairs and result[i] is None:
             decided[i] = "assignment"  # every candidate went to a stronger face
     return result, decided
-
-
-def _match(
-    candidate: Candidate,
-    records: dict[str, Person],
-    point: OperatingPoint,
-    ranked: list[Candidate],
-    position: int,
-) -> Match:
-    following = ranked[position + 1] if position + 1 < len(ranked) else None
-    person = records.get(candidate.person_id)
-    return Match(
-        person_id=candidate.person_id,
-        person=person,
-        face_id=candidate.face_id,
-        distance=candidate.distance,
-        nearest_distance=candidate.nearest_distance,
-        faces=candidate.faces,
-        similarity=candidate.similarity,
-        margin=candidate.similarity - following.similarity if following else None,
-        is_match=candidate.distance <= point.distance_threshold,
-    )
