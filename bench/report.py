@@ -45,12 +45,22 @@ def command() -> str:
     return "python " + " ".join(shlex.quote(arg) for arg in sys.argv)
 
 
+def load_average() -> str:
+    """1, 5 and 15 minute load averages when the section is written: a busy machine shows here."""
+    try:
+        one, five, fifteen = os.getloadavg()
+    except OSError:
+        return "unknown"
+    return f"{one:.2f} / {five:.2f} / {fifteen:.2f} (1 / 5 / 15 min)"
+
+
 def write_section(name: str, title: str, body: str) -> None:
     """Replace (or append) the section ``name`` of BENCHMARKS.md."""
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     section = (
         f"<!-- bench:{name} -->\n## {title}\n\n"
-        f"- command: `{command()}`\n- machine: {machine()}\n- date: {stamp}\n\n"
+        f"- command: `{command()}`\n- machine: {machine()}\n- date: {stamp}\n"
+        f"- load average when written: {load_average()}\n\n"
         f"{body.strip()}\n<!-- /bench:{name} -->"
     )
     text = BENCHMARKS.read_text(encoding="utf-8") if BENCHMARKS.exists() else HEADER

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -32,8 +32,6 @@ from facerec.events.bus import (
 )
 from facerec.values import BBox
 
-# How long the collection's person count (the open-set operating point's gallery size) is reused.
-PERSONS_TTL_S = 5.0
 MAX_NAMES = 1000
 
 
@@ -70,7 +68,6 @@ class StreamSession:
         *,
         tagging: TaggingService,
         config: StreamConfig,
-        persons: Callable[[], Awaitable[int]],
         publish: Callable[[Event], None],
         person_id: Callable[[str], str],
         tracker: Tracker | None = None,
@@ -78,21 +75,13 @@ class StreamSession:
     ) -> None:
         self.tagging = tagging
         self.config = config
-        self._persons = persons
         self._publish = publish
         self._person_id = person_id  # stored key -> the id the tenant knows
         self.tracker = tracker or Tracker()
         self.clock = clock
         self.stream_id = uuid.uuid4().hex
         self._names: dict[str, str] = {}
-        self._person_count: tuple[float, int] | None = None
         self._presence: dict[int, str] = {}  # track id -> the person announced as present
-
-    async def person_count(self) -> int:
-        now = time.monotonic()
-        if self._person_count is None or now - self._person_count[0] > PERSONS_TTL_S:
-            self._person_count = (now, await self._persons())
-        return self._person_count[1]
 
     async def process(self, frame: bytes, timer: StageTimer) -> FrameResult:
         """One frame: analysed, identified, tracked. Raises the analysis's typed errors
@@ -100,8 +89,7 @@ class StreamSession:
         started = time.perf_counter()
         queries = self.tagging.queries
         analysis = await queries.analyse(frame, self.config.analysis, timer)
-        persons = await self.person_count()
-        tagging = await self.tagging.tag_analysis(analysis, self.config.tag, persons, timer)
+        tagging = await self.tagging.tag_analysis(analysis, self.config.tag, timer)
         observations = [self._observation(face) for face in tagging.faces]
         update = self.tracker.update(observations, self.clock())
         for track in update.decided:

@@ -90,13 +90,13 @@ class TaggingService:
         await self.identification.repository.require_collection(collection)  # 404 first
         analysis_options = await self.options(options)
         analysis = await self.queries.analyse(image, analysis_options, timer)
-        return await self.tag_analysis(analysis, options, None, timer)
+        return await self.tag_analysis(analysis, options, timer)
 
     async def tag_analysis(
-        self, analysis: Analysis, options: TagOptions, persons: int | None, timer: StageTimer
+        self, analysis: Analysis, options: TagOptions, timer: StageTimer
     ) -> Tagging:
-        """Identify every face of an analysed photo (or video frame); ``persons`` None: the
-        gallery size the index keeps."""
+        """Identify every face of an analysed photo (or video frame) against the gallery size
+        the index keeps incrementally (no count over the gallery per request or frame)."""
         embedder = self.queries.embedder(analysis.embedder or "")
         space = analysis.space or ""
         searcher = self.identification.searcher
@@ -105,7 +105,7 @@ class TaggingService:
             comparisons = size.faces
             point = operating_point(
                 embedder,
-                gallery_size=size.persons if persons is None else persons,
+                gallery_size=size.persons,
                 comparisons=comparisons,
                 target_fpir=options.target_fpir,
                 similarity_threshold=options.similarity_threshold,

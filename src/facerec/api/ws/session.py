@@ -40,9 +40,6 @@ async def open_session(state: AppState, scope: TenantScope, body: StreamConfigIn
     if state.queries.check_liveness(body.check_liveness):
         analysis = replace(analysis, liveness=state.queries.liveness_model())
 
-    async def persons() -> int:
-        return (await repository.get_collection(collection)).person_count
-
     config = StreamConfig(
         tenant=scope.tenant,
         collection=collection,
@@ -54,7 +51,6 @@ async def open_session(state: AppState, scope: TenantScope, body: StreamConfigIn
     return StreamSession(
         tagging=state.tagging,
         config=config,
-        persons=persons,
         publish=state.events.publish,
         person_id=scope.person_id,
     )
