@@ -17,8 +17,23 @@ async def create_searcher(
 ) -> FaceSearcher:
     """``memory``: exact → HNSW in this process, synced by the change log.
     ``pgvector``: HNSW inside PostgreSQL; fails when the extension is not there.
+    ``milvus``: a Milvus server, cluster or milvus-lite file, synced by the change log (nothing
+    is contacted here: :meth:`~facerec.storage.milvus.MilvusSearcher.warm` connects).
     ``auto``: pgvector when the extension is there, memory otherwise."""
     options = options or IndexOptions()
+    if options.backend == "milvus":
+        # Imported here: pymilvus is an optional extra (pip install 'facerec[milvus]').
+        from facerec.storage.milvus import MilvusSearcher, sql_gallery_sizes
+        from facerec.storage.milvus_client import MilvusGateway
+
+        gateway = MilvusGateway(options.milvus, default_dir=options.index_dir)
+        return MilvusSearcher(
+            repository,
+            gateway,
+            sql_gallery_sizes(repository.engine),
+            options,
+            on_persons_changed=on_persons_changed,
+        )
     available = await repository_has_pgvector(repository)
     if options.backend == "pgvector" or (options.backend == "auto" and available):
         if not available:
@@ -28,5 +43,7 @@ async def create_searcher(
             )
         return PgVectorSearcher(repository.engine, ef_search=options.pgvector_ef_search)
     if options.backend not in ("memory", "auto"):
-        raise ValueError(f"unknown index backend {options.backend!r}: memory or pgvector")
+        raise ValueError(
+            f"unknown index backend {options.backend!r}: memory, pgvector, milvus or auto"
+        )
     return IndexRegistry(repository, options, on_persons_changed=on_persons_changed)
