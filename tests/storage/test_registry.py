@@ -193,6 +193,22 @@ def test_index_options_from_settings(tmp_path: Path) -> None:
     periodic = Settings(index={"snapshot_every_s": 12.5, "snapshot_every_changes": 7})
     snapshots = IndexOptions.from_settings(periodic)
     assert (snapshots.snapshot_every_s, snapshots.snapshot_every_changes) == (12.5, 7)
+    assert (snapshots.dtype, snapshots.rescore, snapshots.mmap_snapshots) == ("auto", 4, False)
+    graph = Settings(
+        index={
+            "hnsw_dtype": "f16",
+            "hnsw_rescore": 8,
+            "hnsw_expansion_search": 96,
+            "hnsw_mmap_snapshots": True,
+        }
+    )
+    tuned = IndexOptions.from_settings(graph)
+    assert (tuned.dtype, tuned.rescore, tuned.expansion_search, tuned.mmap_snapshots) == (
+        "f16",
+        8,
+        96,
+        True,
+    )
 
 
 async def test_create_searcher_backends(backend: Backend) -> None:

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from sqlalchemy import event
 
 from facerec.storage.models import EmbeddingSpace, NewFace, NewPerson
@@ -187,3 +189,56 @@ async def test_recognize_counts_no_persons(world: World) -> None:  # noqa: F811
     counting = [s for s in statements if "count(" in s and "persons.id in" not in s]
     assert not counting, counting
     assert not [s for s in statements if "persons.collection = collections.name" in s]
+
+
+async def test_restart_from_quantised_mapped_snapshot_then_erase(
+    backend: Backend, tmp_path: Path
+) -> None:
+    """A restart serves from the snapshot (i8 graph, exact rows mapped) without building, with
+    exact distances, and an erasure seen after the load leaves no trace in memory or on disk."""
+    repo = backend.repo
+    directory = tmp_path / "index"
+    options = IndexOptions(
+        backend="memory", hnsw_threshold=2, index_dir=directory, dtype="i8", mmap_snapshots=True
+    )
+    people = [await enroll(repo, f"p{i}", 40 + i) for i in range(5)]
+    first = IndexRegistry(repo, options)
+    await first.warm()
+    await wait_for(lambda: isinstance(first._shards[("default", SPACE)].index, HnswIndex))
+    assert await first.save() == 1
+    await first.close()
+
+    source = CountingSource(repo)
+    restarted = IndexRegistry(source, options)
+    await restarted.warm()
+    assert source.index_rows_calls == 0  # loaded, not rebuilt
+    index = restarted._shards[("default", SPACE)].index
+    assert isinstance(index, HnswIndex) and index.dtype == "i8" and index._exact is not None
+    hit = (await restarted.search("default", SPACE, vec(42) + 0.01))[0]
+    assert hit.person_id == people[2]
+    assert abs(hit.distance - float(np.linalg.norm(vec(42) + 0.01 - vec(42)))) < 1e-5
+
+    await repo.delete_person(people[2])
+    hits = await restarted.search("default", SPACE, vec(42), k=5)
+    assert people[2] not in {h.person_id for h in hits}
+    assert vec(42).tobytes() not in index._exact.data.tobytes()
+    assert not list(directory.glob("*.hnsw"))  # the snapshot holding the face is deleted
+    assert await restarted.save() == 1
+    assert not any(vec(42).tobytes() in p.read_bytes() for p in directory.glob("*.hnsw"))
+    await restarted.close()
+
+
+async def test_snapshot_of_another_graph_type_is_rebuilt(backend: Backend, tmp_path: Path) -> None:
+    repo = backend.repo
+    directory = tmp_path / "index"
+    for i in range(4):
+        await enroll(repo, f"p{i}", 50 + i)
+    f32 = IndexOptions(backend="memory", hnsw_threshold=2, index_dir=directory, dtype="f32")
+    first = IndexRegistry(repo, f32)
+    await first.search("default", SPACE, vec(50))  # built in the request: not warmed
+    assert await first.save() == 1
+    source = CountingSource(repo)
+    i8 = IndexRegistry(source, replace(f32, dtype="i8"))
+    await i8.warm()
+    assert source.index_rows_calls == 1  # the f32 snapshot was not used
+    await i8.close()

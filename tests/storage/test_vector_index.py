@@ -9,7 +9,8 @@ import pytest
 from numpy.typing import NDArray
 
 from facerec.errors import InvalidInputError
-from facerec.storage.vector_index import ExactIndex, HnswIndex
+from facerec.storage.quantised_rows import graph_dtype
+from facerec.storage.vector_index import ExactIndex, GraphDtype, HnswIndex
 from facerec.values import Metric
 
 
@@ -143,3 +144,127 @@ def test_hnsw_erasure_scrubs_vector_bytes(tmp_path: Path) -> None:
     raw = path.read_bytes()
     assert erased and not any(v.tobytes() in raw for v in erased.values())
     assert all(v.tobytes() in raw for v in live.values())
+
+
+# ---- quantised graphs (f16 / i8) with exact re-ranking -----------------------------------------
+
+
+@pytest.mark.parametrize("metric", ["l2", "cosine"])
+@pytest.mark.parametrize("dtype", ["f16", "i8"])
+def test_quantised_top1_matches_exact_with_exact_distances(
+    metric: Metric, dtype: GraphDtype
+) -> None:
+    centres, data = clustered(1500, 3, 64, seed=5)
+    ids = [f"f{i}" for i in range(len(data))]
+    exact = ExactIndex(64, metric)
+    exact.add(ids, data)
+    hnsw = HnswIndex(64, metric, threads=2, dtype=dtype, rescore=4)
+    hnsw.add(ids, data)
+    assert hnsw.quantised
+    rng = np.random.default_rng(6)
+    picks = rng.integers(0, len(centres), 300)
+    queries = centres[picks] + 0.15 * rng.standard_normal((300, 64)).astype(np.float32)
+    agree = 0
+    for q in queries:
+        h_ids, h_dist = hnsw.search(q, 5)
+        agree += h_ids[0] == exact.search(q, 1)[0][0]
+        # Re-ranked: the distances are the exact ones of the ids returned, nearest first.
+        expected = brute(data[[int(f[1:]) for f in h_ids]], q, metric)
+        np.testing.assert_allclose(h_dist, expected, rtol=1e-5, atol=1e-5)
+        assert list(h_dist) == sorted(h_dist)
+    assert agree / len(queries) >= 0.99
+
+
+def test_keys_are_reused_and_rows_scrubbed() -> None:
+    _, data = clustered(10, 2, 8)
+    ids = [f"f{i}" for i in range(len(data))]
+    index = HnswIndex(8, "l2", dtype="i8")
+    index.add(ids, data)
+    for _ in range(5):  # churn does not grow the exact rows past the faces held at once
+        index.remove(ids[:5])
+        index.add(ids[:5], data[:5])
+    assert index._pool.high == len(ids)
+    index.remove(["f3"])
+    assert index._exact is not None
+    assert data[3].tobytes() not in index._exact.data.tobytes()
+    assert index.search(data[3], 1)[0] != ["f3"]
+
+
+def quantised_snapshot(tmp_path: Path) -> tuple[HnswIndex, Path, NDArray[np.float32], list[str]]:
+    _, data = clustered(100, 2, 16)
+    ids = [f"f{i}" for i in range(len(data))]
+    index = HnswIndex(16, "cosine", expansion_search=77, dtype="i8", rescore=3)
+    index.add(ids, data)
+    index.remove(["f5"])
+    path = tmp_path / "idx" / "q.hnsw"
+    index.save(path, extra={"seq": 3})
+    return index, path, data, ids
+
+
+@pytest.mark.parametrize("mmap", [False, True])
+def test_quantised_persistence_round_trip(tmp_path: Path, mmap: bool) -> None:
+    index, path, data, _ = quantised_snapshot(tmp_path)
+    before = path.read_bytes()
+    loaded, extra = HnswIndex.load_with_extra(path, mmap=mmap)
+    assert extra == {"seq": 3}
+    assert (loaded.dtype, loaded.rescore, loaded.expansion_search) == ("i8", 3, 77)
+    assert len(loaded) == len(index) == 199 and "f5" not in loaded
+    for q in data[:30]:
+        got, dist = loaded.search(q, 3)
+        want, want_dist = index.search(q, 3)
+        assert got == want
+        np.testing.assert_allclose(dist, want_dist, rtol=1e-6, atol=1e-6)
+    loaded.add(["new"], data[5:6] * 3.0)  # a freed key is reused; rows grow past a mapping
+    loaded.add([f"more{i}" for i in range(150)], data[:150] + 0.01)
+    assert loaded.search(data[5], 1)[0] == ["new"]
+    loaded.remove(["f7"])
+    # Loading copies or maps copy-on-write: the snapshot file is never written through.
+    assert path.read_bytes() == before
+    assert not list(path.parent.glob("*.tmp"))
+
+
+@pytest.mark.parametrize("mmap", [False, True])
+def test_erasure_after_load(tmp_path: Path, mmap: bool) -> None:
+    """A face removed from a loaded (or mapped) snapshot is gone from memory and from the
+    next snapshot; a mapped file itself is left alone (the registry deletes it)."""
+    _, path, data, _ = quantised_snapshot(tmp_path)
+    loaded = HnswIndex.load(path, mmap=mmap)
+    unit = (data / np.linalg.norm(data, axis=1, keepdims=True)).astype(np.float32)
+    assert loaded._exact is not None
+    assert unit[9].tobytes() in loaded._exact.data.tobytes()
+    loaded.remove(["f9"])
+    assert not isinstance(loaded._exact.data, np.memmap)  # the file is no longer mapped
+    assert "f9" not in loaded.search(data[9], 10)[0]
+    assert unit[9].tobytes() not in loaded._exact.data.tobytes()
+    again = tmp_path / "again.hnsw"
+    loaded.save(again)
+    raw = again.read_bytes()
+    assert unit[9].tobytes() not in raw and unit[8].tobytes() in raw
+    assert unit[9].tobytes() in path.read_bytes()  # the old snapshot: deleted by the registry
+
+
+def test_old_or_truncated_snapshot_is_refused(tmp_path: Path) -> None:
+    _, path, _, _ = quantised_snapshot(tmp_path)
+    raw = path.read_bytes()
+    path.write_bytes(raw[: len(raw) - 100])
+    with pytest.raises(ValueError):
+        HnswIndex.load(path)
+    path.write_bytes(b"\x02\0\0\0\0\0\0\0{}")
+    with pytest.raises(ValueError):
+        HnswIndex.load(path)
+
+
+def test_auto_graph_dtype_by_metric() -> None:
+    assert graph_dtype("auto", "cosine") == "i8" and graph_dtype("auto", "l2") == "f32"
+    assert graph_dtype("f16", "l2") == "f16"
+
+
+def test_empty_quantised_index_round_trip(tmp_path: Path) -> None:
+    index = HnswIndex(8, "cosine", dtype="i8")
+    index.add(["a"], np.ones((1, 8), np.float32))
+    index.remove(["a"])
+    index.save(tmp_path / "e.hnsw")
+    loaded = HnswIndex.load(tmp_path / "e.hnsw")
+    assert len(loaded) == 0 and loaded.search(np.ones(8, np.float32), 1)[0] == []
+    loaded.add(["b"], np.ones((1, 8), np.float32))
+    assert loaded.search(np.ones(8, np.float32), 1)[0] == ["b"]

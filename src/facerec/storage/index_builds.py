@@ -18,6 +18,7 @@ from numpy.typing import NDArray
 from facerec.storage.index_options import IndexOptions
 from facerec.storage.models import EmbeddingSpace
 from facerec.storage.protocols import IndexSource, VectorIndex
+from facerec.storage.quantised_rows import graph_dtype
 from facerec.storage.shards import Shard, ShardKey, exact_index, forget_faces
 from facerec.storage.vector_index import ExactIndex, HnswIndex
 
@@ -84,6 +85,8 @@ class IndexBuilds:
             expansion_add=options.expansion_add,
             expansion_search=options.expansion_search,
             threads=options.build_threads,
+            dtype=graph_dtype(options.dtype, spec.metric),
+            rescore=options.rescore,
         )
         index.add(ids, vectors)
         index.threads = 1  # later adds are a few faces at a time

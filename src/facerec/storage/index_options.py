@@ -2,15 +2,32 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from facerec.config import Settings
+from facerec.storage.quantised_rows import DtypeSetting
+
+
+@dataclass(frozen=True)
+class MilvusOptions:
+    """Where and how ``backend="milvus"`` keeps its vectors (docs/milvus.md)."""
+
+    # http(s)://host:19530 (server or cluster), or a path ending in .db (milvus-lite in this
+    # process); None: <index_dir>/milvus.db, or data/milvus.db without an index_dir.
+    uri: str | None = None
+    token: str | None = None  # "user:password" or an API key
+    db_name: str | None = None
+    collection_prefix: str = "facerec"
+    consistency: str = "Strong"
+    timeout_s: float = 10.0
+    shards: int = 1
 
 
 @dataclass(frozen=True)
 class IndexOptions:
     # "memory": exact → HNSW in this process; "pgvector": HNSW inside PostgreSQL;
+    # "milvus": a Milvus server/cluster or milvus-lite (MilvusOptions);
     # "auto": pgvector where the extension is installed, memory otherwise.
     backend: str = "auto"
     hnsw_threshold: int = 20_000  # faces in one (collection, space) before switching to HNSW
@@ -23,6 +40,12 @@ class IndexOptions:
     pgvector_ef_search: int = 100
     snapshot_every_s: float = 300.0  # unsaved changes older than this are snapshotted
     snapshot_every_changes: int = 10_000  # this many unsaved changes are snapshotted at once
+    # HNSW graph scalar type (auto: i8 for cosine spaces, f32 for L2); f16/i8 graphs are
+    # re-ranked exactly over k × rescore candidates.
+    dtype: DtypeSetting = "auto"
+    rescore: int = 4
+    mmap_snapshots: bool = False  # map snapshot rows copy-on-write instead of reading them
+    milvus: MilvusOptions = field(default_factory=MilvusOptions)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> IndexOptions:
@@ -33,4 +56,17 @@ class IndexOptions:
             index_dir=index.index_dir,
             snapshot_every_s=index.snapshot_every_s,
             snapshot_every_changes=index.snapshot_every_changes,
+            dtype=index.hnsw_dtype,
+            rescore=index.hnsw_rescore,
+            expansion_search=index.hnsw_expansion_search,
+            mmap_snapshots=index.hnsw_mmap_snapshots,
+            milvus=MilvusOptions(
+                uri=index.milvus_uri,
+                token=index.milvus_token.get_secret_value() if index.milvus_token else None,
+                db_name=index.milvus_db_name,
+                collection_prefix=index.milvus_collection_prefix,
+                consistency=index.milvus_consistency,
+                timeout_s=index.milvus_timeout_s,
+                shards=index.milvus_shards,
+            ),
         )

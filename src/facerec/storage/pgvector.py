@@ -200,6 +200,8 @@ class PgVectorSearcher:
     Always consistent with the database (no in-process state), at the cost of a round trip.
     """
 
+    backend = "pgvector"  # what /ready and the models page report
+
     def __init__(
         self, engine: AsyncEngine, *, ef_search: int = 100, size_ttl_s: float = 2.0
     ) -> None:

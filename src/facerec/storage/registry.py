@@ -1,7 +1,8 @@
 """In-process vector search that follows the database through the change log.
 
 One index per (collection, space), built lazily from the faces table: exact while small, HNSW
-once it holds more than ``IndexOptions.hnsw_threshold`` faces.
+once it holds more than ``IndexOptions.hnsw_threshold`` faces (an i8 graph re-ranked exactly for
+cosine spaces, f32 for L2 ones by default: ``IndexOptions.dtype``, docs/index.md).
 
 Multi-process consistency: every gallery write appends change-log rows (seq, op, face, person,
 collection, space) in its own transaction, and writers are serialised, so seqs become visible in
@@ -54,6 +55,8 @@ PersonsChanged = Callable[[set[str] | None], Awaitable[None]]
 class IndexRegistry:
     """:class:`~facerec.storage.protocols.FaceSearcher` over in-process indexes."""
 
+    backend = "memory"  # what /ready and the models page report
+
     def __init__(
         self,
         source: IndexSource,
@@ -67,7 +70,9 @@ class IndexRegistry:
         self._shards: dict[ShardKey, Shard] = {}
         self._seq = -1  # nothing applied yet: the first sync only records the position
         self._pruned = 0
-        self._snapshots = SnapshotStore(self._options.index_dir)
+        self._snapshots = SnapshotStore(
+            self._options.index_dir, dtype=self._options.dtype, mmap=self._options.mmap_snapshots
+        )
         self._lock = asyncio.Lock()
         # After warm(): every (collection, space) with faces is in _shards.
         self._complete = False

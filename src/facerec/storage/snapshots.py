@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from facerec.storage.models import EmbeddingSpace
+from facerec.storage.quantised_rows import DtypeSetting, graph_dtype
 from facerec.storage.vector_index import HnswIndex
 
 log = logging.getLogger(__name__)
@@ -28,8 +29,15 @@ class Snapshot:
 
 
 class SnapshotStore:
-    def __init__(self, directory: Path | None) -> None:
+    """``dtype``: the graph type wanted (a snapshot of another type is deleted, so the index is
+    rebuilt as configured); ``mmap``: map the exact rows copy-on-write (see ``hnsw_snapshot``)."""
+
+    def __init__(
+        self, directory: Path | None, *, dtype: DtypeSetting = "auto", mmap: bool = False
+    ) -> None:
         self.directory = directory
+        self.dtype: DtypeSetting = dtype
+        self.mmap = mmap
         self.instance = 0  # set once the database's instance id is known
 
     def path(self, collection: str, space: str | None) -> Path:
@@ -55,7 +63,7 @@ class SnapshotStore:
         if not path.exists():
             return None
         try:
-            index, extra = HnswIndex.load_with_extra(path)
+            index, extra = HnswIndex.load_with_extra(path, mmap=self.mmap)
             snapshot = Snapshot(index, int(extra["seq"]), dict(extra["owners"]))
             instance = int(extra["instance"])
         except (OSError, ValueError, KeyError, RuntimeError) as exc:
@@ -66,6 +74,7 @@ class SnapshotStore:
             instance != self.instance
             or index.dim != space.dim
             or index.metric != space.metric
+            or index.dtype != graph_dtype(self.dtype, space.metric)
             or not oldest <= snapshot.seq <= newest
         ):
             path.unlink(missing_ok=True)  # unusable, and it may hold faces erased since

@@ -1,0 +1,131 @@
+"""One-file snapshots of :class:`~facerec.storage.hnsw_index.HnswIndex`.
+
+Layout (one file, written to a temporary name and renamed, so two processes saving at once
+never mix halves)::
+
+    u64 header length | JSON header | u64 keys (one per id) | usearch graph | pad to 64 |
+    float32 exact rows (quantised graphs only; row = key, released rows zeroed)
+
+Loading is I/O bound: the keys and rows are read (or, with ``mmap``, mapped copy-on-write)
+straight into NumPy arrays, and the graph is restored from one buffer. The graph is always
+copied into memory: a usearch ``view`` cannot take adds or removals. A mapped file is never
+written: adds stay in this process's private pages, and the first removal copies the rows into
+memory and drops the map before zeroing (see ``ExactRows``), while the registry deletes the
+snapshot file itself on the first removal it sees.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import numpy as np
+
+from facerec.storage.quantised_rows import ExactRows, KeyPool
+
+if TYPE_CHECKING:
+    from facerec.storage.hnsw_index import HnswIndex
+
+FORMAT = 2
+_ALIGN = 64
+H = TypeVar("H", bound="HnswIndex")
+
+
+def _padding(offset: int) -> int:
+    return -offset % _ALIGN
+
+
+def write_snapshot(index: HnswIndex, path: Path, extra: dict[str, Any]) -> None:
+    keys = np.fromiter(index._keys.values(), np.uint64, len(index._keys))
+    graph = index._index.save()
+    assert graph is not None  # no path given: the index comes back as bytes
+    rows = index._exact.data[: index._pool.high] if index._exact is not None else None
+    header = json.dumps(
+        {
+            "format": FORMAT,
+            "dim": index.dim,
+            "metric": index.metric,
+            "dtype": index.dtype,
+            "rescore": index.rescore,
+            "threads": index.threads,
+            "expansion_search": index.expansion_search,
+            "ids": list(index._keys),
+            "graph_bytes": len(graph),
+            "rows": 0 if rows is None else len(rows),
+            "extra": extra,
+        }
+    ).encode()
+    # Owner-only: a snapshot holds every vector of a gallery (mkstemp files are 0600).
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(struct.pack("<Q", len(header)))
+            handle.write(header)
+            handle.write(keys.astype("<u8").tobytes())
+            handle.write(memoryview(graph))
+            if rows is not None:
+                handle.write(b"\0" * _padding(handle.tell()))
+                handle.write(np.ascontiguousarray(rows, "<f4").data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_snapshot(cls: type[H], path: Path, *, mmap: bool) -> tuple[H, dict[str, Any]]:
+    from usearch.index import Index
+
+    with path.open("rb") as handle:
+        raw_size = handle.read(8)
+        if len(raw_size) != 8:
+            raise ValueError(f"{path} is truncated")
+        (size,) = struct.unpack("<Q", raw_size)
+        header = json.loads(handle.read(size))
+        if header.get("format") != FORMAT:
+            raise ValueError(f"{path}: snapshot format {header.get('format')}, not {FORMAT}")
+        ids: list[str] = header["ids"]
+        dim = int(header["dim"])
+        keys = np.fromfile(handle, "<u8", len(ids)).astype(np.uint64)
+        graph = bytearray(int(header["graph_bytes"]))
+        if handle.readinto(graph) != len(graph) or keys.size != len(ids):
+            raise ValueError(f"{path} is truncated")
+        rows_offset = handle.tell() + _padding(handle.tell())
+        count = int(header["rows"])
+        rows: np.ndarray[Any, np.dtype[np.float32]] | None = None
+        if count and mmap:
+            rows = np.memmap(path, np.float32, "c", rows_offset, (count, dim))
+        elif count:
+            handle.seek(rows_offset)
+            rows = np.fromfile(handle, "<f4", count * dim).astype(np.float32, copy=False)
+            if rows.size != count * dim:
+                raise ValueError(f"{path} is truncated")
+            rows = rows.reshape(count, dim)
+    restored = Index.restore(graph)
+    if restored is None:
+        raise ValueError(f"{path} is not a usearch index")
+    del graph
+    index = cls(
+        dim,
+        header["metric"],
+        threads=int(header["threads"]),
+        dtype=header["dtype"],
+        rescore=int(header["rescore"]),
+    )
+    restored.expansion_search = int(header["expansion_search"])  # type: ignore[misc]
+    index._index = restored
+    index._keys = dict(zip(ids, keys.tolist(), strict=True))
+    index._ids = {key: face_id for face_id, key in index._keys.items()}
+    index._pool = KeyPool(keys)
+    index._free = max(0, int(restored.stats.nodes) - len(restored))
+    if index._exact is not None and index._pool.high:  # (an empty index keeps its fresh rows)
+        if rows is None or len(rows) < index._pool.high:
+            raise ValueError(f"{path}: exact rows missing")
+        index._exact = ExactRows(dim, index.metric, rows)
+    if len(restored) != len(index._keys):
+        raise ValueError(f"{path}: {len(restored)} vectors but {len(index._keys)} ids")
+    return index, dict(header["extra"])
