@@ -5,6 +5,12 @@ the faces (all, the subject, or the enrollment subject; :mod:`facerec.domain.sel
 and liveness gates → liveness of the kept faces in one call → embed the kept faces in one batched
 call. Every endpoint that looks at faces goes through it; each step records its time. Blocking:
 runs in the inference executor.
+
+Decoding follows the faces, not the megapixels: without liveness, a large JPEG is decoded once at
+the scale detection needs (:func:`~facerec.inference.images.decode_image` ``reduce_to``), and the
+chips are cut from that decode whenever it holds at least the detail the embedder's chip can use
+(:data:`CHIP_DETAIL`). Only when a face to embed is too small for that, or the reduced decode gets
+a face refused, is the photo decoded again at full resolution and analysed as before.
 """
 
 from __future__ import annotations
@@ -14,7 +20,13 @@ from dataclasses import replace
 import numpy as np
 from numpy.typing import NDArray
 
-from facerec.domain.detection import DetectedFace, DetectionService, DetectOptions
+from facerec.domain.detection import (
+    DetectedFace,
+    DetectionResult,
+    DetectionService,
+    DetectOptions,
+    scale_detection,
+)
 from facerec.domain.probes import (
     Analysis,
     AnalysisOptions,
@@ -28,13 +40,20 @@ from facerec.domain.probes import (
 from facerec.domain.selection import competing_faces, rank_faces
 from facerec.domain.timing import StageTimer
 from facerec.errors import FaceRejectedError
+from facerec.inference.align import chip_scale, mirror_detection, mirrored_faces
 from facerec.inference.base import AlignedChip, FaceEmbedder, LivenessModel
 from facerec.inference.images import DecodedImage
 from facerec.inference.liveness.minifasnet import context_ratio
 from facerec.inference.manager import ModelManager
-from facerec.values import BBox, Detection
+from facerec.inference.quality import assess
+from facerec.values import Detection
+
+__all__ = ["CHIP_DETAIL", "MIRROR_SUFFIX", "Analyzer", "mirror_detection"]
 
 MIRROR_SUFFIX = "+mirror"
+# A reduced decode serves a face's chip when the chip takes at most this many chip pixels per
+# decoded pixel: ``warp_chip`` area-averages any finer image down to this sampling anyway.
+CHIP_DETAIL = 0.5
 
 
 class Analyzer:
@@ -56,28 +75,35 @@ class Analyzer:
         """The faces of an encoded image, as ``options`` asks; ``digest``: its SHA-256 when the
         caller has it already. Raises :class:`FaceRejectedError` when a subject/enroll photo has
         no usable face."""
-        reduced = options.reduced_decode and options.embedder is None and not options.liveness
+        reduced = not options.liveness and (options.reduced_decode or bool(options.embedder))
         image = self._detection.decode(data, timer, reduced=reduced)
-        detect = DetectOptions(
-            model_name=options.detector,
-            conf_threshold=options.conf_threshold,
-            iou_threshold=options.iou_threshold,
-            max_faces=options.max_faces,
-            min_quality=options.min_quality if options.choice is FaceChoice.ALL else 0.0,
-        )
-        found = self._detection.detect_decoded(image, detect, timer)
-        faces_in_image = len(found.faces) + found.filtered_low_quality
-        if options.choice is FaceChoice.ALL:
-            probes = [FaceProbe(f.detection, f.quality, index=i) for i, f in enumerate(found.faces)]
+        # Embedding from a reduced decode must give what the full photo gives, or it is redone.
+        if options.embedder is not None and _is_reduced(image):
+            reduced_found: DetectionResult | None = None
+            try:
+                found, probes = self._faces(image, options, timer)
+                resolved = self._chips_resolved(image, probes, options.embedder)
+                reduced_found = found
+            except FaceRejectedError as exc:
+                if exc.code == "no_face":  # detection runs at its own scale anyway
+                    raise
+                resolved = False
+            if not resolved:
+                image = self._detection.decode(data, timer, reduced=False)
+                if reduced_found is not None and options.choice is not FaceChoice.ALL:
+                    # Detection ran at its own scale: only quality needs the full pixels.
+                    found, probes = self._reassessed(image, reduced_found, options, timer)
+                else:
+                    found, probes = self._faces(image, options, timer)
         else:
-            probes = [self._subject(found.faces, image, options)]
+            found, probes = self._faces(image, options, timer)
+        faces_in_image = len(found.faces) + found.filtered_low_quality
         if options.liveness and probes:
             probes = self._with_liveness(image, probes, options, timer)
         space = None
         if options.embedder and probes:
-            vectors, space, chips = self._embed(
-                image, [p.detection for p in probes], options, timer
-            )
+            in_pixels = [_in_pixels(p.detection, image) for p in probes]
+            vectors, space, chips = self._embed(image, in_pixels, options, timer)
             probes = [
                 replace(p, embedding=v, chip=c)
                 for p, v, c in zip(probes, vectors, chips, strict=True)
@@ -94,6 +120,56 @@ class Analyzer:
             faces_in_image=faces_in_image,
             filtered_low_quality=found.filtered_low_quality,
         )
+
+    def _faces(
+        self, image: DecodedImage, options: AnalysisOptions, timer: StageTimer
+    ) -> tuple[DetectionResult, list[FaceProbe]]:
+        """Detection, quality and the faces ``options.choice`` keeps, in the photo's pixels."""
+        detect = DetectOptions(
+            model_name=options.detector,
+            conf_threshold=options.conf_threshold,
+            iou_threshold=options.iou_threshold,
+            max_faces=options.max_faces,
+            min_quality=options.min_quality if options.choice is FaceChoice.ALL else 0.0,
+        )
+        found = self._detection.detect_decoded(image, detect, timer)
+        if options.choice is FaceChoice.ALL:
+            probes = [FaceProbe(f.detection, f.quality, index=i) for i, f in enumerate(found.faces)]
+        else:
+            probes = [self._subject(found.faces, image, options)]
+        return found, probes
+
+    def _reassessed(
+        self,
+        image: DecodedImage,
+        found: DetectionResult,
+        options: AnalysisOptions,
+        timer: StageTimer,
+    ) -> tuple[DetectionResult, list[FaceProbe]]:
+        """The faces found on a reduced decode, their quality judged on the full ``image``."""
+        bar = self._detection.bar
+        with timer.stage("quality"):
+            faces = [
+                DetectedFace(f.detection, assess(image.pixels, f.detection, bar))
+                for f in found.faces
+            ]
+        return replace(found, faces=faces, image=image), [self._subject(faces, image, options)]
+
+    def _chips_resolved(self, image: DecodedImage, probes: list[FaceProbe], name: str) -> bool:
+        """Whether the decoded pixels hold all the detail the embedder's chips of ``probes``
+        can use (a face without landmarks, or dlib's own shape predictor, needs the full
+        photo)."""
+        model = self._models.peek(name)
+        if not isinstance(model, FaceEmbedder):  # pragma: no cover - resolved by task
+            raise TypeError(f"{name!r} is not an embedder")
+        if getattr(model, "alignment", "landmarks") != "landmarks":
+            return False
+        _, template = model.chip_geometry()
+        for probe in probes:
+            face = _in_pixels(probe.detection, image)
+            if face.landmarks is None or chip_scale(face.landmarks, template) > CHIP_DETAIL:
+                return False
+        return True
 
     def embedder_space(self, name: str, mode: ProcessingMode) -> str:
         """The space that ``name`` embeds into in ``mode`` (no model is loaded)."""
@@ -220,9 +296,7 @@ class Analyzer:
                 chips = model.chips_of(image.pixels, faces)
             space = model.space
             if options.mode is ProcessingMode.ACCURATE and not model.mirror_averaged:
-                mirrored = np.ascontiguousarray(image.pixels[:, ::-1])
-                width = image.pixels.shape[1]
-                flipped = [mirror_detection(f, width) for f in faces]
+                mirrored, flipped = mirrored_faces(image.pixels, faces)
                 vectors = (vectors + model.embed(mirrored, flipped)) / 2.0
                 # Mirror-averaged vectors are made differently: they live in their own space.
                 space = f"{space}{MIRROR_SUFFIX}"
@@ -238,13 +312,12 @@ def _face_brief(face: Detection, prominence: float) -> dict[str, object]:
     }
 
 
-def mirror_detection(face: Detection, width: int) -> Detection:
-    """The same face in the horizontally mirrored image (left/right landmarks swap roles)."""
-    box = face.bbox
-    mirrored = BBox(width - box.x2, box.y1, width - box.x1, box.y2)
-    marks = None
-    if face.landmarks is not None:
-        points = face.landmarks.copy()
-        points[:, 0] = width - points[:, 0]
-        marks = points[[1, 0, 2, 4, 3]].astype(np.float32)
-    return Detection(mirrored, face.score, marks)
+def _is_reduced(image: DecodedImage) -> bool:
+    return image.scale_x != 1.0 or image.scale_y != 1.0
+
+
+def _in_pixels(face: Detection, image: DecodedImage) -> Detection:
+    """``face`` (in the photo's pixels) in the pixels of its decode."""
+    if not _is_reduced(image):
+        return face
+    return scale_detection(face, 1.0 / image.scale_x, 1.0 / image.scale_y)

@@ -14,11 +14,16 @@ from facerec.api.schemas.detection import (
     DetectionRequest,
     DetectionResponse,
 )
-from facerec.api.uploads import ImageSource, image_bytes
+from facerec.api.uploads import ImageSource, OffloadedJSONRoute, image_bytes
 from facerec.domain.timing import StageTimer
 from facerec.state import AppState
 
-router = APIRouter(prefix="/api/face-detection", tags=["Face detection"], responses=ERROR_RESPONSES)
+router = APIRouter(
+    prefix="/api/face-detection",
+    tags=["Face detection"],
+    responses=ERROR_RESPONSES,
+    route_class=OffloadedJSONRoute,
+)
 
 
 async def _detect(

@@ -10,12 +10,15 @@ from facerec.api.convert import bbox_out, image_info
 from facerec.api.deps import StateDep
 from facerec.api.schemas.common import ERROR_RESPONSES, IMAGE_ERRORS
 from facerec.api.schemas.liveness import LivenessFace, LivenessRequest, LivenessResponse
-from facerec.api.uploads import ImageSource, image_bytes
+from facerec.api.uploads import ImageSource, OffloadedJSONRoute, image_bytes
 from facerec.domain.timing import StageTimer
 from facerec.state import AppState
 
 router = APIRouter(
-    prefix="/api/face-antispoofing", tags=["Anti-spoofing"], responses=ERROR_RESPONSES
+    prefix="/api/face-antispoofing",
+    tags=["Anti-spoofing"],
+    responses=ERROR_RESPONSES,
+    route_class=OffloadedJSONRoute,
 )
 
 

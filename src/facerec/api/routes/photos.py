@@ -25,7 +25,7 @@ from facerec.api.schemas.photos import (
     PhotoResponse,
     RejectRequest,
 )
-from facerec.api.uploads import ImageSource, image_bytes
+from facerec.api.uploads import ImageSource, OffloadedJSONRoute, image_bytes
 from facerec.auth.principal import Principal
 from facerec.domain.photo_views import PhotoView
 from facerec.domain.probes import ProcessingMode
@@ -33,7 +33,7 @@ from facerec.domain.tenancy import TenantScope
 from facerec.domain.timing import StageTimer
 from facerec.state import AppState
 
-router = APIRouter(tags=["Photos"], responses=GALLERY_RESPONSES)
+router = APIRouter(tags=["Photos"], responses=GALLERY_RESPONSES, route_class=OffloadedJSONRoute)
 PHOTOS = "/api/photos"
 
 

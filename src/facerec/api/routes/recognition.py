@@ -28,7 +28,7 @@ from facerec.api.schemas.recognition import (
     RecognizeRequest,
     RecognizeResponse,
 )
-from facerec.api.uploads import ImageSource, image_bytes
+from facerec.api.uploads import ImageSource, OffloadedJSONRoute, image_bytes
 from facerec.domain.identification import RecognizeOptions
 from facerec.domain.probes import ProcessingMode
 from facerec.domain.tenancy import TenantScope
@@ -36,7 +36,10 @@ from facerec.domain.timing import StageTimer
 from facerec.state import AppState
 
 router = APIRouter(
-    prefix="/api/face-recognition", tags=["Face recognition"], responses=GALLERY_RESPONSES
+    prefix="/api/face-recognition",
+    tags=["Face recognition"],
+    responses=GALLERY_RESPONSES,
+    route_class=OffloadedJSONRoute,
 )
 
 

@@ -129,9 +129,15 @@ def to_tensor(
 ) -> Array:
     """(1, 3, H, W) float32 network input ``(pixel - mean) · scale`` in the network's channel
     order; ``mean`` per channel is in that order too."""
-    pixels = canvas[:, :, ::-1] if rgb else canvas
-    tensor = (pixels.astype(np.float32) - mean) * np.float32(scale)
-    return np.ascontiguousarray(tensor.transpose(2, 0, 1)[None], dtype=np.float32)
+    planes = canvas.transpose(2, 0, 1)  # a view: the one pass below writes the tensor
+    if rgb:
+        planes = planes[::-1]
+    means = np.asarray(mean, dtype=np.float32).reshape(-1, 1, 1)
+    tensor = np.empty((1, *planes.shape), dtype=np.float32)
+    np.subtract(planes, means, out=tensor[0])
+    if scale != 1.0:
+        tensor *= np.float32(scale)
+    return tensor
 
 
 def top_candidates(scores: Array, conf_threshold: float) -> NDArray[np.intp]:

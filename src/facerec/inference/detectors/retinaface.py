@@ -49,6 +49,17 @@ def anchors_for(height: int, width: int) -> NDArray[np.float32]:
     return np.vstack(rows)
 
 
+def input_tensor(image: ImageBGR) -> NDArray[np.float32]:
+    """The network input (3, H, W) of a BGR image: the mean taken away, padded with zeros (what
+    the network was trained with) to multiples of 32. One pass over the pixels, straight into the
+    padded tensor (no float copy of the image, no transposed copy)."""
+    height, width = image.shape[:2]
+    padded_h, padded_w = -(-height // 32) * 32, -(-width // 32) * 32
+    tensor = np.zeros((3, padded_h, padded_w), dtype=np.float32)
+    np.subtract(image.transpose(2, 0, 1), MEAN_BGR[:, None, None], out=tensor[:, :height, :width])
+    return tensor
+
+
 def decode(
     loc: NDArray[np.float32],
     landmarks: NDArray[np.float32],
@@ -86,18 +97,38 @@ class RetinaFaceDetector(FaceDetector):
         iou_threshold: float,
         max_faces: int,
     ) -> list[Detection]:
+        tensor = input_tensor(image)
+        loc, conf, marks = self.session.run(None, {"input": tensor[None]})
+        return self.detections(
+            image,
+            tensor,
+            (loc[0], conf[0], marks[0]),
+            conf_threshold=conf_threshold,
+            iou_threshold=iou_threshold,
+            max_faces=max_faces,
+        )
+
+    @staticmethod
+    def detections(
+        image: ImageBGR,
+        tensor: NDArray[np.float32],
+        outputs: tuple[Any, Any, Any],
+        *,
+        conf_threshold: float,
+        iou_threshold: float,
+        max_faces: int,
+    ) -> list[Detection]:
+        """The faces of one image from its network outputs (loc, conf, landmarks without the
+        batch axis): one decoding for a single run and for a shared (batched) one."""
         height, width = image.shape[:2]
-        padded_h, padded_w = -(-height // 32) * 32, -(-width // 32) * 32
-        # Padding is zero after the mean is taken away (what the network was trained with).
-        tensor = np.zeros((1, 3, padded_h, padded_w), dtype=np.float32)
-        tensor[0, :, :height, :width] = (image.astype(np.float32) - MEAN_BGR).transpose(2, 0, 1)
-        loc, conf, marks = self.session.run(None, {"input": tensor})
-        scores = conf[0, :, 1]
+        padded_h, padded_w = tensor.shape[1:]
+        loc, conf, marks = outputs
+        scores = conf[:, 1]
         keep = top_candidates(scores, conf_threshold)
         if keep.size == 0:
             return []
         anchors = anchors_for(padded_h, padded_w)[keep]
-        boxes, points = decode(loc[0, keep], marks[0, keep], anchors)
+        boxes, points = decode(loc[keep], marks[keep], anchors)
         return to_detections(
             boxes,
             scores[keep],

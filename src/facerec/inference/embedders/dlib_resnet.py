@@ -119,13 +119,17 @@ class DlibResNetEmbedder(FaceEmbedder):
         )
 
     def chips(self, image: ImageBGR, faces: Sequence[Detection]) -> list[NDArray[np.uint8]]:
-        """The 150x150 RGB chips the network sees, one per face."""
-        rgb = np.ascontiguousarray(image[:, :, ::-1])
+        """The 150x150 RGB chips the network sees, one per face. A landmark chip is cut from the
+        BGR image and only the chip's channels are swapped (the warp treats channels alike);
+        the whole image is converted to RGB only for dlib's shape predictor."""
+        rgb: NDArray[np.uint8] | None = None
         result: list[NDArray[np.uint8]] = []
         for face in faces:
             if self.alignment == "landmarks" and face.landmarks is not None:
-                chip = warp_chip(rgb, face.landmarks, CHIP_SIZE, DLIB_150)
+                chip = warp_chip(image, face.landmarks, CHIP_SIZE, DLIB_150)[:, :, ::-1]
             else:
+                if rgb is None:
+                    rgb = np.ascontiguousarray(image[:, :, ::-1])
                 chip = self._predictor_chip(rgb, face.bbox)
             result.append(np.ascontiguousarray(chip, dtype=np.uint8))
         return result

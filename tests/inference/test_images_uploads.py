@@ -1,0 +1,98 @@
+"""Large image bodies are decoded off the event loop: the JSON body by ``OffloadedJSONRoute``
+(with ``json.loads`` semantics) and the base64 text by ``image_bytes``."""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+from typing import Any
+
+import pytest
+from fastapi import APIRouter, FastAPI
+from fastapi.testclient import TestClient
+from pydantic import BaseModel
+
+from facerec.api import uploads
+from facerec.api.uploads import OFFLOAD_CHARS, OffloadedJSONRoute, image_bytes, parse_json
+from facerec.config import LimitSettings
+from facerec.inference.image_formats import decode_base64
+
+
+class Body(BaseModel):
+    face_image_base64: str
+    top_k: int = 5
+    gallery: dict[str, list[list[float]]] | None = None
+
+
+def client(threads: dict[str, str]) -> TestClient:
+    router = APIRouter(route_class=OffloadedJSONRoute)
+
+    @router.post("/recognize")
+    async def recognize(body: Body) -> dict[str, Any]:
+        threads["route"] = threading.current_thread().name
+        data = await image_bytes(body.face_image_base64, LimitSettings())
+        return {"size": len(data), "top_k": body.top_k, "gallery": body.gallery}
+
+    app = FastAPI()
+    app.include_router(router)
+    return TestClient(app)
+
+
+@pytest.mark.parametrize("size", [300, 3 * OFFLOAD_CHARS])
+def test_json_bodies_parse_as_json_loads_and_large_ones_off_the_loop(
+    size: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    threads: dict[str, str] = {}
+
+    def spying(body: bytes) -> Any:
+        threads["parse"] = threading.current_thread().name
+        return parse_json(body)
+
+    monkeypatch.setattr(uploads, "parse_json", spying)
+    payload = base64.b64encode(bytes(range(256)) * (size // 256)).decode()
+    gallery = {"ann": [[0.1, -2.5e-7, 1e300]]}
+    body = {"face_image_base64": payload, "top_k": 3, "gallery": gallery}
+    response = client(threads).post(
+        "/recognize",
+        content=json.dumps(body).encode(),
+        headers={"content-type": "application/json"},
+    )
+    assert response.status_code == 200, response.text
+    assert response.json() == {"size": size // 256 * 256, "top_k": 3, "gallery": gallery}
+    large = len(json.dumps(body)) > OFFLOAD_CHARS
+    assert (threads["parse"] != threads["route"]) == large
+
+
+def test_malformed_json_is_fastapis_422_not_a_500() -> None:
+    response = client({}).post(
+        "/recognize",
+        content=b'{"face_image_base64": "AAAA", ',
+        headers={"content-type": "application/json"},
+    )
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["type"] == "json_invalid"
+
+
+@pytest.mark.parametrize(
+    "text", ['{"a": NaN, "b": Infinity}', '{"a": 1, "a": 2}', "[12345678901234567890123, 1e-320]"]
+)
+def test_parse_json_agrees_with_json_loads(text: str) -> None:
+    got, expected = parse_json(text.encode()), json.loads(text)
+    assert repr(got) == repr(expected)
+
+
+@pytest.mark.parametrize(
+    "wrap",
+    [
+        lambda text: text,
+        lambda text: " \t" + text + "\r\n",
+        lambda text: "\n".join(text[i : i + 76] for i in range(0, len(text), 76)),
+        lambda text: "data:image/jpeg;base64," + text.replace("+", "-").replace("/", "_"),
+        lambda text: text.rstrip("=") + "\x0b\x0c",
+    ],
+)
+def test_base64_in_every_accepted_shape(wrap: Any) -> None:
+    data = bytes(range(256)) * 40 + b"\xfb\xff"
+    text = base64.b64encode(data).decode()
+    assert decode_base64(wrap(text), LimitSettings()) == data
