@@ -7,6 +7,9 @@
 - Idle unload: ``unload_idle()`` (run periodically by the app) unloads models unused for
   ``idle_unload_seconds``.
 - Providers: the configured list ∩ what onnxruntime has, in the configured order.
+- Batching: with ``models.batching``, ``use()`` gives the model's batching front
+  (:mod:`facerec.inference.batching_models`): same interface, runs shared by concurrent callers;
+  ``peek()`` gives the model itself.
 - Names: ``auto`` is the installed model of the task with the lowest ``auto_rank`` (catalogue
   data, carried by each model's info) whose licence allows commercial use, unless
   ``allow_non_commercial``; an alias (``arcface``) is the best installed model that carries it;
@@ -26,6 +29,8 @@ from typing import Protocol, TypeVar
 from facerec.config import ModelSettings
 from facerec.errors import ModelNotAvailableError
 from facerec.inference.base import Model, RuntimeOptions
+from facerec.inference.batching import BatchPolicy, BatchStats
+from facerec.inference.batching_models import batching_front
 from facerec.inference.types import ModelTask
 
 logger = logging.getLogger(__name__)
@@ -79,6 +84,7 @@ class _Slot:
     lock: threading.Lock
     last_used: float = 0.0
     in_use: int = 0
+    front: Model | None = None  # batching front given to ``use()`` callers
 
 
 class ModelManager:
@@ -91,7 +97,10 @@ class ModelManager:
         clock: Callable[[], float] = time.monotonic,
         providers_available: Callable[[], list[str]] = available_providers,
     ) -> None:
-        self._slots = {name: _Slot(model, threading.Lock()) for name, model in models.items()}
+        self._slots = {
+            name: _Slot(model, threading.Lock(), front=_front(model, settings))
+            for name, model in models.items()
+        }
         self._settings = settings
         self._events: ModelEvents = events or _NoEvents()
         self._clock = clock
@@ -206,7 +215,7 @@ class ModelManager:
             slot.last_used = self._clock()
         try:
             self._ensure_loaded(name, slot)
-            model = slot.model
+            model = slot.front or slot.model
             if not isinstance(model, kind):
                 raise ModelNotAvailableError(
                     f"model {name!r} is not a {kind.__name__}", code="wrong_model_task", model=name
@@ -324,3 +333,29 @@ class ModelManager:
     def unload_all(self) -> None:
         for name, slot in self._slots.items():
             self._unload_slot(name, slot, "shutdown")
+
+    def batch_stats(self) -> dict[str, BatchStats]:
+        """Runs, inputs and callers so far of each model that batches."""
+        return {
+            name: batcher.stats
+            for name, slot in self._slots.items()
+            if (batcher := getattr(slot.front, "batcher", None)) is not None
+        }
+
+    def close(self) -> None:
+        """Shutdown: batches being gathered run now, later model calls are refused (503)."""
+        for slot in self._slots.values():
+            batcher = getattr(slot.front, "batcher", None)
+            if batcher is not None:
+                batcher.close()
+
+
+def _front(model: Model, settings: ModelSettings) -> Model | None:
+    if not settings.batching:
+        return None
+    policy = BatchPolicy(
+        max_batch=settings.batch_max_size,
+        max_wait_s=settings.batch_max_wait_ms / 1000.0,
+        max_concurrent=settings.batch_concurrency,
+    )
+    return batching_front(model, policy, detection=settings.batch_detection)

@@ -182,10 +182,21 @@ class MiniFASNetLiveness(LivenessModel):
     def score(self, image: ImageBGR, faces: Sequence[Detection]) -> list[LivenessScore]:
         if not faces:
             return []
+        return self.score_crops(self.crops(image, faces))
+
+    def crops(self, image: ImageBGR, faces: Sequence[Detection]) -> list[NDArray[np.float32]]:
+        """One batch of face crops per network of the pack, in ``pack.converted_files`` order."""
+        return [
+            batch_crops(image, faces, spec.scale, spec.input_size)
+            for spec in self.pack.converted_files
+        ]
+
+    def score_crops(self, per_network: Sequence[NDArray[np.float32]]) -> list[LivenessScore]:
+        """Scores of the faces whose crops :meth:`crops` made (from one image or, batched, from
+        several): each network runs once over its batch, the live probabilities are averaged."""
         sessions: Mapping[str, Any] = self.session
         per_model: dict[str, NDArray[np.float32]] = {}
-        for spec in self.pack.converted_files:
-            batch = batch_crops(image, faces, spec.scale, spec.input_size)
+        for spec, batch in zip(self.pack.converted_files, per_network, strict=True):
             logits = np.asarray(sessions[spec.variant].run(None, {INPUT_NAME: batch})[0])
             per_model[spec.variant] = softmax(logits.astype(np.float32))[:, LIVE_CLASS]
         live = np.mean(np.stack(list(per_model.values())), axis=0)
@@ -194,7 +205,7 @@ class MiniFASNetLiveness(LivenessModel):
                 live_score=float(live[i]),
                 per_model={name: float(scores[i]) for name, scores in per_model.items()},
             )
-            for i in range(len(faces))
+            for i in range(len(live))
         ]
 
     def is_live(self, score: LivenessScore, threshold: float | None = None) -> bool:
