@@ -70,3 +70,23 @@ def test_db_upgrade_creates_the_schema(workdir: Path) -> None:
         default = conn.execute("SELECT name FROM collections").fetchall()
     assert {"persons", "faces", "collections", "change_log"} <= tables
     assert ("default",) in default
+
+
+def test_serve_parser_does_not_import_the_tools() -> None:
+    """The supervisor of several workers parses only ``serve``: the tools' libraries (rich,
+    httpx, the bulk CLI) stay out of its memory; every other command still sees all of them."""
+    import subprocess
+    import sys as _sys
+
+    probe = (
+        "import sys; from facerec.cli import build_parser; "
+        "build_parser(tools=False).parse_args(['serve', '--port', '9']); "
+        "print(sorted(m for m in ('facerec.bulk.cli', 'facerec.packs_cli', 'facerec.auth.cli') "
+        "if m in sys.modules))"
+    )
+    out = subprocess.run([_sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
+    from facerec.cli import build_parser
+
+    full = build_parser()
+    assert full.parse_args(["enroll", "somewhere"]).command == "enroll"

@@ -7,8 +7,12 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from facerec.config import Settings
+
+if TYPE_CHECKING:
+    from facerec.checks import CheckResult
 
 
 def _settings_with(args: argparse.Namespace) -> Settings:
@@ -38,6 +42,22 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0 if all(r.ok for r in results) else 1
 
 
+def _checks_apart() -> list[CheckResult]:
+    """The system checks in a short-lived process: with several workers this process only
+    supervises them, and would otherwise keep the checks' imports and model heap (~250 MB)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(_fresh_checks).result()
+
+
+def _fresh_checks() -> list[CheckResult]:
+    from facerec.checks import run_checks
+
+    return run_checks(Settings())  # the options were written to the environment
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -50,7 +70,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings_with(args)
     configure_logging(settings.server)
     if not args.skip_checks:
-        results = run_checks(settings)
+        results = run_checks(settings) if settings.server.workers == 1 else _checks_apart()
         failed = [r for r in results if not r.ok]
         if failed:
             print(format_table(results), file=sys.stderr)
@@ -95,7 +115,9 @@ def cmd_models_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(*, tools: bool = True) -> argparse.ArgumentParser:
+    """Every command; ``tools=False``: only serve/check/models list, so ``facerec serve`` (the
+    uvicorn supervisor of several workers) does not import the tools' libraries (~90 MiB)."""
     parser = argparse.ArgumentParser(prog="facerec", description="Face recognition service")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -116,6 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
     models_sub = models.add_subparsers(dest="models_command", required=True)
     listing = models_sub.add_parser("list", help="every known model and whether it is installed")
     listing.set_defaults(func=cmd_models_list)
+    if not tools:
+        return parser
     from facerec import packs_cli
 
     packs_cli.register(sub, models_sub)
@@ -132,7 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(tools=argv[:1] != ["serve"]).parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
     return func(args)
 

@@ -7,10 +7,13 @@ the results of every image their faces came from.
 
 from __future__ import annotations
 
+import base64
+import binascii
 from dataclasses import asdict
 from datetime import datetime
 
 import numpy as np
+from numpy.typing import NDArray
 
 from facerec.cache.base import (
     Cache,
@@ -26,6 +29,9 @@ from facerec.domain.probes import Analysis, FaceProbe, ImageMeta
 from facerec.inference.quality import QualityReport
 from facerec.values import BBox, Detection, Erasure, Person
 
+# The default recent-results cache's byte budget (the service sets cache.query_max_mb).
+QUERY_CACHE_BYTES = 16 * 1024 * 1024
+
 
 class PersonCache:
     """Person records in the cache (key ``person:{id}``, tag ``p:{id}``), purged on change, and
@@ -37,7 +43,11 @@ class PersonCache:
     ) -> None:
         self.cache = cache
         self.ttl = ttl
-        self.queries = queries if queries is not None else MemoryCache(1000, query_ttl)
+        self.queries = (
+            queries
+            if queries is not None
+            else MemoryCache(1000, query_ttl, max_bytes=QUERY_CACHE_BYTES)
+        )
         self.query_ttl = query_ttl
 
     async def get_person(self, person_id: str) -> Person | None:
@@ -97,7 +107,7 @@ class PersonCache:
                 quality=quality,
                 index=int(raw["index"]),
                 prominence=float(raw["prominence"]),
-                embedding=np.asarray(raw["embedding"], dtype=np.float32),
+                embedding=_vector(raw["embedding"]),
             )
             return Analysis(
                 probes=[probe],
@@ -108,7 +118,7 @@ class PersonCache:
                 space=raw["space"],
                 faces_in_image=int(raw["faces_in_image"]),
             )
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, binascii.Error):
             return None
 
     async def put_analysis(self, key: str, analysis: Analysis) -> None:
@@ -127,7 +137,8 @@ class PersonCache:
             },
             "index": probe.index,
             "prominence": probe.prominence,
-            "embedding": probe.vector.tolist(),
+            # float32 bytes in base64: a quarter of the JSON numbers' size, and exact.
+            "embedding": base64.b64encode(probe.vector.astype("<f4").tobytes()).decode(),
             "image": asdict(analysis.image),
             "embedder": analysis.embedder,
             "space": analysis.space,
@@ -147,3 +158,10 @@ class PersonCache:
             erasure = Erasure(updated_person_ids=tuple(person_ids))
             await purge_erasure(self.queries, erasure)
             await purge_erasure(self.cache, erasure)
+
+
+def _vector(encoded: object) -> NDArray[np.float32]:
+    if not isinstance(encoded, str):
+        raise TypeError("embedding is not base64 text")
+    vector = np.frombuffer(base64.b64decode(encoded, validate=True), dtype="<f4")
+    return vector.astype(np.float32)  # a writable copy in native order
