@@ -48,14 +48,32 @@ class CacheSettings(BaseModel):
     redis_url: str | None = None
     ttl_seconds: int = Field(3600, ge=1)
     memory_max_items: int = Field(10_000, ge=1)
+    # Bytes the in-process cache (when no Redis) may hold, keys, values and bookkeeping counted;
+    # the least recently used entries are evicted beyond it or beyond memory_max_items.
+    memory_max_mb: int = Field(32, ge=1)
     # Recent query results (a probe's detection and embedding) live only in this process, never
     # in Redis, and for at most this long: an erased person's probe embeddings never sit in a
     # shared cache.
     query_ttl_seconds: int = Field(300, ge=1)
     query_max_items: int = Field(2_000, ge=1)
+    query_max_mb: int = Field(16, ge=1)
     # Purges that could not reach Redis are written here and replayed when it answers, also
     # after a restart.
     pending_purges_file: Path = Path("data/cache-pending-purges.json")
+
+
+class MemorySettings(BaseModel):
+    # glibc malloc tuning applied by each worker process at start (facerec.cache.allocator); on
+    # other C libraries these do nothing. Measured in BENCHMARKS.md ("Memory"), docs/memory.md.
+    # Heaps malloc keeps for threads (decoding and inference run in executor threads); 0: glibc's
+    # default of 8 per core, each one holding freed memory of its own.
+    malloc_arena_max: int = Field(2, ge=0, le=64)
+    # Allocations of at least this many KiB (decoded images, model tensors) get their own pages,
+    # returned to the system when freed; 0: glibc's default, a threshold that rises up to 32 MiB
+    # after the first large free, so later large buffers stay in the heaps as fragmentation.
+    malloc_mmap_threshold_kb: int = Field(1024, ge=0, le=32 * 1024)
+    # Freed heap memory is handed back to the system this often (malloc_trim); 0: never.
+    malloc_trim_interval_s: float = Field(30.0, ge=0.0)
 
 
 def default_model_dir() -> Path:
@@ -78,8 +96,23 @@ class ModelSettings(BaseModel):
     providers: list[str] = Field(
         default_factory=lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"]
     )
+    # Threads of each onnxruntime session (docs/performance.md): 1 when every core runs its own
+    # worker process or executor thread, more to spread one run over idle cores.
     intra_op_threads: int = Field(2, ge=1, le=256)
     inter_op_threads: int = Field(1, ge=1, le=256)
+    # Dynamic batching (inference/batching.py): calls of one model that meet share one run.
+    # Embedders and liveness always; RetinaFace detection too when ``batch_detection`` (images
+    # that pad to one tensor size). Results are the same as one call per request.
+    batching: bool = True
+    # Inputs (faces, or images for detection) in one run at most.
+    batch_max_size: int = Field(8, ge=1, le=256)
+    # How long the first call of a batch waits for company; 0: only calls that arrive while
+    # every run slot is busy are batched, so a lone request never waits.
+    batch_max_wait_ms: float = Field(0.0, ge=0.0, le=1000.0)
+    # Runs of one model at once; further calls wait and are batched. Below
+    # server.executor_threads only (else no call ever waits).
+    batch_concurrency: int = Field(2, ge=1, le=64)
+    batch_detection: bool = True
     default_detector: str = "auto"
     default_embedder: str = "auto"
     # Let ``auto`` (and so the defaults above) pick models whose licence forbids commercial use
@@ -88,8 +121,9 @@ class ModelSettings(BaseModel):
 
 
 class IndexSettings(BaseModel):
-    # auto: pgvector inside PostgreSQL when the extension is there, else in-process.
-    backend: Literal["auto", "memory", "pgvector"] = "auto"
+    # auto: pgvector inside PostgreSQL when the extension is there, else in-process; milvus: a
+    # Milvus server or cluster (or milvus-lite in this process), see docs/milvus.md.
+    backend: Literal["auto", "memory", "pgvector", "milvus"] = "auto"
     # Faces in one (collection, embedding space) before the in-process index switches
     # from exact search to HNSW.
     hnsw_threshold: int = Field(20_000, ge=1)
@@ -99,6 +133,32 @@ class IndexSettings(BaseModel):
     # on shutdown), so a crash costs a replay of the change log rather than a rebuild.
     snapshot_every_changes: int = Field(10_000, ge=1)
     snapshot_every_s: float = Field(300.0, gt=0)
+    # Scalar type of the vectors inside the in-process HNSW graph. i8/f16: a quantised graph
+    # (builds and walks faster) plus a float32 copy of every vector; each search re-ranks the
+    # graph's k × hnsw_rescore nearest exactly, so distances stay exact (docs/index.md).
+    # auto: i8 for cosine models, f32 for L2 ones (dlib).
+    hnsw_dtype: Literal["auto", "f32", "f16", "i8"] = "auto"
+    hnsw_rescore: int = Field(4, ge=1, le=64)
+    # HNSW search breadth (ef); higher: better recall, slower. ef 24-32 already reached
+    # recall@1 1.000 at 100k faces (BENCHMARKS.md, index_sweep); 64 leaves room for 1M.
+    hnsw_expansion_search: int = Field(64, ge=1, le=4096)
+    # Map the float32 rows of a snapshot copy-on-write instead of reading them at start-up.
+    hnsw_mmap_snapshots: bool = False
+    # backend=milvus: http(s)://host:19530 (a Milvus server or cluster) or a file path ending in
+    # .db (milvus-lite, embedded in this process); None: <index_dir>/milvus.db.
+    milvus_uri: str | None = None
+    # "user:password" or an API key for the Milvus server; None: no authentication.
+    milvus_token: SecretStr | None = None
+    # Milvus database (None: the server's default) and the prefix of every collection created.
+    milvus_db_name: str | None = None
+    milvus_collection_prefix: str = Field("facerec", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,31}$")
+    # Strong: a search sees every write acknowledged before it (the default, and what replicas
+    # sharing one Milvus need); Bounded/Session trade that for latency.
+    milvus_consistency: Literal["Strong", "Bounded", "Session", "Eventually"] = "Strong"
+    # Seconds one Milvus call may take before it answers 503 milvus_unavailable.
+    milvus_timeout_s: float = Field(10.0, gt=0)
+    # Shards (parallel write channels) of each Milvus collection created; fixed at creation.
+    milvus_shards: int = Field(1, ge=1, le=64)
 
 
 class LivenessSettings(BaseModel):
@@ -126,6 +186,17 @@ class LimitSettings(BaseModel):
     # Sum of the header pixels over the images of one register-multiple (its total work);
     # beyond it the request is refused (413 too_many_pixels) before any image is decoded.
     max_pixels_per_request: int = Field(200_000_000, ge=1)
+    # One bulk enrollment (``enroll-batch``): photos in all, their encoded bytes in all (kept
+    # below the default request body limit, base64 included) and their header pixels in all.
+    # Beyond any of them the whole batch is refused before any photo is decoded.
+    max_bulk_images: int = Field(200, ge=1)
+    max_bulk_bytes: int = Field(16 * 1024 * 1024, ge=1024)
+    max_bulk_pixels: int = Field(1_000_000_000, ge=1)
+    # Detector input side for bulk enrollment; None: ``detect_max_side``, so that a batch stores
+    # the very vectors single enrollment would. A smaller side (384-480) costs RetinaFace about
+    # half the time on camera-sized photos but moves the landmarks a little: on faces-dev the
+    # MobileFaceNet vectors moved by a median cosine distance of 0.02 (threshold 0.64).
+    bulk_detect_max_side: int | None = Field(None, ge=64)
 
 
 class AuthSettings(BaseModel):
@@ -247,6 +318,7 @@ class Settings(BaseSettings):
     server: ServerSettings = Field(default_factory=ServerSettings)
     db: DatabaseSettings = Field(default_factory=DatabaseSettings)
     cache: CacheSettings = Field(default_factory=CacheSettings)
+    memory: MemorySettings = Field(default_factory=MemorySettings)
     models: ModelSettings = Field(default_factory=ModelSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
     index: IndexSettings = Field(default_factory=IndexSettings)

@@ -6,6 +6,7 @@ so a new route cannot be left out."""
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -184,6 +185,39 @@ def test_another_tenant_sees_nothing_and_changes_nothing(client: TestClient) -> 
             },
         )
     )
+    walk("POST", API + "/enroll-batch")
+    batch = ok(
+        bob.post(
+            API + "/enroll-batch",
+            json={
+                "collection": "staff",
+                "persons": [
+                    {
+                        "person_name": "Y",
+                        "person_id": employee_id,
+                        "images": [b64(astronaut_png())],
+                    }
+                ],
+            },
+        )
+    )
+    # acme's person id is free in globex: the person is created in globex's own collection
+    assert batch["results"][0]["status"] == "created", batch["results"]
+    walk("POST", API + "/enroll-batch-upload")
+    upload_batch = ok(
+        bob.post(
+            API + "/enroll-batch-upload",
+            files={"files": ("a.png", astronaut_png())},
+            data={
+                "collection": "staff",
+                "persons": json.dumps(
+                    [{"person_name": "Z", "person_id": employee_id, "files": [0]}]
+                ),
+            },
+        )
+    )
+    # p1 here is globex's own person (add-face above), never acme's
+    assert upload_batch["results"][0]["status"] == "added", upload_batch["results"]
     # Routes without gallery data answer for the caller alone.
     for method, path in (
         ("POST", API + "/compare"),

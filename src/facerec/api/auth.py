@@ -62,6 +62,8 @@ ROUTE_SCOPES: dict[tuple[str, str], str] = {
     ("POST", f"{FACES}/add-face"): ENROLL,
     ("POST", f"{FACES}/add-face-upload"): ENROLL,
     ("POST", f"{FACES}/register-multiple"): ENROLL,
+    ("POST", f"{FACES}/enroll-batch"): ENROLL,
+    ("POST", f"{FACES}/enroll-batch-upload"): ENROLL,
     ("GET", f"{FACES}/persons"): MANAGE,
     ("GET", f"{FACES}/persons/{{person_id}}"): MANAGE,
     ("PATCH", f"{FACES}/persons/{{person_id}}"): MANAGE,

@@ -8,9 +8,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from facerec.bulk.folders import PersonFolder
-from facerec.client import AsyncFaceRecClient, FaceRecApiError
-from facerec.errors import FaceRecError, NotFoundError
-from facerec.state import AppState
+from facerec.client import AsyncFaceRecClient, BatchPerson, FaceRecApiError
+from facerec.errors import FaceRecError
 
 
 class RejectedError(Exception):
@@ -45,6 +44,23 @@ class KnownPerson:
     image_sha256s: frozenset[str] = frozenset()
 
 
+@dataclass(frozen=True)
+class BatchItem:
+    """One person's photos in a batch: a new person, or photos for ``person_id``."""
+
+    person: PersonFolder
+    person_id: str | None
+    images: list[bytes]
+
+
+@dataclass(frozen=True)
+class BatchOutcome:
+    """The person's id (None: nothing of it was written) and one result per photo, in order."""
+
+    person_id: str | None
+    results: list[Enrolled | RejectedError]
+
+
 class Backend(Protocol):
     async def ensure_collection(self, name: str) -> None: ...
 
@@ -60,8 +76,13 @@ class Backend(Protocol):
         self, images: list[bytes], person: PersonFolder, collection: str
     ) -> Registered: ...
 
+    async def enroll_batch(self, items: list[BatchItem], collection: str) -> list[BatchOutcome]:
+        """Raises :class:`RejectedError` when the whole batch is refused (a limit, or a service
+        without the bulk route: ``bulk_unsupported``)."""
+        ...
 
-def _rejected(error: FaceRecApiError | FaceRecError) -> RejectedError:
+
+def rejected(error: FaceRecApiError | FaceRecError) -> RejectedError:
     return RejectedError(error.code, error.message, error.details)
 
 
@@ -70,8 +91,9 @@ def _person_fields(person: PersonFolder) -> dict[str, Any]:
 
 
 class RemoteBackend:
-    def __init__(self, client: AsyncFaceRecClient) -> None:
+    def __init__(self, client: AsyncFaceRecClient, *, model: str = "auto") -> None:
         self.client = client
+        self.model = model  # the embedder (``model_name``) every enrollment asks for
 
     async def ensure_collection(self, name: str) -> None:
         known = {c.name for c in (await self.client.list_collections()).collections}
@@ -116,9 +138,10 @@ class RemoteBackend:
                 person_id=person_id,
                 collection=collection,
                 metadata=person.metadata or None,
+                model_name=self.model,
             )
         except FaceRecApiError as exc:
-            raise _rejected(exc) from exc
+            raise rejected(exc) from exc
         return Enrolled(done.person_id, done.face_id, [w.code for w in done.warnings])
 
     async def register_multiple(
@@ -132,10 +155,11 @@ class RemoteBackend:
                 person.employee_id,
                 collection=collection,
                 metadata=person.metadata or None,
+                model_name=self.model,
                 **_person_fields(person),
             )
         except FaceRecApiError as exc:
-            raise _rejected(exc) from exc
+            raise rejected(exc) from exc
         person_id = done.person.person_id
         results: list[Enrolled | RejectedError] = [
             Enrolled(person_id, r.face_id or "", [w.code for w in r.warnings])
@@ -145,111 +169,42 @@ class RemoteBackend:
         ]
         return Registered(person_id, results)
 
-
-class LocalBackend:
-    """The enrollment service of an :class:`AppState` built by :mod:`facerec.bulk.local`, on the
-    default tenant (collections and person ids as stored)."""
-
-    def __init__(self, state: AppState) -> None:
-        self.state = state
-
-    async def ensure_collection(self, name: str) -> None:
-        assert self.state.repository is not None
-        await self.state.repository.ensure_collection(name)
-
-    async def find_person(
-        self, collection: str, person: PersonFolder, person_id: str | None
-    ) -> KnownPerson | None:
-        repository = self.state.repository
-        assert repository is not None
-        try:
-            if person_id is not None:
-                found = await repository.get_person(person_id)
-            elif person.employee_id is not None:
-                found = await repository.get_person_by_employee_id(person.employee_id, collection)
-            else:  # by its exact name, when only one person has it
-                page = await repository.list_persons(collection=collection, name=person.name)
-                named = [p for p in page.items if p.name == person.name]
-                if len(named) != 1:
-                    return None
-                found = named[0]
-        except NotFoundError:
-            return None
-        if found.collection != collection:
-            return None
-        faces = await repository.list_faces(found.id)
-        return KnownPerson(
-            found.id,
-            frozenset(f.id for f in faces),
-            frozenset(f.image_sha256 for f in faces if f.image_sha256),
-        )
-
-    def _check_size(self, image: bytes) -> None:
-        limit = self.state.settings.limits.max_upload_bytes
-        if len(image) > limit:
-            raise RejectedError("file_too_large", f"{len(image)} bytes; at most {limit}")
-
-    async def add_face(
-        self, image: bytes, person: PersonFolder, person_id: str | None, collection: str
-    ) -> Enrolled:
-        from facerec.domain.probes import ProcessingMode
-        from facerec.domain.timing import StageTimer
-
-        self._check_size(image)
-        try:
-            done = await self.state.enrollment.add_face(
-                image=image,
-                person_name=person.name,
-                person_id=person_id,
-                model="auto",
-                metadata=person.metadata or None,
-                collection=collection,
-                mode=ProcessingMode.BALANCED,
-                check_liveness=None,
-                timer=StageTimer(self.state.metrics.stage),
+    async def enroll_batch(self, items: list[BatchItem], collection: str) -> list[BatchOutcome]:
+        persons = [
+            BatchPerson(
+                person_name=item.person.name,
+                images=list(item.images),
+                person_id=item.person_id,
+                employee_id=item.person.employee_id,
+                metadata=item.person.metadata or None,
+                **_person_fields(item.person),
             )
-        except FaceRecError as exc:
-            raise _rejected(exc) from exc
-        return Enrolled(done.person.id, done.face_id, [w.code for w in done.warnings])
-
-    async def register_multiple(
-        self, images: list[bytes], person: PersonFolder, collection: str
-    ) -> Registered:
-        from facerec.domain.probes import ProcessingMode
-        from facerec.domain.timing import StageTimer
-        from facerec.storage.models import NewPerson
-
-        for image in images:
-            self._check_size(image)
+            for item in items
+        ]
         try:
-            new = NewPerson(
-                name=person.name,
-                collection=collection,
-                employee_id=person.employee_id,
-                department=person.department,
-                position=person.position,
-                metadata=person.metadata,
+            done = await self.client.enroll_batch(
+                persons, collection=collection, model_name=self.model
             )
-            done = await self.state.enrollment.register_multiple(
-                images=images,
-                person=new,
-                model="auto",
-                mode=ProcessingMode.BALANCED,
-                replace=False,
-                check_liveness=None,
-                timer=StageTimer(self.state.metrics.stage),
-            )
-        except FaceRecError as exc:
-            raise _rejected(exc) from exc
-        face_ids = iter(done.face_ids)
-        results: list[Enrolled | RejectedError] = []
-        for outcome in sorted(done.outcomes, key=lambda o: o.index):
-            if outcome.analysis is not None:
-                warnings = [w.code for w in outcome.warnings]
-                results.append(Enrolled(done.person.id, next(face_ids), warnings))
-            else:
-                error = outcome.error
-                results.append(
-                    _rejected(error) if error else RejectedError("rejected", "no reason given")
+        except FaceRecApiError as exc:
+            if exc.status in (404, 405) and exc.code in ("not_found", "method_not_allowed"):
+                raise RejectedError("bulk_unsupported", "the service has no enroll-batch") from exc
+            raise rejected(exc) from exc
+        outcomes = []
+        for result in sorted(done.results, key=lambda r: r.index):
+            person_id = result.person.person_id if result.person is not None else None
+            outcomes.append(
+                BatchOutcome(
+                    person_id,
+                    [
+                        Enrolled(person_id or "", r.face_id or "", [w.code for w in r.warnings])
+                        if r.accepted
+                        else RejectedError(
+                            r.reason or result.reason or "rejected",
+                            r.message or result.message or "",
+                            r.details or {},
+                        )
+                        for r in sorted(result.results, key=lambda r: r.index)
+                    ],
                 )
-        return Registered(done.person.id, results)
+            )
+        return outcomes

@@ -110,22 +110,23 @@ def cmd_enroll(args: argparse.Namespace) -> int:
                     return await enroll_folder(
                         root,
                         args.collection,
-                        RemoteBackend(client),
+                        RemoteBackend(client, model=args.model),
                         workers=args.workers,
                         report=report,
                         persons=persons,
+                        batch_size=args.batch_size,
                     )
-            from facerec.bulk.backends import LocalBackend
-            from facerec.bulk.local import open_local
+            from facerec.bulk.local import LocalBackend, open_local
 
             async with open_local(Settings(), threads=args.workers) as state:
                 return await enroll_folder(
                     root,
                     args.collection,
-                    LocalBackend(state),
+                    LocalBackend(state, model=args.model),
                     workers=args.workers,
                     report=report,
                     persons=persons,
+                    batch_size=args.batch_size,
                 )
 
     try:
@@ -284,8 +285,20 @@ def register(sub: Any) -> None:
     enroll = sub.add_parser("enroll", help="enroll a folder: one sub-folder of photos per person")
     enroll.add_argument("dir")
     enroll.add_argument("--collection", default="default")
-    enroll.add_argument("--workers", type=int, default=4, help="photos in flight")
+    enroll.add_argument(
+        "--workers",
+        type=int,
+        default=4,
+        help="offline: inference threads; requests in flight (batches: at most 2)",
+    )
+    enroll.add_argument(
+        "--batch-size",
+        type=int,
+        default=32,
+        help="photos per enroll-batch request (many persons at once); 0: one request per photo",
+    )
     enroll.add_argument("--report", help="CSV of the rejected photos with their reasons")
+    enroll.add_argument("--model", default="auto", help="embedder (model_name), default auto")
     enroll.add_argument("--no-progress", action="store_true")
     _remote_options(enroll)
     enroll.set_defaults(func=cmd_enroll)

@@ -1,11 +1,13 @@
 """Enroll a folder of persons: in parallel, resumable, every photo's outcome reported.
 
-Per person: with an ``employee_id`` the first photos (up to the per-request limit) are one
-``register-multiple`` (atomic, one reason per refused photo) and any further ones are appended;
-without one, the first photo that enrolls creates the person and the others are appended in
-parallel. Photos already enrolled (the state file, checked against the person's faces on the
-service; offline also the faces' image SHA-256) are skipped, so a run can be interrupted and
-started again.
+By default the photos go in batches of many persons (``enroll-batch``, :mod:`.batches`): a new
+person is created with its photos at once (atomic, one reason per refused photo), photos of a
+person already enrolled are appended. With ``batch_size=0`` (or a service without the bulk
+route) one request per photo, as before: with an ``employee_id`` the first photos (up to the
+per-request limit) are one ``register-multiple`` and any further ones are appended; without one,
+the first photo that enrolls creates the person and the others are appended in parallel. Photos
+already enrolled (the state file, checked against the person's faces on the service; offline
+also the faces' image SHA-256) are skipped, so a run can be interrupted and started again.
 """
 
 from __future__ import annotations
@@ -17,9 +19,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from facerec.bulk.backends import Backend, Enrolled, KnownPerson, Registered, RejectedError
+from facerec.bulk.batches import BatchSender, Pending
 from facerec.bulk.folders import EnrollState, PersonFolder, Photo, scan
 
 REGISTER_BATCH = 20  # the service's default limits.max_images_per_request
+BATCH_SIZE = 32  # photos per enroll-batch request
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,7 @@ class _Run:
         self.slots = asyncio.Semaphore(max(1, workers))
         self.report = report
         self.results: list[PhotoResult] = []
+        self.save_each = True  # per-photo requests: the state file after every photo
 
     def done(self, result: PhotoResult) -> None:
         self.results.append(result)
@@ -77,10 +82,11 @@ class _Run:
             self.state.enrolled(result.sha256, result.person, result.face_id)
             if result.person_id:
                 self.state.set_person(result.person, result.person_id)
-            self.state.save()  # after every photo: an interrupted run loses nothing
+            if self.save_each:  # an interrupted run loses nothing (batches: after each batch)
+                self.state.save()
         self.report(result)
 
-    def _outcome(self, person: PersonFolder, photo: Photo, got: Enrolled | RejectedError) -> None:
+    def outcome(self, person: PersonFolder, photo: Photo, got: Enrolled | RejectedError) -> None:
         if isinstance(got, Enrolled):
             self.done(
                 PhotoResult(
@@ -113,7 +119,7 @@ class _Run:
                 )
             except RejectedError as refused:
                 got = refused
-        self._outcome(person, photo, got)
+        self.outcome(person, photo, got)
         return got.person_id if isinstance(got, Enrolled) else None
 
     async def _register(self, person: PersonFolder, photos: list[Photo]) -> str | None:
@@ -129,7 +135,7 @@ class _Run:
                         per_image[i] if isinstance(per_image, list) and i < len(per_image) else {}
                     )
                     code = item.get("reason") or refused.code
-                    self._outcome(
+                    self.outcome(
                         person, photo, RejectedError(code, item.get("message") or refused.message)
                     )
                 return None
@@ -137,7 +143,7 @@ class _Run:
 
     def _registered(self, person: PersonFolder, photos: list[Photo], got: Registered) -> str:
         for photo, result in zip(photos, got.results, strict=False):
-            self._outcome(person, photo, result)
+            self.outcome(person, photo, result)
         return got.person_id
 
     def _pending(self, person: PersonFolder, known: KnownPerson | None) -> list[Photo]:
@@ -177,14 +183,19 @@ class _Run:
             pending.append(photo)
         return pending
 
-    async def person(self, person: PersonFolder) -> None:
+    async def prepare(self, person: PersonFolder) -> Pending:
+        """The person as the service knows it, and its photos still to enroll."""
         remembered = self.state.person_id(person.folder)
         async with self.slots:
             known = await self.backend.find_person(self.collection, person, remembered)
         if known is None and remembered is not None:
             self.state.forget_person(person.folder)  # erased on the service since: start over
         pending = self._pending(person, known)
-        person_id = known.person_id if known is not None else None
+        return Pending(person, known.person_id if known is not None else None, pending)
+
+    async def person(self, person: PersonFolder) -> None:
+        prepared = await self.prepare(person)
+        pending, person_id = prepared.photos, prepared.person_id
         if person_id is None and person.employee_id is not None and pending:
             batch, pending = pending[:REGISTER_BATCH], pending[REGISTER_BATCH:]
             person_id = await self._register(person, batch)
@@ -202,18 +213,46 @@ async def enroll_folder(
     workers: int = 4,
     report: Callable[[PhotoResult], None] = lambda _: None,
     persons: list[PersonFolder] | None = None,
+    batch_size: int = BATCH_SIZE,
 ) -> EnrollSummary:
+    """``workers``: requests in flight (per photo), or batches in flight (at most 2: one
+    analysed while the next is sent) with ``batch_size`` > 0."""
     loop = asyncio.get_running_loop()
     started = loop.time()
     persons = scan(root) if persons is None else persons
     state = EnrollState.load(root, collection)
     await backend.ensure_collection(collection)
     run = _Run(backend, state, collection, workers, report)
-    await asyncio.gather(*(run.person(p) for p in persons))
+    if batch_size > 0:
+        try:
+            await _in_batches(run, persons, batch_size, min(2, max(1, workers)))
+        except RejectedError as refused:
+            if refused.code != "bulk_unsupported":
+                raise
+            run = _Run(backend, state, collection, workers, report)  # one request per photo
+            batch_size = 0
+    if batch_size <= 0:
+        await asyncio.gather(*(run.person(p) for p in persons))
     state.save()
     order = {(p.folder, photo.name): i for i, p in enumerate(persons) for photo in p.photos}
     results = sorted(run.results, key=lambda r: order.get((r.person, r.file), 0))
     return EnrollSummary(results, loop.time() - started)
+
+
+async def _in_batches(
+    run: _Run, persons: list[PersonFolder], batch_size: int, in_flight: int
+) -> None:
+    pending = await asyncio.gather(*(run.prepare(p) for p in persons))
+    run.save_each = False
+    sender = BatchSender(
+        run.backend,
+        run.collection,
+        batch_size=batch_size,
+        in_flight=in_flight,
+        report=run.outcome,
+        after_batch=run.state.save,
+    )
+    await sender.run(list(pending))
 
 
 REJECTION_COLUMNS = ("person", "file", "sha256", "status", "reason", "message")

@@ -59,6 +59,20 @@ class FaceRecApiError(Exception):
         return cls(response.status_code, f"http_{response.status_code}", text or "no body")
 
 
+@dataclass(frozen=True)
+class BatchPerson:
+    """One person of :meth:`FaceRecClient.enroll_batch`: a new person (``person_id`` omitted or
+    new) or photos for an existing one."""
+
+    person_name: str
+    images: list[ImageInput]
+    person_id: str | None = None
+    employee_id: str | None = None
+    department: str | None = None
+    position: str | None = None
+    metadata: dict[str, Any] | None = None
+
+
 def image_bytes(image: ImageInput) -> bytes:
     """The encoded bytes of an image given as bytes, a path or a PIL image."""
     if isinstance(image, bytes | bytearray):

@@ -29,6 +29,7 @@ from facerec.api.routes.admin import (
 )
 from facerec.api.routes.migrations import MigrationListResponse, MigrationResponse
 from facerec.api.routes.system import Health, ModelsResponse, Readiness
+from facerec.api.schemas.bulk_enrollment import EnrollBatchResponse
 from facerec.api.schemas.detection import DetectionResponse
 from facerec.api.schemas.enrollment import AddFaceResponse, RegisterMultipleResponse
 from facerec.api.schemas.liveness import LivenessResponse
@@ -58,6 +59,7 @@ from facerec.client import calls
 from facerec.client._core import (
     DEFAULT_RETRIES,
     DEFAULT_TIMEOUT_S,
+    BatchPerson,
     Call,
     ImageInput,
     auth_headers,
@@ -158,6 +160,12 @@ class AsyncFaceRecClient:
         self, images: list[ImageInput], full_name: str, employee_id: str, **options: Any
     ) -> RegisterMultipleResponse:
         return await self._send(calls.register_multiple(images, full_name, employee_id, options))
+
+    async def enroll_batch(self, persons: list[BatchPerson], **options: Any) -> EnrollBatchResponse:
+        """Many persons with their photos in one request (``enroll-batch-upload``); each person
+        and photo has its own result. ``options``: ``collection``, ``model_name``,
+        ``on_duplicate``, ``on_inconsistent``, ``processing_mode``, ``check_liveness``."""
+        return await self._send(calls.enroll_batch(persons, options))
 
     async def recognize(self, image: ImageInput, **options: Any) -> RecognizeResponse:
         return await self._send(calls.recognize(image, options))

@@ -18,6 +18,7 @@ from facerec.api.routes.admin import (
 )
 from facerec.api.routes.migrations import MigrationListResponse, MigrationResponse
 from facerec.api.routes.system import Health, ModelsResponse, Readiness
+from facerec.api.schemas.bulk_enrollment import EnrollBatchResponse
 from facerec.api.schemas.detection import DetectionResponse
 from facerec.api.schemas.enrollment import AddFaceResponse, RegisterMultipleResponse
 from facerec.api.schemas.liveness import LivenessResponse
@@ -43,7 +44,16 @@ from facerec.api.schemas.recognition import (
     RecognizeAllResponse,
     RecognizeResponse,
 )
-from facerec.client._core import Call, ImageInput, compact, image_b64, multipart
+from facerec.client._core import (
+    BatchPerson,
+    Call,
+    ImageInput,
+    compact,
+    image_b64,
+    image_bytes,
+    image_name,
+    multipart,
+)
 
 DETECTION = "/api/face-detection"
 RECOGNITION = "/api/face-recognition"
@@ -112,6 +122,31 @@ def register_multiple(
     }
     path = f"{RECOGNITION}/register-multiple"
     return _json("POST", path, RegisterMultipleResponse, body, idempotent=True)
+
+
+def enroll_batch(persons: list[BatchPerson], options: dict[str, Any]) -> Call[EnrollBatchResponse]:
+    """``enroll-batch-upload``: the photos as files (no base64), the persons as JSON naming them
+    by position."""
+    listed: list[dict[str, Any]] = []
+    files: list[tuple[str, tuple[str, bytes]]] = []
+    for person in persons:
+        fields = {
+            "person_name": person.person_name,
+            "person_id": person.person_id,
+            "employee_id": person.employee_id,
+            "department": person.department,
+            "position": person.position,
+            "metadata": person.metadata,
+        }
+        positions = list(range(len(files), len(files) + len(person.images)))
+        files += [
+            ("files", (image_name(i, f"{n}.img"), image_bytes(i)))
+            for n, i in zip(positions, person.images, strict=True)
+        ]
+        listed.append(compact(fields) | {"files": positions})
+    data, _ = multipart({"persons": listed, **options}, {})
+    path = f"{RECOGNITION}/enroll-batch-upload"
+    return Call("POST", path, EnrollBatchResponse, data=data, files=files, idempotent=True)
 
 
 # --- recognition ------------------------------------------------------------------------------

@@ -31,7 +31,7 @@ _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,63}$")
 _TENANT = r"(?:[a-z0-9][a-z0-9_-]{0,31}~)?"
 _COLLECTION_KEY_RE = re.compile(rf"^{_TENANT}[A-Za-z0-9][A-Za-z0-9_.-]{{0,63}}$")
 _ID_KEY_RE = re.compile(rf"^{_TENANT}[A-Za-z0-9][A-Za-z0-9_.:@-]{{0,63}}$")
-_SPACE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@/+-]{0,127}$")
+_SPACE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@/+=-]{0,127}$")
 
 
 class _Unset(Enum):
@@ -187,7 +187,7 @@ def check_id(value: str, what: str) -> str:
 def check_space_name(name: str) -> str:
     if not _SPACE_RE.match(name):
         raise InvalidInputError(
-            "embedding space ids are 1-128 characters: letters, digits, '_.:@/+-'",
+            "embedding space ids are 1-128 characters: letters, digits, '_.:@/+=-'",
             code="invalid_embedding_space",
             space=name[:140],
         )

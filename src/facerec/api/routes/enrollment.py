@@ -23,7 +23,7 @@ from facerec.api.schemas.enrollment import (
     RegisterMultipleRequest,
     RegisterMultipleResponse,
 )
-from facerec.api.uploads import ImageSource, image_bytes
+from facerec.api.uploads import ImageSource, OffloadedJSONRoute, image_bytes
 from facerec.auth.principal import Principal
 from facerec.domain.enrollment import Enrollment, GuardPolicy
 from facerec.domain.probes import ProcessingMode
@@ -34,7 +34,12 @@ from facerec.inference.images import check_request_pixels
 from facerec.state import AppState
 from facerec.storage.models import NewPerson
 
-router = APIRouter(prefix="/api/face-recognition", tags=["Enrollment"], responses=GALLERY_RESPONSES)
+router = APIRouter(
+    prefix="/api/face-recognition",
+    tags=["Enrollment"],
+    responses=GALLERY_RESPONSES,
+    route_class=OffloadedJSONRoute,
+)
 
 
 def _mode(fast_mode: bool, mode: ProcessingMode) -> ProcessingMode:
