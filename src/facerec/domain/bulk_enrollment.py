@@ -33,13 +33,13 @@ from facerec.domain.enrollment import (
     GuardPolicy,
     ImageOutcome,
     _new_face,
+    no_usable_images,
 )
 from facerec.domain.probes import Analysis, ProcessingMode
 from facerec.domain.timing import StageTimer
 from facerec.errors import (
     ConflictError,
     FaceRecError,
-    FaceRejectedError,
     InvalidInputError,
     NotFoundError,
 )
@@ -100,21 +100,6 @@ def _photo(index: int, result: PhotoAnalysis) -> ImageOutcome:
     if isinstance(result, Analysis):
         return ImageOutcome(index, analysis=result)
     return ImageOutcome(index, error=result)
-
-
-def _no_usable(photos: list[ImageOutcome]) -> FaceRejectedError:
-    return FaceRejectedError(
-        "no image had a usable face; nothing was registered",
-        code="no_usable_images",
-        results=[
-            {
-                "index": o.index,
-                "reason": o.error.code if o.error else "",
-                "message": o.error.message if o.error else "",
-            }
-            for o in photos
-        ],
-    )
 
 
 class BulkEnrollmentService:
@@ -222,7 +207,7 @@ class BulkEnrollmentService:
             photos = service._consistency(photos, embedder, options.on_inconsistent)
         accepted = [o.analysis for o in photos if o.analysis is not None]
         if not accepted:
-            raise _no_usable(photos)
+            raise no_usable_images(photos)
         space = await service._space(embedder, accepted[0].space or "")
         warnings: list[EnrollmentWarning] = []
         if existing is not None:
@@ -230,7 +215,7 @@ class BulkEnrollmentService:
                 photos = await self._against_person(existing, photos, space.name, embedder, options)
             accepted = [o.analysis for o in photos if o.analysis is not None]
             if not accepted:
-                raise _no_usable(photos)
+                raise no_usable_images(photos)
         else:
             vectors = [a.subject.vector for a in accepted]
             with timer.stage("guards"):

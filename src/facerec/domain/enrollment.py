@@ -83,6 +83,22 @@ class Enrollment:
     warnings: list[EnrollmentWarning] = field(default_factory=list)
 
 
+def no_usable_images(outcomes: list[ImageOutcome]) -> FaceRejectedError:
+    """Not one photo of a person had a usable face: each photo's reason, nothing written."""
+    return FaceRejectedError(
+        "no image had a usable face; nothing was registered",
+        code="no_usable_images",
+        results=[
+            {
+                "index": o.index,
+                "reason": o.error.code if o.error else "",
+                "message": o.error.message if o.error else "",
+            }
+            for o in outcomes
+        ],
+    )
+
+
 def _warning(result: GuardResult) -> EnrollmentWarning:
     return EnrollmentWarning(result.code, result.message, dict(result.details))
 
@@ -231,18 +247,7 @@ class EnrollmentService:
         outcomes = self._consistency(outcomes, embedder, on_inconsistent)
         accepted = [o.analysis for o in outcomes if o.analysis is not None]
         if not accepted:
-            raise FaceRejectedError(
-                "no image had a usable face; nothing was registered",
-                code="no_usable_images",
-                results=[
-                    {
-                        "index": o.index,
-                        "reason": o.error.code if o.error else "",
-                        "message": o.error.message if o.error else "",
-                    }
-                    for o in outcomes
-                ],
-            )
+            raise no_usable_images(outcomes)
         space = await self._space(embedder, accepted[0].space or "")
         vectors = [a.subject.vector for a in accepted]
         warnings: list[EnrollmentWarning] = []
