@@ -118,6 +118,7 @@ REMOTE = (
 # Services tuned for bulk work: one onnxruntime thread per call (the two inference threads
 # already fill both cores), and optionally a smaller detector input in bulk.
 SMALL_SIDE = 384
+HALF_SIDE = CANVAS // 2
 ONE_THREAD = {"FACEREC_MODELS__INTRA_OP_THREADS": "1"}
 TUNED: tuple[tuple[dict[str, str], tuple[tuple[str, str, list[str]], ...]], ...] = (
     (
@@ -129,6 +130,34 @@ TUNED: tuple[tuple[dict[str, str], tuple[tuple[str, str, list[str]], ...]], ...]
         (
             (
                 f"remote, batches of 32, 1 onnxruntime thread, bulk detect side {SMALL_SIDE}",
+                "mobilefacenet",
+                ["--batch-size", "32"],
+            ),
+        ),
+    ),
+    (
+        # Half the 640 px photos' side: the JPEG decodes at 1/2 scale straight to the
+        # detector's size, with no resize.
+        {**ONE_THREAD, "FACEREC_LIMITS__BULK_DETECT_MAX_SIDE": str(HALF_SIDE)},
+        (
+            (
+                f"remote, batches of 32, 1 onnxruntime thread, bulk detect side {HALF_SIDE}",
+                "mobilefacenet",
+                ["--batch-size", "32"],
+            ),
+        ),
+    ),
+    (
+        # One network run per face instead of the face and its mirror image (a space of its own).
+        {
+            **ONE_THREAD,
+            "FACEREC_LIMITS__BULK_DETECT_MAX_SIDE": str(HALF_SIDE),
+            "FACEREC_MODELS__MIRROR_SUM": "false",
+        },
+        (
+            (
+                f"remote, batches of 32, 1 onnxruntime thread, bulk detect side {HALF_SIDE}, "
+                "mirror sum off",
                 "mobilefacenet",
                 ["--batch-size", "32"],
             ),

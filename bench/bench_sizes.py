@@ -11,12 +11,15 @@ alike; the tables give p50 over the rounds and the ratio HTTP / raw detect + emb
 - raw embed: the embedder's ``embed`` of the face on the decoded image (alignment + network);
 - service: ``Analyzer.analyse`` in process (decode, detect, quality, subject, embed);
 - HTTP: POST /api/face-recognition/recognize to a real ``facerec serve`` (base64 JSON, SQLite,
-  a gallery of 2 persons), a new image each call (bytes after the JPEG's end: no cache hit);
+  a gallery of 2 persons), a new image each call (bytes after the JPEG's end: no cache hit), with
+  the server's own processing time; HTTP upload: the same to /recognize-upload (multipart);
 - insightface: ``cv2.imdecode`` + ``FaceAnalysis.get`` (SCRFD-500M + w600k_mbf), built from the
   same ONNX files in ../shared/models, no download.
 
 "MobileFaceNet" is InsightFace's w600k_mbf (MobileFaceNet trained on WebFace600K, the file
-``arcface/w600k_mbf_fp32_from_int8.onnx``), the recogniser insightface itself runs. Throughput:
+``arcface/w600k_mbf_fp32_from_int8.onnx``), the recogniser insightface itself runs. facerec sums
+each face's vector with its mirror image's (two network runs); the row with
+``FACEREC_MODELS__MIRROR_SUM=false`` does insightface's work (one run). Throughput:
 ``--clients`` concurrent callers for ``--runs`` photos each, facerec over HTTP and insightface on
 as many threads.
 
@@ -75,13 +78,16 @@ class Pair:
     label: str
     detector: str
     embedder: str
-    peer: bool = False  # compared with insightface (same models)
+    peer: bool = False  # compared with insightface (same models, same work)
+    mirror: bool = True  # models.mirror_sum: the face and its mirror image (w600k_mbf's default)
 
 
 PAIRS = (
     Pair("RetinaFace + dlib", "retinaface", "dlib_resnet"),
     Pair("RetinaFace + MobileFaceNet", "retinaface", "w600k_mbf"),
-    Pair("SCRFD-500M + MobileFaceNet", "scrfd_500m", "w600k_mbf", peer=True),
+    Pair("SCRFD-500M + MobileFaceNet", "scrfd_500m", "w600k_mbf"),
+    # What insightface does: one network run per face, no mirror image.
+    Pair("SCRFD-500M + MobileFaceNet, mirror sum off", "scrfd_500m", "w600k_mbf", True, False),
 )
 
 
@@ -143,8 +149,8 @@ def clock(fn: Callable[[], object]) -> float:
 
 
 class Bench:
-    def __init__(self, models: ModelManager, settings: Settings) -> None:
-        self.models = models
+    def __init__(self, models: dict[bool, ModelManager], settings: Settings) -> None:
+        self.models = models  # by models.mirror_sum
         self.settings = settings
         self.limits = settings.limits
         self.counter = itertools.count()
@@ -164,13 +170,14 @@ class Bench:
             size = (max(1, round(width * factor)), max(1, round(height * factor)))
             small = np.asarray(cv2.resize(pixels, size, interpolation=cv2.INTER_AREA))
         opts = DetectOptions()
-        with self.models.use(pair.detector, FaceDetector) as detector:
+        models = self.models[pair.mirror]
+        with models.use(pair.detector, FaceDetector) as detector:
             found = detector.detect(small, conf_threshold=0.5, iou_threshold=0.4, max_faces=50)
         face = max(found, key=lambda f: f.bbox.area)
         in_pixels = _scaled(face, 1.0 / factor)
 
         def detect() -> object:
-            with self.models.use(pair.detector, FaceDetector) as model:
+            with models.use(pair.detector, FaceDetector) as model:
                 return model.detect(
                     small,
                     conf_threshold=opts.conf_threshold,
@@ -179,7 +186,7 @@ class Bench:
                 )
 
         def embed() -> object:
-            with self.models.use(pair.embedder, FaceEmbedder) as model:
+            with models.use(pair.embedder, FaceEmbedder) as model:
                 return model.embed(pixels, [in_pixels])
 
         return {
@@ -201,28 +208,35 @@ def run_sizes(args: argparse.Namespace) -> str:
     tmp = Path(tempfile.mkdtemp(prefix="facerec-bench-sizes-"))
     models_root = model_dir(tmp / "models")
     settings = Settings(_env_file=None, models={"model_dir": str(models_root)})
-    models = ModelManager(build_models(settings), settings.models)
     names = sorted({p.detector for p in PAIRS} | {p.embedder for p in PAIRS})
-    models.preload(names)
-    bench = Bench(models, settings)
-    analyzer = Analyzer(models, DetectionService(models, settings.limits), 0.5)
+    managers, analyzers = {}, {}
+    for mirror in (True, False):
+        config = settings.model_copy(
+            update={"models": settings.models.model_copy(update={"mirror_sum": mirror})}
+        )
+        managers[mirror] = ModelManager(build_models(config), config.models)
+        managers[mirror].preload(names)
+        detection = DetectionService(managers[mirror], settings.limits)
+        analyzers[mirror] = Analyzer(managers[mirror], detection, 0.5)
+    bench = Bench(managers, settings)
     app = insightface_app(tmp)
     photos = {size: compose(size) for size in args.sizes}
     results: dict[tuple[int, str], Samples] = {}
     throughput: dict[tuple[int, str], float] = {}
     with ExitStack() as stack:
         servers = {}
-        for detector in sorted({p.detector for p in PAIRS}):
+        for detector, mirror in sorted({(p.detector, p.mirror) for p in PAIRS}):
             env = {
                 "FACEREC_MODELS__MODEL_DIR": str(models_root),
                 "FACEREC_MODELS__DEFAULT_DETECTOR": detector,
+                "FACEREC_MODELS__MIRROR_SUM": str(mirror).lower(),
                 "FACEREC_MODELS__PRELOAD": f'["{detector}","dlib_resnet","w600k_mbf"]',
                 "FACEREC_AUTH__RATE_PER_SECOND": "0",
             }
-            servers[detector] = stack.enter_context(running_server(env)).client
+            servers[(detector, mirror)] = stack.enter_context(running_server(env)).client
         for pair in PAIRS:
             for name, data in (("grace", grace_hopper_jpeg()), ("astronaut", astronaut_png())):
-                response = servers[pair.detector].post(
+                response = servers[(pair.detector, pair.mirror)].post(
                     API + "/add-face",
                     json={
                         "person_name": name,
@@ -238,16 +252,26 @@ def run_sizes(args: argparse.Namespace) -> str:
                     )
                     break
 
-        def service(options: AnalysisOptions, data: bytes) -> None:
-            analyzer.analyse(bench.fresh(data), options, StageTimer())
+        def service(pair: Pair, options: AnalysisOptions, data: bytes) -> None:
+            analyzers[pair.mirror].analyse(bench.fresh(data), options, StageTimer())
 
-        def http(pair: Pair, data: bytes) -> None:
+        def http(pair: Pair, data: bytes, samples: Samples | None = None) -> None:
             body = {
                 "face_image_base64": base64.b64encode(bench.fresh(data)).decode(),
                 "model_name": pair.embedder,
                 "check_liveness": False,
             }
-            response = servers[pair.detector].post(API + "/recognize", json=body)
+            response = servers[(pair.detector, pair.mirror)].post(API + "/recognize", json=body)
+            response.raise_for_status()
+            if samples is not None:
+                samples.add("server", float(response.json()["processing_time"]) * 1000)
+
+        def upload(pair: Pair, data: bytes) -> None:
+            response = servers[(pair.detector, pair.mirror)].post(
+                API + "/recognize-upload",
+                files={"file": ("photo.jpg", bench.fresh(data), "image/jpeg")},
+                data={"model_name": pair.embedder, "check_liveness": "false"},
+            )
             response.raise_for_status()
 
         for size, data in photos.items():
@@ -258,13 +282,17 @@ def run_sizes(args: argparse.Namespace) -> str:
                     detector=pair.detector, embedder=pair.embedder, choice=FaceChoice.SUBJECT
                 )
                 steps += [(pair, step, fn) for step, fn in raw.items()]
-                steps.append((pair, "service", partial(service, options, data)))
-                steps.append((pair, "http", partial(http, pair, data)))
+                steps.append((pair, "service", partial(service, pair, options, data)))
+                samples = results.setdefault((size, pair.label), Samples())
+                steps.append((pair, "http", partial(http, pair, data, samples)))
+                steps.append((pair, "upload", partial(upload, pair, data)))
                 if pair.peer:
                     steps.append((pair, "insightface", partial(insightface_call, app, data)))
             for _ in range(args.warmup):
                 for _, _, fn in steps:
                     fn()
+            for pair in PAIRS:  # the warm-up calls' server times
+                results[(size, pair.label)].steps.pop("server", None)
             for _ in range(args.runs):
                 for pair, step, fn in steps:
                     results.setdefault((size, pair.label), Samples()).add(step, clock(fn))
@@ -300,27 +328,47 @@ def report(
 ) -> str:
     lines = [
         f"grace_hopper.jpg resized to each width (one face, JPEG q90); {args.runs} interleaved "
-        f"rounds after {args.warmup} warm-up rounds, milliseconds p50; ratio = HTTP p50 / raw "
-        "detect + embed p50 (target ≤ 1.15). Raw detect + embed is the p50 of the per-round sums. "
-        f"Load average when the run started: {args.load_at_start}.",
+        f"rounds after {args.warmup} warm-up rounds, milliseconds p50. Raw detect + embed: the "
+        "models alone (the p50 of the per-round sums); raw decode + detect + embed adds the "
+        "decode at the scale detection needs (a JPEG's entropy decoding is paid whatever the "
+        "scale: about 20 ms at 4000 px). HTTP: the client's time for a recognize (base64 JSON "
+        "body), and in brackets the server's own processing time; HTTP upload: the same photo "
+        "to /recognize-upload (multipart, no base64). HTTP / models: target ≤ 1.15. "
+        "Mirror sum: w600k_mbf embeds each face and its mirror image (two network runs, the "
+        "default, `FACEREC_MODELS__MIRROR_SUM`); insightface runs one, so the like-for-like "
+        f"row is the one with it off. Load average when the run started: {args.load_at_start}.",
         "",
-        "| size | models | raw decode | raw detect | raw embed | raw detect+embed | service "
-        "| HTTP | insightface | HTTP / raw |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| size | models | raw decode | raw detect | raw embed | raw detect+embed "
+        "| raw decode+detect+embed | service | HTTP (server) | HTTP upload | insightface "
+        "| HTTP / models | HTTP / raw with decode |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for (size, label), samples in results.items():
-        raw = [d + e for d, e in zip(samples.steps["detect"], samples.steps["embed"], strict=True)]
-        raw_p50 = percentile(raw, 50)
-        peer = f"{samples.p50('insightface'):.1f}" if "insightface" in samples.steps else "-"
+        steps = samples.steps
+        models = percentile(
+            [d + e for d, e in zip(steps["detect"], steps["embed"], strict=True)], 50
+        )
+        whole = percentile(
+            [
+                c + d + e
+                for c, d, e in zip(steps["decode"], steps["detect"], steps["embed"], strict=True)
+            ],
+            50,
+        )
+        peer = f"{samples.p50('insightface'):.1f}" if "insightface" in steps else "-"
+        http = samples.p50("http")
         lines.append(
             f"| {size} px | {label} | {samples.p50('decode'):.1f} | {samples.p50('detect'):.1f} "
-            f"| {samples.p50('embed'):.1f} | {raw_p50:.1f} | {samples.p50('service'):.1f} "
-            f"| {samples.p50('http'):.1f} | {peer} | {samples.p50('http') / raw_p50:.2f} |"
+            f"| {samples.p50('embed'):.1f} | {models:.1f} | {whole:.1f} "
+            f"| {samples.p50('service'):.1f} | {http:.1f} ({samples.p50('server'):.1f}) "
+            f"| {samples.p50('upload'):.1f} | {peer} "
+            f"| {http / models:.2f} | {http / whole:.2f} |"
         )
     lines += [
         "",
         f"Photos per second, {args.clients} concurrent callers x {args.runs} photos "
-        "(SCRFD-500M + MobileFaceNet; facerec over HTTP, insightface in process on threads):",
+        "(SCRFD-500M + MobileFaceNet, one network run per face as insightface does; facerec "
+        "over HTTP, insightface in process on threads):",
         "",
         "| size | facerec HTTP | insightface |",
         "|---|---:|---:|",
@@ -341,7 +389,7 @@ def profile(args: argparse.Namespace) -> None:
     settings = Settings(_env_file=None, models={"model_dir": str(model_dir(tmp / "models"))})
     models = ModelManager(build_models(settings), settings.models)
     analyzer = Analyzer(models, DetectionService(models, settings.limits), 0.5)
-    bench = Bench(models, settings)
+    bench = Bench({True: models}, settings)
     for pair in PAIRS[:2]:
         options = AnalysisOptions(
             detector=pair.detector, embedder=pair.embedder, choice=FaceChoice.SUBJECT

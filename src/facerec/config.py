@@ -113,8 +113,14 @@ class ModelSettings(BaseModel):
     # server.executor_threads only (else no call ever waits).
     batch_concurrency: int = Field(2, ge=1, le=64)
     batch_detection: bool = True
+    # What ``auto`` (and a request naming no model) means; "auto": the best installed model.
     default_detector: str = "auto"
     default_embedder: str = "auto"
+    # Embedders whose catalogue entry sums each face's vector with its mirror image's
+    # (MobileFaceNet, w600k_mbf) do so; false: half their network time, vectors in a space of
+    # their own (``+mirror=off``; galleries enrolled the other way: ``facerec gallery migrate``),
+    # judged with the calibration measured with the mirror sum.
+    mirror_sum: bool = True
     # Let ``auto`` (and so the defaults above) pick models whose licence forbids commercial use
     # (InsightFace weights). A model named explicitly is used whatever its licence.
     allow_non_commercial: bool = False

@@ -35,6 +35,7 @@ from tests.conftest import SHARED_MODELS, unavailable
 from tests.images import encode, grace_hopper_rgb
 
 MOBILEFACENET = SHARED_MODELS / "mobilefacenet" / "mobilefacenet_foamliu_opset18.onnx"
+SCRFD = SHARED_MODELS / "scrfd" / "scrfd_500m_bnkps.onnx"
 
 
 class RecordingDetection(DetectionService):
@@ -51,9 +52,11 @@ class RecordingDetection(DetectionService):
         self.detections += 1
         return super().detect_decoded(image, options, timer)
 
-    def decode(self, data: bytes, timer: StageTimer, *, reduced: bool = False) -> DecodedImage:
+    def decode(
+        self, data: bytes, timer: StageTimer, *, reduced: bool = False, detector: str | None = None
+    ) -> DecodedImage:
         self.decodes.append(reduced)
-        return super().decode(data, timer, reduced=reduced)
+        return super().decode(data, timer, reduced=reduced, detector=detector)
 
 
 @lru_cache(maxsize=1)
@@ -68,6 +71,9 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings,
     if MOBILEFACENET.is_file():
         (model_dir / "mobilefacenet").mkdir()
         (model_dir / "mobilefacenet" / MOBILEFACENET.name).symlink_to(MOBILEFACENET)
+    if SCRFD.is_file():
+        (model_dir / "scrfd_500m").mkdir()
+        (model_dir / "scrfd_500m" / SCRFD.name).symlink_to(SCRFD)
     yield _models(str(model_dir))
 
 
@@ -162,6 +168,51 @@ def test_a_face_too_small_for_the_reduced_decode_is_analysed_at_full_size(
     expected_face, expected_vector = straightforward(data, manager, settings, "dlib_resnet")
     same_face(face, expected_face)
     close_enough("dlib_resnet", vector, expected_vector)
+
+
+@pytest.mark.parametrize("width", [1920, 4000])
+def test_a_letterboxing_detector_gets_the_photo_decoded_and_resized_once_to_its_input(
+    models: tuple[Settings, ModelManager], width: int
+) -> None:
+    """SCRFD letterboxes every image into 640 x 640: the photo is decoded at the scale that
+    size needs (not ``detect_max_side``'s 1024) and reaches the network without a second
+    resize, with the faces and vectors of the straightforward path."""
+    settings, manager = models
+    if not SCRFD.is_file():
+        unavailable(f"SCRFD-500M weights at {SCRFD}", "see ../shared/models/README.md")
+    detection = RecordingDetection(manager, settings)
+    assert detection.detect_side("scrfd_500m") == 640
+    assert detection.detect_side("retinaface") == settings.limits.detect_max_side
+    seen: list[tuple[int, ...]] = []
+    with manager.use("scrfd_500m", FaceDetector) as scrfd:
+        fit = scrfd.fit  # type: ignore[attr-defined]
+
+        def recording_fit(image: NDArray[np.uint8], **kwargs: int) -> object:
+            seen.append(image.shape)
+            placed = fit(image, **kwargs)
+            assert placed.scale == 1.0  # already the size the input takes
+            return placed
+
+        scrfd.fit = recording_fit  # type: ignore[attr-defined]
+        try:
+            data = photo(width)
+            options = AnalysisOptions(
+                detector="scrfd_500m", embedder="dlib_resnet", choice=FaceChoice.SUBJECT
+            )
+            result = Analyzer(manager, detection, 0.5).analyse(data, options, StageTimer())
+        finally:
+            del scrfd.fit  # type: ignore[attr-defined]
+    assert detection.decodes == [True]
+    assert max(seen[0][:2]) == 640  # what the network takes, with no second resize
+    upright = np.ascontiguousarray(
+        np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))[..., ::-1]
+    )
+    with manager.use("scrfd_500m", FaceDetector) as scrfd:
+        faces = detect_downscaled(scrfd, upright, settings.limits.detect_max_side, DetectOptions())
+    expected = max(faces, key=lambda f: f.bbox.area)
+    same_face(result.subject.detection, expected)
+    with manager.use("dlib_resnet", FaceEmbedder) as model:
+        close_enough("dlib_resnet", result.subject.vector, model.embed(upright, [expected])[0])
 
 
 def test_png_and_webp_are_decoded_as_they_come(models: tuple[Settings, ModelManager]) -> None:

@@ -117,6 +117,31 @@ def test_without_mirror_sum_and_dynamic_batch_one_run_per_call() -> None:
     assert np.abs(out[:, 3]).max() > 0.01  # without the mirror the asymmetry shows
 
 
+def test_mirror_sum_runs_faces_and_mirrors_in_one_batch() -> None:
+    session = FakeOnnx(batch="N")
+    embedder = OnnxArcFaceEmbedder(SPEC, Path("/nonexistent"), session=session)
+    faces = [face_at(2.0, 20.0), face_at(1.0, 100.0)]
+    out = embedder.embed(half_coloured_image(), faces)
+    assert [call.shape for call in session.calls] == [(4, 3, 112, 112)]
+    np.testing.assert_allclose(out[:, 3], 0.0, atol=1e-5)
+    # Each face's vector is what it gets in a run of its own with its mirror.
+    alone = OnnxArcFaceEmbedder(SPEC, Path("/nonexistent"), session=FakeOnnx(batch=1))
+    np.testing.assert_allclose(out, alone.embed(half_coloured_image(), faces), atol=1e-6)
+
+
+def test_mirror_sum_setting_off_halves_the_runs_and_names_its_own_space() -> None:
+    session = FakeOnnx(batch=1)
+    on = OnnxArcFaceEmbedder(SPEC, Path("/nonexistent"), session=FakeOnnx(batch=1))
+    off = OnnxArcFaceEmbedder(SPEC, Path("/nonexistent"), session=session, mirror_sum=False)
+    out = off.embed(half_coloured_image(), [face_at(2.0, 20.0)])
+    assert len(session.calls) == 1
+    assert np.abs(out[:, 3]).max() > 0.01
+    assert "+" not in on.space  # the bare id stands for "+align=arcface5-112+mirror=sum"
+    assert off.space == on.space + "+align=arcface5-112+mirror=off"
+    assert not off.mirror_averaged and on.mirror_averaged
+    assert off.info.extra["mirror_sum"] is False
+
+
 def test_no_faces_and_faces_without_landmarks() -> None:
     embedder = OnnxArcFaceEmbedder(SPEC, Path("/nonexistent"), session=FakeOnnx())
     assert embedder.embed(half_coloured_image(), []).shape == (0, 4)

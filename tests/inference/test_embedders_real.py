@@ -128,3 +128,18 @@ def test_mobilefacenet_same_person_under_threshold_different_above(
 @pytest.mark.shared_models
 def test_mobilefacenet_batch_equals_one_by_one(mobilefacenet: OnnxArcFaceEmbedder) -> None:
     check_batch_matches_single(mobilefacenet)
+
+
+@pytest.mark.shared_models
+def test_mobilefacenet_without_mirror_sum(
+    mobilefacenet: OnnxArcFaceEmbedder, shared_models: Path
+) -> None:
+    """models.mirror_sum=false: one network run per face, still the same person under the
+    threshold and different people above it, close to the mirror-sum vector."""
+    single = OnnxArcFaceEmbedder(MOBILEFACENET_SPEC, shared_models, mirror_sum=False)
+    single.load(RuntimeOptions())
+    check_same_and_different(single)
+    summed = embed_largest(mobilefacenet, grace_hopper_rgb())
+    alone = embed_largest(single, grace_hopper_rgb())
+    assert 0.0 < single.distance(summed, alone) < 0.1
+    assert single.space != mobilefacenet.space

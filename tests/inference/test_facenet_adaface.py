@@ -129,10 +129,11 @@ def constant_chip_tensor(embedder: OnnxArcFaceEmbedder, bgr: tuple[int, int, int
     chip[...] = bgr
     out = embedder.embed_chips([chip])
     np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, rtol=1e-5)
-    assert len(recording.fed) == 2  # the chip and its mirror (mirror sum)
-    tensor = recording.fed[0]
-    assert tensor.shape == (1, 3, size, size) and tensor.dtype == np.float32
-    return tensor
+    # The chip and its mirror (mirror sum): one run of two, or two runs of one (fixed batch).
+    fed = np.concatenate(recording.fed)
+    assert fed.shape == (2, 3, size, size) and fed.dtype == np.float32
+    np.testing.assert_array_equal(fed[1], fed[0][..., ::-1])
+    return fed[:1]
 
 
 # --- the catalogue ---

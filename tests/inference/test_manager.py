@@ -183,6 +183,17 @@ def test_resolve_auto_unknown_and_not_installed() -> None:
     assert missing.value.code == "model_not_installed"
 
 
+def test_auto_is_the_configured_default() -> None:
+    m = manager([FakeModel("hog", 1), FakeModel("cnn", 1)], default_detector="cnn")
+    assert m.resolve(ModelTask.DETECTION, "auto") == "cnn"
+    assert m.resolve(ModelTask.DETECTION, None) == "cnn"
+    assert m.resolve(ModelTask.DETECTION, "hog") == "hog"  # a named model still wins
+    broken = manager([FakeModel("hog", 1)], default_detector="nope")
+    with pytest.raises(ModelNotAvailableError) as unknown:
+        broken.resolve(ModelTask.DETECTION, "auto")
+    assert unknown.value.code == "unknown_model"
+
+
 def test_status_reports_memory_and_provider() -> None:
     a, b = FakeModel("a", 5), FakeModel("b", 7)
     m = manager([a, b])

@@ -76,7 +76,7 @@ class Analyzer:
         caller has it already. Raises :class:`FaceRejectedError` when a subject/enroll photo has
         no usable face."""
         reduced = not options.liveness and (options.reduced_decode or bool(options.embedder))
-        image = self._detection.decode(data, timer, reduced=reduced)
+        image = self._detection.decode(data, timer, reduced=reduced, detector=options.detector)
         # Embedding from a reduced decode must give what the full photo gives, or it is redone.
         if options.embedder is not None and _is_reduced(image):
             reduced_found: DetectionResult | None = None

@@ -2,7 +2,9 @@
 
 Resize policy: the detector sees the image downscaled so its longer side is at most
 ``limits.detect_max_side`` pixels (RetinaFace's anchors cover faces of 16-512 px, and a 4000 px
-photo would cost 60x the time for no gain); boxes and landmarks are mapped back to the original
+photo would cost 60x the time for no gain), or at most the network's input side for detectors that
+letterbox every image into a fixed input (SCRFD, YOLO, YuNet: 640 px), so a photo is decoded and
+resized once, to what the network sees; boxes and landmarks are mapped back to the original
 image's pixels.
 """
 
@@ -87,15 +89,23 @@ class DetectionService:
         self._limits = limits
         self.bar = bar or QualityBar()
 
-    def decode(self, data: bytes, timer: StageTimer, *, reduced: bool = False) -> DecodedImage:
-        """``reduced``: only faces' positions are needed (detection), so a large JPEG may be
-        decoded at reduced scale; recognition needs the full-resolution face."""
-        reduce_to = self._limits.detect_max_side if reduced else None
+    def decode(
+        self, data: bytes, timer: StageTimer, *, reduced: bool = False, detector: str | None = None
+    ) -> DecodedImage:
+        """``reduced``: only faces' positions are needed (detection, by ``detector``), so a large
+        JPEG may be decoded at reduced scale; recognition needs the full-resolution face."""
+        reduce_to = self.detect_side(detector) if reduced else None
         with timer.stage("decode"):
             return decode_image(data, self._limits, reduce_to=reduce_to)
 
     def resolve(self, model_name: str | None) -> str:
         return self._models.resolve(ModelTask.DETECTION, model_name)
+
+    def detect_side(self, model_name: str | None) -> int:
+        """The longest side the detector sees: ``limits.detect_max_side``, or the network's own
+        input side when that is smaller (the pack detectors letterbox into 640 px)."""
+        with self._models.use(self.resolve(model_name), FaceDetector) as detector:
+            return _side(detector, self._limits)
 
     def detect_faces(
         self, image: ImageBGR, options: DetectOptions, timer: StageTimer
@@ -103,7 +113,7 @@ class DetectionService:
         """Raw detections in original-image pixels, best first (no quality filtering)."""
         name = self.resolve(options.model_name)
         with self._models.use(name, FaceDetector) as detector, timer.stage("detect", name):
-            faces = detect_downscaled(detector, image, self._limits.detect_max_side, options)
+            faces = detect_downscaled(detector, image, _side(detector, self._limits), options)
         return name, faces
 
     def detect(
@@ -112,7 +122,7 @@ class DetectionService:
         """Faces of an encoded image in its own pixels. ``reduced=False`` keeps the decoded
         pixels at full resolution (for callers that crop faces from ``result.image``)."""
         self.resolve(options.model_name)  # an unknown model is the client's first problem
-        image = self.decode(data, timer, reduced=reduced)
+        image = self.decode(data, timer, reduced=reduced, detector=options.model_name)
         return self.detect_decoded(image, options, timer)
 
     def detect_decoded(
@@ -133,3 +143,8 @@ class DetectionService:
             model_used=name,
             image=image,
         )
+
+
+def _side(detector: FaceDetector, limits: LimitSettings) -> int:
+    own = detector.input_side()
+    return limits.detect_max_side if own is None else min(own, limits.detect_max_side)

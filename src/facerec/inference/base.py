@@ -142,6 +142,12 @@ class Model(ABC):
 
 
 class FaceDetector(Model):
+    def input_side(self) -> int | None:
+        """The longest image side the network looks at: a larger image is shrunk to it inside
+        :meth:`detect` anyway, so callers need not decode or resize beyond it. None: any size
+        (the network runs on the image as it comes)."""
+        return None
+
     @abstractmethod
     def detect(
         self,

@@ -264,8 +264,10 @@ class BatchedRetinaFace(_Front, FaceDetector):
         )
 
     def _run(self, tensors: Sequence[NDArray[np.float32]]) -> list[tuple[Array, Array, Array]]:
+        from facerec.inference.detectors.retinaface import run_retinaface
+
         batch = tensors[0][None] if len(tensors) == 1 else np.stack(tensors)
-        loc, conf, marks = self.inner.session.run(None, {"input": batch})
+        loc, conf, marks = run_retinaface(self.inner.session, batch)
         return [(loc[i], conf[i], marks[i]) for i in range(len(tensors))]
 
 

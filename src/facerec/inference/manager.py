@@ -102,6 +102,10 @@ class ModelManager:
             for name, model in models.items()
         }
         self._settings = settings
+        self._default_names = {
+            ModelTask.DETECTION: settings.default_detector,
+            ModelTask.EMBEDDING: settings.default_embedder,
+        }
         self._events: ModelEvents = events or _NoEvents()
         self._clock = clock
         self._lock = threading.Lock()  # guards in_use, last_used and eviction decisions
@@ -149,9 +153,13 @@ class ModelManager:
         ]
 
     def resolve(self, task: ModelTask, name: str | None) -> str:
-        """A concrete model name for ``name`` (``auto``/None = best installed of the task; an
+        """A concrete model name for ``name`` (``auto``/None = the configured default of the
+        task, ``models.default_detector``/``default_embedder``, else the best installed one; an
         alias = the best installed model carrying it)."""
         if name is None or name == "" or name == "auto":
+            configured = self._default_names.get(task, "auto")
+            if configured != "auto":
+                return self.resolve(task, configured)
             candidates = self.auto_candidates(task)
             if candidates:
                 return candidates[0]

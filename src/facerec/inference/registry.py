@@ -42,7 +42,9 @@ def build_model(entry: ModelEntry, settings: Settings) -> Model:
         case "dlib":
             return DlibResNetEmbedder()
         case "onnx_embedder":
-            return OnnxArcFaceEmbedder(entry.embedder_spec(), model_dir)
+            return OnnxArcFaceEmbedder(
+                entry.embedder_spec(), model_dir, mirror_sum=settings.models.mirror_sum
+            )
         case "minifasnet":
             return MiniFASNetLiveness(
                 model_dir / entry.pack, threshold=settings.liveness.threshold, pack=entry

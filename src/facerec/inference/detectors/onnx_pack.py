@@ -93,6 +93,11 @@ class OnnxPackDetector(FaceDetector):
             return height, width
         return None
 
+    def input_side(self) -> int:
+        """Every image is letterboxed into the network's input: one no longer than its shorter
+        side is never shrunk again."""
+        return min(self.input_size() or (DEFAULT_SIZE, DEFAULT_SIZE))
+
     def fit(self, image: ImageBGR, *, pad: int = 0) -> Letterboxed:
         """The image letterboxed into the fixed input, or into the default square when the graph
         takes any size."""

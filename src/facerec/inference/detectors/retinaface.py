@@ -8,7 +8,7 @@ caller's policy (:mod:`facerec.domain.detection`); boxes come back in the pixels
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Any
 
 import numpy as np
@@ -75,6 +75,30 @@ def decode(
     return boxes, points
 
 
+# onnxruntime's arena keeps the memory of the largest run for the session's life: ~60 MiB of
+# activations after one 1024 px input. A run on more pixels than this (a batch counts all of its
+# images) hands what it grew back at its end (``memory.enable_memory_arena_shrinkage``), so the
+# process settles at what inputs up to 640 x 640 need; a large photo then pays for its pages
+# again, a few milliseconds against the ~40 ms of the run (docs/memory.md).
+ARENA_KEEP_PIXELS = 640 * 640
+
+
+@cache
+def _shrinking() -> Any:
+    import onnxruntime as ort
+
+    options = ort.RunOptions()
+    options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
+    return options
+
+
+def run_retinaface(session: Any, batch: NDArray[np.float32]) -> list[Any]:
+    """``session.run`` on a (N, 3, H, W) input, giving a large run's arena growth back."""
+    if batch.shape[0] * batch.shape[2] * batch.shape[3] > ARENA_KEEP_PIXELS:
+        return list(session.run(None, {"input": batch}, _shrinking()))
+    return list(session.run(None, {"input": batch}))
+
+
 class RetinaFaceDetector(FaceDetector):
     def __init__(self, *, session: Any | None = None) -> None:
         super().__init__(INFO, session=session)
@@ -98,7 +122,7 @@ class RetinaFaceDetector(FaceDetector):
         max_faces: int,
     ) -> list[Detection]:
         tensor = input_tensor(image)
-        loc, conf, marks = self.session.run(None, {"input": tensor[None]})
+        loc, conf, marks = run_retinaface(self.session, tensor[None])
         return self.detections(
             image,
             tensor,

@@ -151,9 +151,13 @@ class OnnxArcFaceEmbedder(FaceEmbedder):
         *,
         session: Any | None = None,
         model_path: Path | None = None,
+        mirror_sum: bool = True,
     ) -> None:
         entry = catalogue.find(spec.name)
-        extra = {"file": spec.file_name, "mirror_sum": spec.mirror_sum}
+        # ``mirror_sum=False`` (models.mirror_sum) turns the spec's mirror sum off: half the
+        # network runs, vectors in their own space (``+mirror=off``).
+        self.mirror_sum = spec.mirror_sum and mirror_sum
+        extra = {"file": spec.file_name, "mirror_sum": self.mirror_sum}
         if entry is not None and entry.embedder == spec:
             info = entry.model_info(extra)
         else:  # a spec made outside the catalogue (tests, benchmarks)
@@ -174,7 +178,7 @@ class OnnxArcFaceEmbedder(FaceEmbedder):
         self.distance_threshold = spec.distance_threshold
         self.similarity_scale = spec.similarity_scale
         self.legacy_space = spec.legacy_space
-        self.mirror_averaged = spec.mirror_sum
+        self.mirror_averaged = self.mirror_sum
         self.path = model_path or Path(model_dir) / spec.pack / spec.file_name
         self.template = template_for(spec.chip_size, ARCFACE_112)
         self._session_version: str | None = None  # the version of the file the session holds
@@ -195,7 +199,7 @@ class OnnxArcFaceEmbedder(FaceEmbedder):
     def space_settings(self) -> tuple[tuple[str, str], ...]:
         return (
             ("align", f"{self.spec.alignment}-{self.spec.chip_size}"),
-            ("mirror", "sum" if self.spec.mirror_sum else "off"),
+            ("mirror", "sum" if self.mirror_sum else "off"),
         )
 
     def is_installed(self) -> bool:
@@ -257,10 +261,12 @@ class OnnxArcFaceEmbedder(FaceEmbedder):
         if not chips:
             return np.zeros((0, self.dim), dtype=np.float32)
         tensor = preprocess(chips, self.spec)
-        vectors = self._run(tensor)
-        if self.spec.mirror_sum:
-            vectors = vectors + self._run(np.ascontiguousarray(tensor[..., ::-1]))
-        return l2_normalise(vectors)
+        if not self.mirror_sum:
+            return l2_normalise(self._run(tensor))
+        # The faces and their mirror images in one run (a batch-invariant graph gives each the
+        # vector it gives alone; a fixed-batch or batch-dependent one runs them one by one).
+        both = self._run(np.concatenate([tensor, tensor[..., ::-1]]))
+        return l2_normalise(both[: len(chips)] + both[len(chips) :])
 
     def _run(self, tensor: NDArray[np.float32]) -> NDArray[np.float32]:
         wrapped: OnnxEmbedderSession = self.session
