@@ -1,5 +1,6 @@
-"""RetinaFace hands the arena growth of a large run back (onnxruntime's arena otherwise keeps the
-largest run's activations for the process's life), and only for large runs."""
+"""With ``memory.detector_arena_keep_pixels`` set, RetinaFace hands the arena growth of a large run
+back (onnxruntime's arena otherwise keeps the largest run's activations for the process's life),
+and only for large runs; unset, it never does."""
 
 from __future__ import annotations
 
@@ -9,13 +10,11 @@ import numpy as np
 from numpy.typing import NDArray
 
 from facerec.inference.base import RuntimeOptions
-from facerec.inference.detectors.retinaface import (
-    ARENA_KEEP_PIXELS,
-    RetinaFaceDetector,
-    run_retinaface,
-)
+from facerec.inference.detectors.retinaface import RetinaFaceDetector, run_retinaface
 from facerec.values import BBox
 from tests.images import grace_hopper_rgb
+
+ARENA_KEEP_PIXELS = 640 * 640
 
 
 class RecordingSession:
@@ -37,15 +36,16 @@ def test_only_runs_larger_than_the_kept_size_release_their_arena() -> None:
     batch = np.zeros((2, 3, 480, 640), np.float32)  # a batch counts all of its images
     assert small.shape[2] * small.shape[3] <= ARENA_KEEP_PIXELS < large.shape[2] * large.shape[3]
     for tensor in (small, large, batch):
-        run_retinaface(session, tensor)
+        run_retinaface(session, tensor, ARENA_KEEP_PIXELS)
+        run_retinaface(session, tensor)  # the default: kept
     released = [options is not None for options in session.options]
-    assert released == [False, True, True]
-    config = session.options[1].get_run_config_entry("memory.enable_memory_arena_shrinkage")
+    assert released == [False, False, True, False, True, False]
+    config = session.options[2].get_run_config_entry("memory.enable_memory_arena_shrinkage")
     assert config == "cpu:0"
 
 
 def test_a_released_run_detects_the_same_faces() -> None:
-    detector = RetinaFaceDetector()
+    detector = RetinaFaceDetector(arena_keep_pixels=ARENA_KEEP_PIXELS)
     detector.load(RuntimeOptions())
     image = np.ascontiguousarray(grace_hopper_rgb()[:, :, ::-1])  # 512 x 600: below the size
     big = np.ascontiguousarray(np.pad(image, ((0, 424), (0, 512), (0, 0))))  # 1024 x 1024

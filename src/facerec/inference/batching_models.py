@@ -239,6 +239,7 @@ class BatchedRetinaFace(_Front, FaceDetector):
             raise TypeError(f"{inner.name!r} is not RetinaFace")
         FaceDetector.__init__(self, inner.info)
         self.inner = inner
+        self.keep_pixels = inner.arena_keep_pixels
         self.batcher = MicroBatcher(self._run, policy, name=inner.name)
 
     def detect(
@@ -267,7 +268,7 @@ class BatchedRetinaFace(_Front, FaceDetector):
         from facerec.inference.detectors.retinaface import run_retinaface
 
         batch = tensors[0][None] if len(tensors) == 1 else np.stack(tensors)
-        loc, conf, marks = run_retinaface(self.inner.session, batch)
+        loc, conf, marks = run_retinaface(self.inner.session, batch, self.keep_pixels)
         return [(loc[i], conf[i], marks[i]) for i in range(len(tensors))]
 
 

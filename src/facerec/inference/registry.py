@@ -28,7 +28,7 @@ def build_model(entry: ModelEntry, settings: Settings) -> Model:
     model_dir = settings.models.model_dir
     match entry.implementation:
         case "retinaface":
-            return RetinaFaceDetector()
+            return RetinaFaceDetector(arena_keep_pixels=settings.memory.detector_arena_keep_pixels)
         case "hog":
             return HogDetector()
         case "scrfd":

@@ -75,14 +75,6 @@ def decode(
     return boxes, points
 
 
-# onnxruntime's arena keeps the memory of the largest run for the session's life: ~60 MiB of
-# activations after one 1024 px input. A run on more pixels than this (a batch counts all of its
-# images) hands what it grew back at its end (``memory.enable_memory_arena_shrinkage``), so the
-# process settles at what inputs up to 640 x 640 need; a large photo then pays for its pages
-# again, a few milliseconds against the ~40 ms of the run (docs/memory.md).
-ARENA_KEEP_PIXELS = 640 * 640
-
-
 @cache
 def _shrinking() -> Any:
     import onnxruntime as ort
@@ -92,16 +84,21 @@ def _shrinking() -> Any:
     return options
 
 
-def run_retinaface(session: Any, batch: NDArray[np.float32]) -> list[Any]:
-    """``session.run`` on a (N, 3, H, W) input, giving a large run's arena growth back."""
-    if batch.shape[0] * batch.shape[2] * batch.shape[3] > ARENA_KEEP_PIXELS:
+def run_retinaface(session: Any, batch: NDArray[np.float32], keep_pixels: int = 0) -> list[Any]:
+    """``session.run`` on a (N, 3, H, W) input. onnxruntime's arena keeps the memory of the
+    largest run for the session's life (~60 MiB of activations after one 1024 px input); with
+    ``keep_pixels`` > 0 a run on more pixels than that (a batch counts all of its images) hands
+    what it grew back at its end (``memory.enable_memory_arena_shrinkage``), and the next large
+    run maps and faults its pages in again (docs/memory.md has the cost)."""
+    if 0 < keep_pixels < batch.shape[0] * batch.shape[2] * batch.shape[3]:
         return list(session.run(None, {"input": batch}, _shrinking()))
     return list(session.run(None, {"input": batch}))
 
 
 class RetinaFaceDetector(FaceDetector):
-    def __init__(self, *, session: Any | None = None) -> None:
+    def __init__(self, *, session: Any | None = None, arena_keep_pixels: int = 0) -> None:
         super().__init__(INFO, session=session)
+        self.arena_keep_pixels = arena_keep_pixels  # see run_retinaface; 0: the arena is kept
 
     def weights_bytes(self) -> int:
         from retinaface.weights import WEIGHTS
@@ -122,7 +119,7 @@ class RetinaFaceDetector(FaceDetector):
         max_faces: int,
     ) -> list[Detection]:
         tensor = input_tensor(image)
-        loc, conf, marks = run_retinaface(self.session, tensor[None])
+        loc, conf, marks = run_retinaface(self.session, tensor[None], self.arena_keep_pixels)
         return self.detections(
             image,
             tensor,
