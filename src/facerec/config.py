@@ -72,6 +72,10 @@ class MemorySettings(BaseModel):
     # returned to the system when freed; 0: glibc's default, a threshold that rises up to 32 MiB
     # after the first large free, so later large buffers stay in the heaps as fragmentation.
     malloc_mmap_threshold_kb: int = Field(1024, ge=0, le=32 * 1024)
+    # Free memory at the top of a heap beyond this many KiB is given back at once; below it, it
+    # waits for the periodic trim (so the next request does not fault the same pages in again).
+    # 0: glibc's own (128 KiB once the mmap threshold is set).
+    malloc_trim_threshold_kb: int = Field(64 * 1024, ge=0, le=1024 * 1024)
     # Freed heap memory is handed back to the system this often (malloc_trim); 0: never.
     malloc_trim_interval_s: float = Field(30.0, ge=0.0)
     # RetinaFace runs on more pixels than this hand the memory they grew onnxruntime's arena by

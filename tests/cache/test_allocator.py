@@ -21,12 +21,16 @@ def test_tuning_applies_the_settings() -> None:
     assert tuning.arena_max == 4 and tuning.mmap_threshold == 2048 * 1024
     defaults = tune_allocator(MemorySettings())
     assert defaults.arena_max == 2 and defaults.mmap_threshold == 1024 * 1024
+    assert defaults.trim_threshold == 64 * 1024 * 1024
 
 
 @glibc_only
 def test_zero_leaves_glibc_defaults_alone() -> None:
-    tuning = tune_allocator(MemorySettings(malloc_arena_max=0, malloc_mmap_threshold_kb=0))
+    tuning = tune_allocator(
+        MemorySettings(malloc_arena_max=0, malloc_mmap_threshold_kb=0, malloc_trim_threshold_kb=0)
+    )
     assert tuning.arena_max is None and tuning.mmap_threshold is None
+    assert tuning.trim_threshold is None
     tune_allocator(MemorySettings())  # back to the service's defaults for later tests
 
 
