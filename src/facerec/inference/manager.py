@@ -10,10 +10,8 @@
 - Batching: with ``models.batching``, ``use()`` gives the model's batching front
   (:mod:`facerec.inference.batching_models`): same interface, runs shared by concurrent callers;
   ``peek()`` gives the model itself.
-- Names: ``auto`` is the installed model of the task with the lowest ``auto_rank`` (catalogue
-  data, carried by each model's info) whose licence allows commercial use, unless
-  ``allow_non_commercial``; an alias (``arcface``) is the best installed model that carries it;
-  an explicit name is used whatever its licence.
+- Names: ``auto``, aliases and explicit names mean what :class:`ModelChoice` says
+  (:mod:`facerec.inference.model_choice`).
 """
 
 from __future__ import annotations
@@ -31,7 +29,7 @@ from facerec.errors import ModelNotAvailableError
 from facerec.inference.base import Model, RuntimeOptions
 from facerec.inference.batching import BatchPolicy, BatchStats
 from facerec.inference.batching_models import batching_front
-from facerec.inference.types import ModelTask
+from facerec.inference.model_choice import ModelChoice
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +85,7 @@ class _Slot:
     front: Model | None = None  # batching front given to ``use()`` callers
 
 
-class ModelManager:
+class ModelManager(ModelChoice):
     def __init__(
         self,
         models: Mapping[str, Model],
@@ -97,15 +95,12 @@ class ModelManager:
         clock: Callable[[], float] = time.monotonic,
         providers_available: Callable[[], list[str]] = available_providers,
     ) -> None:
+        super().__init__(models, settings)
         self._slots = {
             name: _Slot(model, threading.Lock(), front=_front(model, settings))
             for name, model in models.items()
         }
         self._settings = settings
-        self._default_names = {
-            ModelTask.DETECTION: settings.default_detector,
-            ModelTask.EMBEDDING: settings.default_embedder,
-        }
         self._events: ModelEvents = events or _NoEvents()
         self._clock = clock
         self._lock = threading.Lock()  # guards in_use, last_used and eviction decisions
@@ -124,91 +119,6 @@ class ModelManager:
     @property
     def memory_kind(self) -> str:
         return "vram" if "CUDAExecutionProvider" in self.runtime.providers else "ram"
-
-    def names(self, task: ModelTask | None = None) -> list[str]:
-        return [n for n, s in self._slots.items() if task is None or s.model.info.task == task]
-
-    def installed(self, task: ModelTask) -> list[str]:
-        return [n for n in self.names(task) if self._slots[n].model.is_installed()]
-
-    def ranked(self, task: ModelTask) -> list[str]:
-        """Models of ``task`` by ``auto_rank`` (unranked last, in registration order)."""
-        names = self.names(task)
-
-        def key(item: tuple[int, str]) -> tuple[bool, int, int]:
-            rank = self._slots[item[1]].model.info.auto_rank
-            return rank is None, rank or 0, item[0]
-
-        return [name for _, name in sorted(enumerate(names), key=key)]
-
-    def auto_candidates(self, task: ModelTask) -> list[str]:
-        """What ``auto`` may pick, best first: installed, and licensed for commercial use unless
-        ``allow_non_commercial``."""
-        allow = self._settings.allow_non_commercial
-        return [
-            n
-            for n in self.ranked(task)
-            if self._slots[n].model.is_installed()
-            and (allow or self._slots[n].model.info.commercial_use)
-        ]
-
-    def resolve(self, task: ModelTask, name: str | None) -> str:
-        """A concrete model name for ``name`` (``auto``/None = the configured default of the
-        task, ``models.default_detector``/``default_embedder``, else the best installed one; an
-        alias = the best installed model carrying it)."""
-        if name is None or name == "" or name == "auto":
-            configured = self._default_names.get(task, "auto")
-            if configured != "auto":
-                return self.resolve(task, configured)
-            candidates = self.auto_candidates(task)
-            if candidates:
-                return candidates[0]
-            installed = self.installed(task)
-            if installed:
-                raise ModelNotAvailableError(
-                    f"no {task.value} model licensed for commercial use is installed: name one "
-                    f"explicitly ({', '.join(installed)}) or set "
-                    "FACEREC_MODELS__ALLOW_NON_COMMERCIAL=true to let auto choose it",
-                    code="model_not_installed",
-                    task=task.value,
-                    non_commercial=installed,
-                )
-            raise ModelNotAvailableError(
-                f"no {task.value} model is installed", code="model_not_installed", task=task.value
-            )
-        if name not in self._slots:
-            targets = [n for n in self.ranked(task) if name in self._slots[n].model.info.aliases]
-            if targets:
-                return self._resolve_alias(task, name, targets)
-        slot = self._slots.get(name)
-        if slot is None or slot.model.info.task != task:
-            raise ModelNotAvailableError(
-                f"unknown {task.value} model {name!r}",
-                code="unknown_model",
-                model=name,
-                available=self.installed(task),
-                known=self.names(task),
-            )
-        if not slot.model.is_installed():
-            raise ModelNotAvailableError(
-                f"model {name!r} is not installed: {slot.model.not_installed_reason()}",
-                code="model_not_installed",
-                model=name,
-                available=self.installed(task),
-            )
-        return name
-
-    def _resolve_alias(self, task: ModelTask, alias: str, targets: list[str]) -> str:
-        for target in targets:
-            if self._slots[target].model.is_installed():
-                return target
-        raise ModelNotAvailableError(
-            f"no model for {alias!r} is installed: pull or import one of {', '.join(targets)}",
-            code="model_not_installed",
-            model=alias,
-            candidates=targets,
-            available=self.installed(task),
-        )
 
     def peek(self, name: str) -> Model:
         """The model object without loading it (for metadata such as thresholds)."""
