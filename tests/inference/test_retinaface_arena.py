@@ -10,7 +10,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from facerec.inference.base import RuntimeOptions
-from facerec.inference.detectors.retinaface import RetinaFaceDetector, run_retinaface
+from facerec.inference.detectors.retinaface import RetinaFaceDetector
 from facerec.values import BBox
 from tests.images import grace_hopper_rgb
 
@@ -31,13 +31,15 @@ def test_only_runs_larger_than_the_kept_size_release_their_arena() -> None:
     detector = RetinaFaceDetector()
     detector.load(RuntimeOptions())
     session = RecordingSession(detector.session)
+    releasing = RetinaFaceDetector(session=session, arena_keep_pixels=ARENA_KEEP_PIXELS)
+    keeping = RetinaFaceDetector(session=session)
     small = np.zeros((1, 3, 480, 640), np.float32)
     large = np.zeros((1, 3, 1024, 768), np.float32)
     batch = np.zeros((2, 3, 480, 640), np.float32)  # a batch counts all of its images
     assert small.shape[2] * small.shape[3] <= ARENA_KEEP_PIXELS < large.shape[2] * large.shape[3]
     for tensor in (small, large, batch):
-        run_retinaface(session, tensor, ARENA_KEEP_PIXELS)
-        run_retinaface(session, tensor)  # the default: kept
+        releasing.run(tensor)
+        keeping.run(tensor)  # the default: kept
     released = [options is not None for options in session.options]
     assert released == [False, False, True, False, True, False]
     config = session.options[2].get_run_config_entry("memory.enable_memory_arena_shrinkage")

@@ -239,7 +239,7 @@ class BatchedRetinaFace(_Front, FaceDetector):
             raise TypeError(f"{inner.name!r} is not RetinaFace")
         FaceDetector.__init__(self, inner.info)
         self.inner = inner
-        self.keep_pixels = inner.arena_keep_pixels
+        self.retinaface = inner  # the same model, typed for its shared run
         self.batcher = MicroBatcher(self._run, policy, name=inner.name)
 
     def detect(
@@ -265,10 +265,8 @@ class BatchedRetinaFace(_Front, FaceDetector):
         )
 
     def _run(self, tensors: Sequence[NDArray[np.float32]]) -> list[tuple[Array, Array, Array]]:
-        from facerec.inference.detectors.retinaface import run_retinaface
-
         batch = tensors[0][None] if len(tensors) == 1 else np.stack(tensors)
-        loc, conf, marks = run_retinaface(self.inner.session, batch, self.keep_pixels)
+        loc, conf, marks = self.retinaface.run(batch)
         return [(loc[i], conf[i], marks[i]) for i in range(len(tensors))]
 
 

@@ -84,21 +84,10 @@ def _shrinking() -> Any:
     return options
 
 
-def run_retinaface(session: Any, batch: NDArray[np.float32], keep_pixels: int = 0) -> list[Any]:
-    """``session.run`` on a (N, 3, H, W) input. onnxruntime's arena keeps the memory of the
-    largest run for the session's life (~60 MiB of activations after one 1024 px input); with
-    ``keep_pixels`` > 0 a run on more pixels than that (a batch counts all of its images) hands
-    what it grew back at its end (``memory.enable_memory_arena_shrinkage``), and the next large
-    run maps and faults its pages in again (docs/memory.md has the cost)."""
-    if 0 < keep_pixels < batch.shape[0] * batch.shape[2] * batch.shape[3]:
-        return list(session.run(None, {"input": batch}, _shrinking()))
-    return list(session.run(None, {"input": batch}))
-
-
 class RetinaFaceDetector(FaceDetector):
     def __init__(self, *, session: Any | None = None, arena_keep_pixels: int = 0) -> None:
         super().__init__(INFO, session=session)
-        self.arena_keep_pixels = arena_keep_pixels  # see run_retinaface; 0: the arena is kept
+        self.arena_keep_pixels = arena_keep_pixels  # see run; 0: the arena is kept
 
     def weights_bytes(self) -> int:
         from retinaface.weights import WEIGHTS
@@ -119,7 +108,7 @@ class RetinaFaceDetector(FaceDetector):
         max_faces: int,
     ) -> list[Detection]:
         tensor = input_tensor(image)
-        loc, conf, marks = run_retinaface(self.session, tensor[None], self.arena_keep_pixels)
+        loc, conf, marks = self.run(tensor[None])
         return self.detections(
             image,
             tensor,
@@ -128,6 +117,19 @@ class RetinaFaceDetector(FaceDetector):
             iou_threshold=iou_threshold,
             max_faces=max_faces,
         )
+
+    def run(self, batch: NDArray[np.float32]) -> list[Any]:
+        """The network's (loc, conf, landmarks) for a (N, 3, H, W) input, for one image and for
+        a shared (batched) run alike. onnxruntime's arena keeps the memory of the largest run for
+        the session's life (~60 MiB of activations after one 1024 px input); with
+        ``arena_keep_pixels`` > 0 a run on more pixels than that (a batch counts all of its
+        images) hands what it grew back at its end (``memory.enable_memory_arena_shrinkage``),
+        and the next large run maps and faults its pages in again (docs/memory.md has the
+        cost)."""
+        feed = {"input": batch}
+        if 0 < self.arena_keep_pixels < batch.shape[0] * batch.shape[2] * batch.shape[3]:
+            return list(self.session.run(None, feed, _shrinking()))
+        return list(self.session.run(None, feed))
 
     @staticmethod
     def detections(

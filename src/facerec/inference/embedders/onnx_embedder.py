@@ -156,8 +156,8 @@ class OnnxArcFaceEmbedder(FaceEmbedder):
         entry = catalogue.find(spec.name)
         # ``mirror_sum=False`` (models.mirror_sum) turns the spec's mirror sum off: half the
         # network runs, vectors in their own space (``+mirror=off``).
-        self.mirror_sum = spec.mirror_sum and mirror_sum
-        extra = {"file": spec.file_name, "mirror_sum": self.mirror_sum}
+        self.mirror_averaged = spec.mirror_sum and mirror_sum
+        extra = {"file": spec.file_name, "mirror_sum": self.mirror_averaged}
         if entry is not None and entry.embedder == spec:
             info = entry.model_info(extra)
         else:  # a spec made outside the catalogue (tests, benchmarks)
@@ -178,7 +178,6 @@ class OnnxArcFaceEmbedder(FaceEmbedder):
         self.distance_threshold = spec.distance_threshold
         self.similarity_scale = spec.similarity_scale
         self.legacy_space = spec.legacy_space
-        self.mirror_averaged = self.mirror_sum
         self.path = model_path or Path(model_dir) / spec.pack / spec.file_name
         self.template = template_for(spec.chip_size, ARCFACE_112)
         self._session_version: str | None = None  # the version of the file the session holds
@@ -199,7 +198,7 @@ class OnnxArcFaceEmbedder(FaceEmbedder):
     def space_settings(self) -> tuple[tuple[str, str], ...]:
         return (
             ("align", f"{self.spec.alignment}-{self.spec.chip_size}"),
-            ("mirror", "sum" if self.mirror_sum else "off"),
+            ("mirror", "sum" if self.mirror_averaged else "off"),
         )
 
     def is_installed(self) -> bool:
@@ -261,7 +260,7 @@ class OnnxArcFaceEmbedder(FaceEmbedder):
         if not chips:
             return np.zeros((0, self.dim), dtype=np.float32)
         tensor = preprocess(chips, self.spec)
-        if not self.mirror_sum:
+        if not self.mirror_averaged:
             return l2_normalise(self._run(tensor))
         # The faces and their mirror images in one run (a batch-invariant graph gives each the
         # vector it gives alone; a fixed-batch or batch-dependent one runs them one by one).
