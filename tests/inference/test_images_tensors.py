@@ -1,13 +1,17 @@
 """Detector inputs are built in one pass over the pixels: the same tensors, bit for bit, as the
-straightforward float copy, subtraction and transposed copy."""
+straightforward float copy, subtraction and transposed copy, also when the thread's reused
+(scratch) buffer held a different photo before."""
 
 from __future__ import annotations
+
+import threading
 
 import numpy as np
 import pytest
 
-from facerec.inference.detectors.decoding import to_tensor
+from facerec.inference.detectors.decoding import letterbox, to_tensor
 from facerec.inference.detectors.retinaface import MEAN_BGR, input_tensor
+from facerec.inference.scratch import MAX_BYTES, scratch, scratch_bytes
 
 
 @pytest.mark.parametrize("shape", [(600, 512), (257, 1023), (32, 32)])
@@ -41,3 +45,51 @@ def test_to_tensor_equals_the_straightforward_tensor(
     got = to_tensor(canvas, rgb=rgb, mean=mean, scale=scale)
     assert got.dtype == np.float32 and got.flags.c_contiguous
     assert np.array_equal(got, expected)
+
+
+# --- per-thread scratch buffers: a reused buffer never leaks an earlier photo -----------------
+
+
+def test_retinaface_padding_is_zero_after_a_larger_photo_in_the_same_thread() -> None:
+    rng = np.random.default_rng(7)
+    input_tensor(rng.integers(200, 256, (700, 900, 3), np.uint8))  # fills the buffer
+    small = rng.integers(0, 256, (100, 70, 3), np.uint8)
+    got = input_tensor(small)
+    assert got.shape == (3, 128, 96)
+    assert not got[:, 100:].any() and not got[:, :, 70:].any()
+    assert np.array_equal(
+        got[:, :100, :70], (small.astype(np.float32) - MEAN_BGR).transpose(2, 0, 1)
+    )
+
+
+@pytest.mark.parametrize("pad", [0, 114])
+def test_letterbox_padding_is_rewritten_after_another_photo(pad: int) -> None:
+    rng = np.random.default_rng(3)
+    letterbox(rng.integers(1, 256, (640, 640, 3), np.uint8), 640, 640, pad=pad)
+    wide = rng.integers(0, 256, (200, 400, 3), np.uint8)
+    placed = letterbox(wide, 640, 640, pad=pad)
+    assert placed.scale == 1.0
+    assert np.array_equal(placed.canvas[:200, :400], wide)
+    assert (placed.canvas[200:] == pad).all() and (placed.canvas[:200, 400:] == pad).all()
+
+
+def test_scratch_is_reused_per_thread_and_separate_between_threads() -> None:
+    first = scratch("test-slot", (4, 8), np.float32)
+    again = scratch("test-slot", (2, 8), np.float32)
+    assert np.shares_memory(first, again)  # the same buffer, a smaller view
+    seen: list[np.ndarray] = []
+    thread = threading.Thread(target=lambda: seen.append(scratch("test-slot", (4, 8), np.float32)))
+    thread.start()
+    thread.join()
+    assert not np.shares_memory(first, seen[0])
+    grown = scratch("test-slot", (64, 64), np.float32)  # larger: a new buffer, kept from now on
+    assert grown.shape == (64, 64) and np.shares_memory(
+        grown, scratch("test-slot", (8,), np.float32)
+    )
+
+
+def test_scratch_does_not_keep_arrays_over_the_limit() -> None:
+    before = scratch_bytes()
+    big = scratch("test-big", (MAX_BYTES // 4 + 1,), np.float32)
+    assert big.nbytes > MAX_BYTES and scratch_bytes() == before
+    assert not np.shares_memory(big, scratch("test-big", (MAX_BYTES // 4 + 1,), np.float32))

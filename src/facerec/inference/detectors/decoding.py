@@ -26,6 +26,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from facerec.inference.detectors.nms import nms
+from facerec.inference.scratch import scratch
 from facerec.inference.types import ImageBGR
 from facerec.values import BBox, Detection
 
@@ -119,8 +120,10 @@ def letterbox(
     if (new_w, new_h) != (w, h):
         interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
         resized = np.asarray(cv2.resize(image, (new_w, new_h), interpolation=interpolation))
-    canvas = np.full((height, width, 3), pad, dtype=np.uint8)
+    canvas = scratch("letterbox", (height, width, 3), np.uint8)  # valid until the next one
     canvas[:new_h, :new_w] = resized
+    canvas[new_h:] = pad
+    canvas[:new_h, new_w:] = pad
     return Letterboxed(canvas, scale)
 
 
@@ -128,12 +131,13 @@ def to_tensor(
     canvas: ImageBGR, *, rgb: bool, mean: float | Array = 0.0, scale: float = 1.0
 ) -> Array:
     """(1, 3, H, W) float32 network input ``(pixel - mean) · scale`` in the network's channel
-    order; ``mean`` per channel is in that order too."""
+    order; ``mean`` per channel is in that order too. A scratch array of this thread: valid
+    until its next call (:mod:`facerec.inference.scratch`)."""
     planes = canvas.transpose(2, 0, 1)  # a view: the one pass below writes the tensor
     if rgb:
         planes = planes[::-1]
     means = np.asarray(mean, dtype=np.float32).reshape(-1, 1, 1)
-    tensor = np.empty((1, *planes.shape), dtype=np.float32)
+    tensor = scratch("tensor", (1, *planes.shape), np.float32)
     np.subtract(planes, means, out=tensor[0])
     if scale != 1.0:
         tensor *= np.float32(scale)

@@ -25,6 +25,7 @@ from facerec.inference.detectors.decoding import (
     to_detections,
     top_candidates,
 )
+from facerec.inference.scratch import scratch
 from facerec.inference.types import ImageBGR
 from facerec.values import Detection
 
@@ -52,11 +53,14 @@ def anchors_for(height: int, width: int) -> NDArray[np.float32]:
 def input_tensor(image: ImageBGR) -> NDArray[np.float32]:
     """The network input (3, H, W) of a BGR image: the mean taken away, padded with zeros (what
     the network was trained with) to multiples of 32. One pass over the pixels, straight into the
-    padded tensor (no float copy of the image, no transposed copy)."""
+    padded tensor (no float copy of the image, no transposed copy). A scratch array of this
+    thread: valid until its next call (:mod:`facerec.inference.scratch`)."""
     height, width = image.shape[:2]
     padded_h, padded_w = -(-height // 32) * 32, -(-width // 32) * 32
-    tensor = np.zeros((3, padded_h, padded_w), dtype=np.float32)
+    tensor = scratch("retinaface", (3, padded_h, padded_w), np.float32)
     np.subtract(image.transpose(2, 0, 1), MEAN_BGR[:, None, None], out=tensor[:, :height, :width])
+    tensor[:, height:] = 0.0
+    tensor[:, :height, width:] = 0.0
     return tensor
 
 
