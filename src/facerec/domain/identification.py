@@ -9,9 +9,11 @@ requested operating point (``target_fpir`` for the gallery's size, or a fixed
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -80,6 +82,29 @@ class Recognition:
         return self.analysis.subject
 
 
+T = TypeVar("T")
+
+
+async def beside_collection_check(
+    repository: GalleryRepository, collection: str, work: Awaitable[T]
+) -> T:
+    """``work`` (the photo's analysis) while the database says whether ``collection`` exists:
+    the read (a few ms of round trips) no longer waits before the models start. A missing
+    collection is still the answer (404) whatever the analysis found or raised; the price is
+    one analysis spent on a request naming a collection that does not exist."""
+    check = asyncio.ensure_future(repository.require_collection(collection))
+    try:
+        result = await work
+    except asyncio.CancelledError:
+        check.cancel()
+        raise
+    except Exception:
+        await check  # its 404 (or 503) comes first
+        raise
+    await check
+    return result
+
+
 class IdentificationService:
     def __init__(
         self,
@@ -113,12 +138,15 @@ class IdentificationService:
         collection = ""
         if isinstance(gallery, str) or gallery is None:
             collection = check_collection_key(gallery or DEFAULT_COLLECTION)
-            await self.repository.require_collection(collection)  # 404 first
             persons = 0  # the index's count, once the space is known
         else:
             inline = parse_inline_gallery(gallery, embedder.dim)
             persons = inline.persons
-        analysis = await self.queries.query(image, options, timer)
+        work = self.queries.query(image, options, timer)
+        if inline is None:
+            analysis = await beside_collection_check(self.repository, collection, work)
+        else:
+            analysis = await work
         query = analysis.subject.vector
         with timer.stage("search"):
             if inline is not None:

@@ -16,9 +16,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
-from facerec.domain.identification import IdentificationService, Match, match_of
+from facerec.domain.assignment import optimal_assignment
+from facerec.domain.identification import (
+    IdentificationService,
+    Match,
+    beside_collection_check,
+    match_of,
+)
 from facerec.domain.open_set import (
     DEFAULT_MIN_MARGIN,
     Candidate,
@@ -87,9 +92,12 @@ class TaggingService:
 
     async def tag(self, image: bytes, options: TagOptions, timer: StageTimer) -> Tagging:
         collection = check_collection_key(options.collection)
-        await self.identification.repository.require_collection(collection)  # 404 first
-        analysis_options = await self.options(options)
-        analysis = await self.queries.analyse(image, analysis_options, timer)
+
+        async def analysed() -> Analysis:
+            return await self.queries.analyse(image, await self.options(options), timer)
+
+        repository = self.identification.repository
+        analysis = await beside_collection_check(repository, collection, analysed())
         return await self.tag_analysis(analysis, options, timer)
 
     async def tag_analysis(
@@ -180,7 +188,7 @@ def assign(
     for i, pairs in enumerate(allowed):
         for person, similarity in pairs.items():
             scores[i, people[person]] = similarity
-    rows, cols = linear_sum_assignment(scores, maximize=True)
+    rows, cols = optimal_assignment(scores, maximize=True)
     names = {index: person for person, index in people.items()}
     for i, j in zip(rows.tolist(), cols.tolist(), strict=True):
         if scores[i, j] >= 0.0:
