@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.optimize import linear_sum_assignment
 
+from facerec.domain.assignment import optimal_assignment
 from facerec.values import BBox
 
 UNKNOWN_KEY = ""  # the vote key of "unknown" (person keys are never empty)
@@ -260,7 +260,7 @@ def match(
     if not tracks or not observations:
         return found
     overlap = np.array([[iou(t.bbox, o.bbox) for o in observations] for t in tracks])
-    rows, cols = linear_sum_assignment(overlap, maximize=True)
+    rows, cols = optimal_assignment(overlap, maximize=True)
     for r, c in zip(rows.tolist(), cols.tolist(), strict=True):
         if overlap[r, c] >= rules.iou_min:
             found[c] = tracks[r]
@@ -280,7 +280,7 @@ def match(
             gap = distance(track, observation)
             if gap <= rules.max_distance * (1 + track.missed):
                 cost[r, c] = gap
-    rows, cols = linear_sum_assignment(cost)
+    rows, cols = optimal_assignment(cost)
     for r, c in zip(rows.tolist(), cols.tolist(), strict=True):
         if cost[r, c] < far:
             found[rest_obs[c]] = rest_tracks[r]
