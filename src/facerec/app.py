@@ -76,9 +76,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             state.ready = False
-            state.models.close()  # batches being gathered run now; later model calls get 503
+            for manager in state.model_managers:
+                manager.close()  # batches being gathered run now; later model calls get 503
             state.executor.shutdown()
-            state.models.unload_all()
+            for manager in state.model_managers:
+                manager.unload_all()
             await state.events.close()  # delivers what is queued (at most 5 s), then disconnects
             await close_storage(state)
 

@@ -108,6 +108,11 @@ class ModelSettings(BaseModel):
     # worker process or executor thread, more to spread one run over idle cores.
     intra_op_threads: int = Field(2, ge=1, le=256)
     inter_op_threads: int = Field(1, ge=1, le=256)
+    # Threads of each session bulk enrollment runs (sessions of its own, loaded on its first
+    # batch): its photos already keep every executor thread busy, and two runs that each spread
+    # over both cores spent 40% more CPU per face (bench/bench_bulk_enroll.py). 0: the sessions
+    # above.
+    bulk_intra_op_threads: int = Field(1, ge=0, le=256)
     # Dynamic batching (inference/batching.py): calls of one model that meet share one run.
     # Embedders and liveness always; RetinaFace detection too when ``batch_detection`` (images
     # that pad to one tensor size). Results are the same as one call per request.
@@ -206,11 +211,18 @@ class LimitSettings(BaseModel):
     max_bulk_images: int = Field(200, ge=1)
     max_bulk_bytes: int = Field(16 * 1024 * 1024, ge=1024)
     max_bulk_pixels: int = Field(1_000_000_000, ge=1)
-    # Detector input side for bulk enrollment; None: ``detect_max_side``, so that a batch stores
-    # the very vectors single enrollment would. A smaller side (384-480) costs RetinaFace about
-    # half the time on camera-sized photos but moves the landmarks a little: on faces-dev the
-    # MobileFaceNet vectors moved by a median cosine distance of 0.02 (threshold 0.64).
-    bulk_detect_max_side: int | None = Field(None, ge=64)
+    # Detector input side for bulk enrollment: RetinaFace at 320 instead of 1024 px takes a
+    # third of the time on camera-sized photos. A photo where it finds no face, or a subject
+    # under 64 px tall at that side, is detected again at ``detect_max_side`` (so bulk takes
+    # every photo single enrollment takes); the landmarks of larger faces move a little (on
+    # faces-dev MobileFaceNet vectors by a median cosine distance of 0.03 from single
+    # enrollment's). None: ``detect_max_side``, the very vectors single enrollment stores.
+    bulk_detect_max_side: int | None = Field(320, ge=64)
+
+    @field_validator("bulk_detect_max_side", mode="before")
+    @classmethod
+    def _blank_side_is_none(cls, value: object) -> object:
+        return None if value == "" else value
 
 
 class AuthSettings(BaseModel):

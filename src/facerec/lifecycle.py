@@ -49,6 +49,11 @@ STORAGE_RETRY_MAX_S = 10.0
 def build_state(settings: Settings) -> AppState:
     metrics = Metrics()
     models = ModelManager(build_models(settings), settings.models, events=metrics)
+    bulk_threads = settings.models.bulk_intra_op_threads
+    bulk_models = None
+    if bulk_threads and bulk_threads != settings.models.intra_op_threads:
+        bulk_settings = settings.models.model_copy(update={"intra_op_threads": bulk_threads})
+        bulk_models = ModelManager(build_models(settings), bulk_settings, events=metrics)
     detection = DetectionService(models, settings.limits)
     executor = InferenceExecutor(settings.server.executor_threads, settings.server.max_pending_jobs)
     analyzer = Analyzer(
@@ -58,6 +63,7 @@ def build_state(settings: Settings) -> AppState:
         settings=settings,
         metrics=metrics,
         models=models,
+        bulk_models=bulk_models,
         executor=executor,
         queries=QueryRunner(
             models=models,
@@ -240,4 +246,5 @@ async def idle_unloader(state: AppState) -> None:
     period = max(1.0, min(60.0, ttl / 4))
     while True:
         await asyncio.sleep(period)
-        await asyncio.to_thread(state.models.unload_idle)
+        for manager in state.model_managers:
+            await asyncio.to_thread(manager.unload_idle)

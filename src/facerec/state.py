@@ -48,6 +48,9 @@ class AppState:
     models: ModelManager
     executor: InferenceExecutor
     queries: QueryRunner
+    # Sessions of their own for bulk enrollment (``models.bulk_intra_op_threads``); None: it
+    # runs on ``models``.
+    bulk_models: ModelManager | None = None
     # Identifications, stream presence and tagged photos for MQTT/webhooks (no sinks: a no-op).
     events: EventBus = field(default_factory=EventBus)
     ready: bool = False
@@ -64,6 +67,16 @@ class AppState:
     photo_service: PhotoService | None = None
     # Migrations of collections to another embedding model (facerec.domain.migration).
     migrations: GalleryMigrations | None = None
+
+    @property
+    def bulk_manager(self) -> ModelManager:
+        """The models bulk enrollment runs."""
+        return self.bulk_models or self.models
+
+    @property
+    def model_managers(self) -> list[ModelManager]:
+        """Every manager of loaded models (closed, unloaded and trimmed together)."""
+        return [self.models] + ([self.bulk_models] if self.bulk_models is not None else [])
 
     def _services(self) -> GalleryServices:
         if self.services is None:  # pragma: no cover - routes require readiness

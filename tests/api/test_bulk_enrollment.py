@@ -31,7 +31,9 @@ def bulk_client(
     from facerec.inference.pack_install import install_pack_file
 
     tmp = tmp_path_factory.mktemp("bulk")
-    settings = make_settings(tmp)
+    # Detection at the service's own side: bulk's vectors are then single enrollment's, compared
+    # exactly here (the default, smaller bulk side: tests/api/test_bulk_side.py).
+    settings = make_settings(tmp, limits={"bulk_detect_max_side": None})
     install_pack_file(
         MOBILEFACENET,
         shared_models / "mobilefacenet" / "mobilefacenet_foamliu_opset18.onnx",

@@ -40,13 +40,14 @@ async def open_local(settings: Settings, *, threads: int | None = None) -> Async
     state = build_state(settings)
     try:
         await open_storage(state)
-        await asyncio.to_thread(state.models.preload, settings.models.preload)
+        await asyncio.to_thread(state.bulk_manager.preload, settings.models.preload)
         state.ready = True
         yield state
     finally:
         state.ready = False
         state.executor.shutdown()
-        state.models.unload_all()
+        for manager in state.model_managers:
+            manager.unload_all()
         await close_storage(state)
 
 
@@ -179,7 +180,7 @@ class LocalBackend:
         ]
         service = build_bulk_enrollment(
             settings=state.settings,
-            models=state.models,
+            models=state.bulk_manager,
             executor=state.executor,
             enrollment=state.enrollment,
             sink=state.metrics.stage,

@@ -73,22 +73,31 @@ def build_bulk_enrollment(
     enrollment: EnrollmentService,
     sink: StageSink | None = None,
 ) -> BulkEnrollmentService:
-    """The same analysis as the app's (the same detection, unless ``bulk_detect_max_side`` says
-    otherwise, and liveness threshold), on every executor thread."""
+    """The app's analysis (its liveness threshold; its detection, but with the detector's input
+    side at most ``bulk_detect_max_side`` and the app's own side for a photo where that finds no
+    face), on every executor thread."""
+
+    def analyzer(limits: LimitSettings) -> ChipAnalyzer:
+        return ChipAnalyzer(
+            models,
+            DetectionService(models, limits),
+            settings.liveness.threshold,
+            settings.liveness.min_context_ratio,
+        )
+
     limits = settings.limits
-    if limits.bulk_detect_max_side is not None:
-        limits = limits.model_copy(update={"detect_max_side": limits.bulk_detect_max_side})
-    analyzer = ChipAnalyzer(
-        models,
-        DetectionService(models, limits),
-        settings.liveness.threshold,
-        settings.liveness.min_context_ratio,
-    )
+    full = analyzer(limits)
+    bulk_side = limits.bulk_detect_max_side
+    first = full
+    if bulk_side is not None and bulk_side < limits.detect_max_side:
+        first = analyzer(limits.model_copy(update={"detect_max_side": bulk_side}))
     batch = BatchAnalyzer(
         models=models,
-        analyzer=analyzer,
+        analyzer=first,
         executor=executor,
         threads=settings.server.executor_threads,
         sink=sink,
+        full=full if first is not full else None,
+        side=bulk_side or limits.detect_max_side,
     )
     return BulkEnrollmentService(enrollment=enrollment, analyzer=batch)

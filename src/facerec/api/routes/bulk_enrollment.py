@@ -173,7 +173,7 @@ async def _enroll(
     timer = StageTimer()  # stages reach the metrics from each thread; the sum is CPU, not wall
     service = build_bulk_enrollment(
         settings=state.settings,
-        models=state.models,
+        models=state.bulk_manager,
         executor=state.executor,
         enrollment=state.enrollment,
         sink=state.metrics.stage,

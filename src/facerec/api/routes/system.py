@@ -54,7 +54,10 @@ class ModelsResponse(BaseModel):
     models: list[ModelOut]
     memory_budget_bytes: int
     memory_kind: str = Field(description="ram, or vram when a CUDA provider is active")
-    memory_loaded_bytes: int
+    memory_loaded_bytes: int = Field(description="loaded models (bulk enrollment's included)")
+    bulk_memory_bytes: int = Field(
+        0, description="of which bulk enrollment's own sessions (models.bulk_intra_op_threads)"
+    )
     providers: list[str]
 
 
@@ -149,6 +152,7 @@ async def list_models(state: StateDep) -> ModelsResponse:
         models=models,
         memory_budget_bytes=state.models.budget_bytes,
         memory_kind=state.models.memory_kind,
-        memory_loaded_bytes=state.models.loaded_bytes(),
+        memory_loaded_bytes=sum(m.loaded_bytes() for m in state.model_managers),
+        bulk_memory_bytes=state.bulk_models.loaded_bytes() if state.bulk_models else 0,
         providers=list(state.models.runtime.providers),
     )
