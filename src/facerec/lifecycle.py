@@ -218,6 +218,16 @@ async def _discard_partial_storage(state: AppState) -> None:
     state.cache = None
 
 
+def preload(state: AppState) -> None:
+    """The configured models, and bulk enrollment's own sessions of those that have a use
+    for them (onnxruntime's: :meth:`AppState.bulk_manager`), so no first call waits for a load."""
+    names = state.settings.models.preload
+    state.models.preload(names)
+    if state.bulk_models is not None:
+        known = [n for n in names if n in state.models.names()]
+        state.bulk_models.preload([n for n in known if state.models.peek(n).threaded])
+
+
 async def initialise(state: AppState) -> None:
     """Slow start-up work; flips ``state.ready`` when done."""
     try:
@@ -227,7 +237,7 @@ async def initialise(state: AppState) -> None:
             await state.services.searcher.warm()
             state.components["index_warm"] = "ok"
         state.components["models"] = "loading"
-        await asyncio.to_thread(state.models.preload, state.settings.models.preload)
+        await asyncio.to_thread(preload, state)
         state.components["models"] = "ok"
         state.ready = True
         logger.info("facerec %s ready", __version__)

@@ -7,9 +7,11 @@ from typing import TYPE_CHECKING
 
 from facerec.config import Settings
 from facerec.domain.queries import QueryRunner
+from facerec.errors import FaceRecError
 from facerec.events.bus import EventBus
 from facerec.executor import InferenceExecutor
 from facerec.inference.manager import ModelManager
+from facerec.inference.types import ModelTask
 from facerec.metrics import Metrics
 
 if TYPE_CHECKING:
@@ -68,10 +70,17 @@ class AppState:
     # Migrations of collections to another embedding model (facerec.domain.migration).
     migrations: GalleryMigrations | None = None
 
-    @property
-    def bulk_manager(self) -> ModelManager:
-        """The models bulk enrollment runs."""
-        return self.bulk_models or self.models
+    def bulk_manager(self, embedder: str | None) -> ModelManager:
+        """The models a bulk enrollment with ``embedder`` runs: sessions of its own for an
+        onnxruntime embedder; the service's for one the thread settings mean nothing to (dlib),
+        so its weights are never held twice (an unknown name: the service's, which refuses it)."""
+        if self.bulk_models is None:
+            return self.models
+        try:
+            name = self.models.resolve(ModelTask.EMBEDDING, embedder)
+        except FaceRecError:
+            return self.models
+        return self.bulk_models if self.models.peek(name).threaded else self.models
 
     @property
     def model_managers(self) -> list[ModelManager]:

@@ -120,3 +120,12 @@ def test_an_empty_bulk_side_means_the_service_side(monkeypatch: pytest.MonkeyPat
     assert Settings(_env_file=None).limits.bulk_detect_max_side is None
     monkeypatch.setenv("FACEREC_LIMITS__BULK_DETECT_MAX_SIDE", "480")
     assert Settings(_env_file=None).limits.bulk_detect_max_side == 480
+
+
+def test_only_onnxruntime_models_get_a_second_session(side_client: TestClient) -> None:
+    state = side_client.app.state.facerec  # type: ignore[attr-defined]
+    assert state.bulk_manager("mobilefacenet") is state.bulk_models
+    assert state.bulk_manager("dlib_resnet") is state.models  # dlib's weights are held once
+    assert state.bulk_manager("no-such-model") is state.models  # which answers unknown_model
+    # preloaded (retinaface, in these tests' settings) for bulk too: no first batch waits
+    assert state.bulk_models.peek("retinaface").loaded

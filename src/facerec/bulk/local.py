@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 @asynccontextmanager
 async def open_local(settings: Settings, *, threads: int | None = None) -> AsyncIterator[AppState]:
     """``threads``: inference threads (the executor); default: the configured ones."""
-    from facerec.lifecycle import build_state, close_storage, open_storage
+    from facerec.lifecycle import build_state, close_storage, open_storage, preload
 
     if threads is not None:
         settings = settings.model_copy(deep=True)
@@ -40,7 +40,7 @@ async def open_local(settings: Settings, *, threads: int | None = None) -> Async
     state = build_state(settings)
     try:
         await open_storage(state)
-        await asyncio.to_thread(state.bulk_manager.preload, settings.models.preload)
+        await asyncio.to_thread(preload, state)
         state.ready = True
         yield state
     finally:
@@ -180,7 +180,7 @@ class LocalBackend:
         ]
         service = build_bulk_enrollment(
             settings=state.settings,
-            models=state.bulk_manager,
+            models=state.bulk_manager(self.model),
             executor=state.executor,
             enrollment=state.enrollment,
             sink=state.metrics.stage,

@@ -88,6 +88,9 @@ class Model(ABC):
     """Base of every model wrapper: fixed load → session → predict lifecycle."""
 
     info: ModelInfo
+    # Its runs spread over ``RuntimeOptions.intra_op_threads`` (onnxruntime); False: the thread
+    # settings mean nothing to it (dlib), so a second session of it would only cost memory.
+    threaded: bool = True
 
     def __init__(self, info: ModelInfo, *, session: Any | None = None) -> None:
         self.info = info

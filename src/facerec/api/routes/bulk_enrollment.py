@@ -173,7 +173,7 @@ async def _enroll(
     timer = StageTimer()  # stages reach the metrics from each thread; the sum is CPU, not wall
     service = build_bulk_enrollment(
         settings=state.settings,
-        models=state.bulk_manager,
+        models=state.bulk_manager(options.model_name),
         executor=state.executor,
         enrollment=state.enrollment,
         sink=state.metrics.stage,

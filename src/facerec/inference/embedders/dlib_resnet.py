@@ -76,6 +76,7 @@ def hog_like_box(box: BBox) -> tuple[int, int, int, int]:
 
 
 class DlibResNetEmbedder(FaceEmbedder):
+    threaded = False  # one core per call whatever the settings, the GIL held
     dim = 128
     metric = "l2"
     # dlib's published decision threshold, confirmed on faces-dev (see the module docstring).
