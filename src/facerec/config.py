@@ -108,10 +108,10 @@ class ModelSettings(BaseModel):
     # worker process or executor thread, more to spread one run over idle cores.
     intra_op_threads: int = Field(2, ge=1, le=256)
     inter_op_threads: int = Field(1, ge=1, le=256)
-    # Threads of each session bulk enrollment runs (sessions of its own, loaded on its first
-    # batch): its photos already keep every executor thread busy, and two runs that each spread
-    # over both cores spent 40% more CPU per face (bench/bench_bulk_enroll.py). 0: the sessions
-    # above.
+    # Threads of each session bulk enrollment runs (sessions of its own for onnxruntime models,
+    # preloaded with the service's): its photos already keep every executor thread busy, and two
+    # runs that each spread over both cores spent 40% more CPU per face
+    # (bench/bench_bulk_enroll.py). 0: the sessions above.
     bulk_intra_op_threads: int = Field(1, ge=0, le=256)
     # Dynamic batching (inference/batching.py): calls of one model that meet share one run.
     # Embedders and liveness always; RetinaFace detection too when ``batch_detection`` (images
