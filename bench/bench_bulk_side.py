@@ -112,7 +112,7 @@ def report(pairs: list[Pair], photos: int, sides: list[int]) -> str:
         "the subject found by RetinaFace at that side against the one found at 1024 px "
         "(`detect_max_side`), both embedded by MobileFaceNet from the full-resolution photo. "
         "height: the subject's height in pixels at the side. distance: cosine distance between "
-        f"the two vectors (MobileFaceNet's decision threshold is about 0.6). Bulk enrollment "
+        f"the two vectors (MobileFaceNet's 1:1 threshold: 0.64). Bulk enrollment "
         f"detects again at 1024 px below {MIN_BULK_FACE} px (`MIN_BULK_FACE`). other subject: "
         "photos where the smaller side chose another face or found none (left out of the "
         "distances). "
