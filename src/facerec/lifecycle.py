@@ -26,7 +26,7 @@ from facerec.domain.tagging import TaggingService
 from facerec.domain.verification import VerificationService
 from facerec.events.factory import build_event_bus
 from facerec.executor import InferenceExecutor
-from facerec.inference.manager import ModelManager
+from facerec.inference.manager import ModelManager, PrefixedEvents
 from facerec.inference.registry import build_models
 from facerec.metrics import Metrics
 from facerec.state import AppState, GalleryServices
@@ -53,7 +53,8 @@ def build_state(settings: Settings) -> AppState:
     bulk_models = None
     if bulk_threads and bulk_threads != settings.models.intra_op_threads:
         bulk_settings = settings.models.model_copy(update={"intra_op_threads": bulk_threads})
-        bulk_models = ModelManager(build_models(settings), bulk_settings, events=metrics)
+        events = PrefixedEvents(metrics, "bulk:")
+        bulk_models = ModelManager(build_models(settings), bulk_settings, events=events)
     detection = DetectionService(models, settings.limits)
     executor = InferenceExecutor(settings.server.executor_threads, settings.server.max_pending_jobs)
     analyzer = Analyzer(

@@ -129,3 +129,9 @@ def test_only_onnxruntime_models_get_a_second_session(side_client: TestClient) -
     assert state.bulk_manager("no-such-model") is state.models  # which answers unknown_model
     # preloaded (retinaface, in these tests' settings) for bulk too: no first batch waits
     assert state.bulk_models.peek("retinaface").loaded
+
+
+def test_bulk_sessions_have_their_own_metric_series(side_client: TestClient) -> None:
+    text = side_client.get("/metrics").text
+    assert 'facerec_model_events_total{event="load",model="bulk:retinaface"} 1.0' in text
+    assert 'facerec_model_events_total{event="load",model="retinaface"} 1.0' in text

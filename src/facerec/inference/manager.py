@@ -42,6 +42,21 @@ class ModelEvents(Protocol):
     def model_memory(self, model: str, bytes_used: int) -> None: ...
 
 
+class PrefixedEvents:
+    """Another manager's events under ``prefix`` + the model's name (bulk enrollment's own
+    sessions: ``bulk:retinaface``), so the service's series count only its own loads and memory."""
+
+    def __init__(self, inner: ModelEvents, prefix: str) -> None:
+        self.inner = inner
+        self.prefix = prefix
+
+    def model_event(self, model: str, event: str, seconds: float = 0.0) -> None:
+        self.inner.model_event(self.prefix + model, event, seconds)
+
+    def model_memory(self, model: str, bytes_used: int) -> None:
+        self.inner.model_memory(self.prefix + model, bytes_used)
+
+
 class _NoEvents:
     def model_event(self, model: str, event: str, seconds: float = 0.0) -> None:
         return None
