@@ -34,9 +34,11 @@ from facerec.domain.bulk_enrollment_analysis import MIN_BULK_FACE  # noqa: E402
 from facerec.domain.detection import DetectionService  # noqa: E402
 from facerec.domain.probes import Analysis, AnalysisOptions, FaceChoice  # noqa: E402
 from facerec.domain.timing import StageTimer  # noqa: E402
+from facerec.domain.tracking import iou  # noqa: E402
 from facerec.errors import FaceRejectedError  # noqa: E402
 from facerec.inference.manager import ModelManager  # noqa: E402
 from facerec.inference.registry import build_models  # noqa: E402
+from facerec.values import BBox  # noqa: E402
 
 FACES_DEV = REPO.parent / "shared" / "faces-dev"
 BANDS = ((0, 48), (48, MIN_BULK_FACE), (MIN_BULK_FACE, 96), (96, 128), (128, 200), (200, 10_000))
@@ -58,18 +60,10 @@ def analyzer(models: ModelManager, settings: Settings, side: int) -> Analyzer:
     return Analyzer(models, DetectionService(models, limits), settings.liveness.threshold)
 
 
-def subject(found: Analysis) -> tuple[np.ndarray, tuple[float, float, float, float]]:
+def subject(found: Analysis) -> tuple[np.ndarray, BBox]:
     probe = found.subject
-    box = probe.detection.bbox
     assert probe.embedding is not None
-    return probe.embedding, (box.x1, box.y1, box.x2, box.y2)
-
-
-def overlap(a: tuple[float, ...], b: tuple[float, ...]) -> float:
-    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - w * h
-    return w * h / union if union > 0 else 0.0
+    return probe.embedding, probe.detection.bbox
 
 
 def measure(sides: list[int]) -> tuple[list[Pair], int]:
@@ -101,8 +95,8 @@ def measure(sides: list[int]) -> tuple[list[Pair], int]:
                 pairs.append(Pair(side, 0.0, float("nan"), False))
                 continue
             cos = float(vector @ other / np.linalg.norm(vector) / np.linalg.norm(other))
-            height = (box[3] - box[1]) * side / longest
-            pairs.append(Pair(side, height, 1.0 - cos, overlap(box, other_box) > 0.5))
+            height = (box.y2 - box.y1) * side / longest
+            pairs.append(Pair(side, height, 1.0 - cos, iou(box, other_box) > 0.5))
     return pairs, photos
 
 

@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from facerec.app import create_app
+from facerec.config import Settings
 from tests.api.conftest import b64, make_settings, wait_ready
 from tests.images import astronaut_png, encode, grace_hopper_jpeg, grace_hopper_rgb
 
@@ -23,17 +24,11 @@ API = "/api/face-recognition"
 MODELS = ("mobilefacenet", "dlib_resnet")
 
 
-@pytest.fixture(scope="module")
-def bulk_client(
-    tmp_path_factory: pytest.TempPathFactory, shared_models: Path
-) -> Iterator[TestClient]:
+def serving_with_mobilefacenet(settings: Settings, shared_models: Path) -> Iterator[TestClient]:
+    """A ready client of an app on ``settings`` with the MobileFaceNet pack installed."""
     from facerec.inference.catalogue import MOBILEFACENET
     from facerec.inference.pack_install import install_pack_file
 
-    tmp = tmp_path_factory.mktemp("bulk")
-    # Detection at the service's own side: bulk's vectors are then single enrollment's, compared
-    # exactly here (the default, smaller bulk side: tests/api/test_bulk_side.py).
-    settings = make_settings(tmp, limits={"bulk_detect_max_side": None})
     install_pack_file(
         MOBILEFACENET,
         shared_models / "mobilefacenet" / "mobilefacenet_foamliu_opset18.onnx",
@@ -43,6 +38,17 @@ def bulk_client(
     with TestClient(create_app(settings)) as client:
         wait_ready(client)
         yield client
+
+
+@pytest.fixture(scope="module")
+def bulk_client(
+    tmp_path_factory: pytest.TempPathFactory, shared_models: Path
+) -> Iterator[TestClient]:
+    tmp = tmp_path_factory.mktemp("bulk")
+    # Detection at the service's own side: bulk's vectors are then single enrollment's, compared
+    # exactly here (the default, smaller bulk side: tests/api/test_bulk_side.py).
+    settings = make_settings(tmp, limits={"bulk_detect_max_side": None})
+    yield from serving_with_mobilefacenet(settings, shared_models)
 
 
 def rotated_grace() -> bytes:

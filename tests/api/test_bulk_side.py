@@ -12,9 +12,8 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from facerec.app import create_app
-from tests.api.conftest import b64, make_settings, wait_ready
-from tests.api.test_bulk_enrollment import batch, stored_vectors
+from tests.api.conftest import b64, make_settings
+from tests.api.test_bulk_enrollment import batch, serving_with_mobilefacenet, stored_vectors
 from tests.images import encode, grace_hopper_jpeg, grace_hopper_rgb
 
 API = "/api/face-recognition"
@@ -24,21 +23,10 @@ API = "/api/face-recognition"
 def side_client(
     tmp_path_factory: pytest.TempPathFactory, shared_models: Path
 ) -> Iterator[TestClient]:
-    from facerec.inference.catalogue import MOBILEFACENET
-    from facerec.inference.pack_install import install_pack_file
-
     settings = make_settings(tmp_path_factory.mktemp("bulk-side"))
     assert settings.limits.bulk_detect_max_side == 320  # the defaults under test
     assert settings.models.bulk_intra_op_threads == 1
-    install_pack_file(
-        MOBILEFACENET,
-        shared_models / "mobilefacenet" / "mobilefacenet_foamliu_opset18.onnx",
-        settings.models.model_dir,
-        verify=True,
-    )
-    with TestClient(create_app(settings)) as client:
-        wait_ready(client)
-        yield client
+    yield from serving_with_mobilefacenet(settings, shared_models)
 
 
 def small_face() -> bytes:
