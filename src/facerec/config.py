@@ -212,9 +212,10 @@ class LimitSettings(BaseModel):
     max_bulk_bytes: int = Field(16 * 1024 * 1024, ge=1024)
     max_bulk_pixels: int = Field(1_000_000_000, ge=1)
     # Detector input side for bulk enrollment: RetinaFace at 320 instead of 1024 px takes a
-    # third of the time on camera-sized photos. A photo where it finds no face, or a subject
-    # under 64 px tall at that side, is detected again at ``detect_max_side`` (so bulk takes
-    # every photo single enrollment takes); the landmarks of larger faces move a little (on
+    # third of the time on camera-sized photos. A subject under 64 px tall at that side is
+    # detected again at ``detect_max_side``'s scale on a crop around it, and a photo where it
+    # finds no face is detected whole at ``detect_max_side`` (so bulk takes every photo single
+    # enrollment takes); the landmarks of larger faces move a little (on
     # faces-dev MobileFaceNet vectors by a median cosine distance of 0.03 from single
     # enrollment's). None: ``detect_max_side``, the very vectors single enrollment stores.
     bulk_detect_max_side: int | None = Field(320, ge=64)

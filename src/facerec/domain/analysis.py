@@ -131,6 +131,7 @@ class Analyzer:
             iou_threshold=options.iou_threshold,
             max_faces=options.max_faces,
             min_quality=options.min_quality if options.choice is FaceChoice.ALL else 0.0,
+            region=options.region,
         )
         found = self._detection.detect_decoded(image, detect, timer)
         if options.choice is FaceChoice.ALL:

@@ -29,17 +29,21 @@ from facerec.executor import InferenceExecutor
 from facerec.inference.base import AlignedChip, FaceEmbedder
 from facerec.inference.images import DecodedImage
 from facerec.inference.manager import ModelManager
-from facerec.values import Detection
+from facerec.values import BBox, Detection
 
 # Photos one executor job analyses: small, so that other requests are not held up by a batch.
 PHOTOS_PER_JOB = 2
 # Chips per embedding call at least: smaller batches are not split over the threads.
 MIN_SHARE = 8
 # Height (pixels at the bulk detector side) of a subject whose landmarks the bulk side keeps;
-# a smaller one is detected again at the service's side. On faces-dev's photos (RetinaFace,
-# sides 256-480 against 1024) MobileFaceNet vectors of faces at least this tall moved by a
-# median cosine distance of 0.03 (p90 0.05), smaller ones up to 0.2.
+# a smaller one is detected again at the service's scale, on a crop around it. On faces-dev's
+# photos (RetinaFace, sides 256-480 against 1024) MobileFaceNet vectors of faces at least this
+# tall moved by a median cosine distance of 0.03 (p90 0.05), smaller ones up to 0.2; detected
+# again on the crop, smaller ones by 0.005 at most (bench/bench_bulk_side.py).
 MIN_BULK_FACE = 64
+# Context kept around a small subject detected again on a crop, in face sizes on each side
+# (RetinaFace's anchors see a face with about its own size of context around it).
+REFINE_MARGIN = 1.0
 # What one photo gave: its analysis (the subject embedded), or why it was refused.
 PhotoAnalysis = Analysis | InvalidInputError
 # A photo as it came: its encoded bytes, or why the API could not read it (bad base64, too large).
@@ -68,6 +72,13 @@ class ChipAnalyzer(Analyzer):
                     pending = np.full((len(faces), model.dim), np.nan, dtype=np.float32)
                     return pending, model.space, chips
         return super()._embed(image, faces, options, timer)
+
+
+def around(box: BBox, width: int, height: int) -> BBox:
+    """``box`` grown by ``REFINE_MARGIN`` face sizes on each side, within the photo."""
+    margin = REFINE_MARGIN * max(box.width, box.height)
+    grown = BBox(box.x1 - margin, box.y1 - margin, box.x2 + margin, box.y2 + margin)
+    return grown.clipped(width, height)
 
 
 def releases_gil(model: FaceEmbedder) -> bool:
@@ -169,11 +180,12 @@ class BatchAnalyzer:
         return done
 
     def _analyse_one(self, data: bytes, options: AnalysisOptions, timer: StageTimer) -> Analysis:
-        """The photo analysed with the bulk detector side; where that finds no face, or a
-        subject under ``MIN_BULK_FACE`` pixels tall at that side (where the landmarks, and so
-        the vector, drift), once more at the service's own side: a smaller bulk side neither
-        refuses a photo single enrollment takes nor stores a small face's vector from coarser
-        landmarks than single enrollment's."""
+        """The photo analysed with the bulk detector side; a subject under ``MIN_BULK_FACE``
+        pixels tall at that side (where the landmarks, and so the vector, drift) is detected
+        again at the service's own scale on a crop around it, and a photo where that side
+        finds no face, or where the crop does not settle the subject, is analysed whole at the
+        service's side: a smaller bulk side neither refuses a photo single enrollment takes nor
+        stores a small face's vector from coarser landmarks than single enrollment's."""
         if self._full is None:
             return self._analyzer.analyse(data, options, timer)
         try:
@@ -183,8 +195,16 @@ class BatchAnalyzer:
                 raise
         else:
             box, longest = found.subject.detection.bbox, max(found.image.width, found.image.height)
-            if longest <= self._side or (box.y2 - box.y1) * self._side / longest >= MIN_BULK_FACE:
+            if longest <= self._side or box.height * self._side / longest >= MIN_BULK_FACE:
                 return found  # (a photo within the bulk side is seen whole either way)
+            region = around(box, found.image.width, found.image.height)
+            try:
+                refined = self._full.analyse(data, replace(options, region=region), timer)
+            except FaceRejectedError:
+                pass  # the crop does not settle it: the whole photo does, as single enrollment
+            else:
+                faces = max(found.faces_in_image, refined.faces_in_image)
+                return replace(refined, faces_in_image=faces)
         return self._full.analyse(data, options, timer)
 
     def embed(

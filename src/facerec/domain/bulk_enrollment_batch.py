@@ -75,7 +75,7 @@ def build_bulk_enrollment(
 ) -> BulkEnrollmentService:
     """The app's analysis (its liveness threshold; its detection, but with the detector's input
     side at most ``bulk_detect_max_side`` and the app's own side for a photo where that finds no
-    face), on every executor thread."""
+    face or a subject too small for it), on every executor thread."""
 
     def analyzer(limits: LimitSettings) -> ChipAnalyzer:
         return ChipAnalyzer(

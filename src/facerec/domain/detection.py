@@ -32,6 +32,8 @@ class DetectOptions:
     iou_threshold: float = 0.4
     max_faces: int = 50
     min_quality: float = 0.0
+    # Look only inside this box (the image's pixels), at the scale the whole image is seen at.
+    region: BBox | None = None
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,9 @@ def scale_detection(face: Detection, factor: float, factor_y: float | None = Non
     return replace(face, bbox=scaled, landmarks=landmarks)
 
 
+CROP_GRID = 32  # pixels at the detector's scale: the largest stride of the detectors' anchors
+
+
 def detect_downscaled(
     detector: FaceDetector, image: ImageBGR, max_side: int, options: DetectOptions
 ) -> list[Detection]:
@@ -67,9 +72,19 @@ def detect_downscaled(
     height, width = image.shape[:2]
     factor = min(1.0, max_side / max(height, width))
     small = image
+    x0 = y0 = 0
+    if options.region is not None:  # a crop of the image, seen as the whole image would be
+        box = options.region.clipped(width, height)
+        # The crop starts on the detector's coarsest grid (stride 32 at its scale), so its
+        # anchors, and its pixels after the resize, fall where the whole image's do.
+        x0 = int(CROP_GRID * (box.x1 * factor // CROP_GRID) / factor)
+        y0 = int(CROP_GRID * (box.y1 * factor // CROP_GRID) / factor)
+        x1, y1 = max(x0 + 1, int(np.ceil(box.x2))), max(y0 + 1, int(np.ceil(box.y2)))
+        small = image[y0:y1, x0:x1]
     if factor < 1.0:
-        size = (max(1, round(width * factor)), max(1, round(height * factor)))
-        small = np.asarray(cv2.resize(image, size, interpolation=cv2.INTER_AREA), dtype=np.uint8)
+        crop_h, crop_w = small.shape[:2]
+        size = (max(1, round(crop_w * factor)), max(1, round(crop_h * factor)))
+        small = np.asarray(cv2.resize(small, size, interpolation=cv2.INTER_AREA), dtype=np.uint8)
     faces = detector.detect(
         small,
         conf_threshold=options.conf_threshold,
@@ -78,7 +93,19 @@ def detect_downscaled(
     )
     if factor < 1.0:
         faces = [scale_detection(f, 1.0 / factor) for f in faces]
+    if x0 or y0:
+        faces = [shift_detection(f, x0, y0) for f in faces]
     return [replace(f, bbox=f.bbox.clipped(width, height)) for f in faces]
+
+
+def shift_detection(face: Detection, dx: float, dy: float) -> Detection:
+    """The detection moved by (``dx``, ``dy``) pixels: from a crop to the image it came from."""
+    box = face.bbox
+    landmarks = None
+    if face.landmarks is not None:
+        landmarks = (face.landmarks + np.array([dx, dy], np.float32)).astype(np.float32)
+    moved = BBox(box.x1 + dx, box.y1 + dy, box.x2 + dx, box.y2 + dy)
+    return replace(face, bbox=moved, landmarks=landmarks)
 
 
 class DetectionService:
@@ -128,8 +155,12 @@ class DetectionService:
     def detect_decoded(
         self, image: DecodedImage, options: DetectOptions, timer: StageTimer
     ) -> DetectionResult:
-        name, faces = self.detect_faces(image.pixels, options, timer)
         sx, sy = image.scale_x, image.scale_y
+        if options.region is not None and (sx != 1.0 or sy != 1.0):
+            box = options.region  # in the photo's pixels: in the decode's
+            region = BBox(box.x1 / sx, box.y1 / sy, box.x2 / sx, box.y2 / sy)
+            options = replace(options, region=region)
+        name, faces = self.detect_faces(image.pixels, options, timer)
         with timer.stage("quality"):
             reports = [assess(image.pixels, f, self.bar, pixel_scale=min(sx, sy)) for f in faces]
         if sx != 1.0 or sy != 1.0:  # a reduced decode: back to the original image's pixels

@@ -12,7 +12,7 @@ from numpy.typing import NDArray
 from facerec.inference.base import AlignedChip
 from facerec.inference.images import DecodedImage
 from facerec.inference.quality import QualityReport
-from facerec.values import Detection
+from facerec.values import BBox, Detection
 
 
 class ProcessingMode(StrEnum):
@@ -61,6 +61,7 @@ class AnalysisOptions:
     gate_liveness: bool = True  # subject/enroll: a spoof is refused (422), not only reported
     reduced_decode: bool = False  # only positions are needed: a large JPEG may decode reduced
     keep_chips: bool = False  # return each embedded face's aligned chip (enrollment keeps it)
+    region: BBox | None = None  # detect only inside this box of the photo (see DetectOptions)
 
 
 @dataclass(frozen=True)
