@@ -116,9 +116,9 @@ REMOTE = (
     ("remote, per photo (4 in flight)", "dlib_resnet", ["--batch-size", "0", "--workers", "4"]),
 )
 # The service's defaults run bulk enrollment on sessions of its own with one onnxruntime thread
-# each and detect at 320 px (small faces again at 1024). For comparison: bulk on the service's
-# own sessions (2 onnxruntime threads) at the service's side (1024 px), as before; each of the
-# two alone; and the defaults with the mirror sum off.
+# each and detect at 320 px (small faces again at the 1024 px scale, on a crop). For comparison:
+# bulk on the service's own sessions (2 onnxruntime threads) at the service's side (1024 px), as
+# before; each of the two alone; and the defaults with the mirror sum off.
 SERVICE_SESSIONS = {"FACEREC_MODELS__BULK_INTRA_OP_THREADS": "0"}
 SERVICE_SIDE = {"FACEREC_LIMITS__BULK_DETECT_MAX_SIDE": ""}
 BATCHES = ["--batch-size", "32"]
@@ -207,8 +207,9 @@ def report(rows: list[Row], total: int, args: argparse.Namespace) -> str:
         "photos of faces-dev: each pasted on a 640x640 canvas at a random size, offset, "
         "rotation and brightness), `facerec enroll DIR --model M`; detector: RetinaFace (the "
         "default). remote: a `facerec serve` with its defaults (2 inference threads; bulk "
-        "enrollment on sessions of its own with 1 onnxruntime thread each, detecting at 320 px "
-        "and again at 1024 px for a subject under 64 px) on the same machine, unless the row "
+        "enrollment on sessions of its own with 1 onnxruntime thread each, detecting at 320 px, "
+        "a subject under 64 px again at the 1024 px scale on a crop around it) on the same "
+        "machine, unless the row "
         "says otherwise; offline: the configured SQLite database, no "
         "HTTP. faces/s: faces enrolled over the enrollment's own time (finding persons, "
         "sending, analysing, writing); wall adds process start-up (offline: opening the "
