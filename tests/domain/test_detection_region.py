@@ -1,6 +1,7 @@
 """Detection inside a region of a photo (``DetectOptions.region``): the detector sees a crop at
 the scale it would see the whole photo at, starting on its coarsest anchor grid, and the faces
-come back in the photo's pixels, where detection on the whole photo puts them."""
+come back in the photo's pixels, where detection on the whole photo puts them. Bulk enrollment
+uses it for a subject too small at its detector side (real RetinaFace and MobileFaceNet)."""
 
 from __future__ import annotations
 
@@ -9,15 +10,22 @@ from typing import Any, cast
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from facerec.config import Settings
-from facerec.domain.bulk_enrollment_analysis import around
-from facerec.domain.detection import CROP_GRID, DetectOptions, detect_downscaled
+from facerec.domain.bulk_enrollment_analysis import BatchAnalyzer, ChipAnalyzer, around
+from facerec.domain.detection import CROP_GRID, DetectionService, DetectOptions, detect_downscaled
+from facerec.domain.probes import Analysis, AnalysisOptions, FaceChoice
+from facerec.domain.timing import StageTimer
+from facerec.executor import InferenceExecutor
 from facerec.inference.base import FaceDetector
 from facerec.inference.manager import ModelManager
 from facerec.inference.registry import build_models
 from facerec.values import BBox, Detection
-from tests.images import grace_hopper_rgb
+from tests.conftest import SHARED_MODELS
+from tests.images import encode, grace_hopper_rgb
+
+MOBILEFACENET = SHARED_MODELS / "mobilefacenet" / "mobilefacenet_foamliu_opset18.onnx"
 
 
 class SeeingDetector:
@@ -101,3 +109,81 @@ def test_retinaface_on_a_crop_finds_the_face_where_the_whole_photo_does(
     got = np.array([cropped.bbox.x1, cropped.bbox.y1, cropped.bbox.x2, cropped.bbox.y2])
     assert np.abs(got - corners).max() < 1.0
     assert np.abs(cropped.landmarks - whole.landmarks).max() < 1.0
+
+
+class RecordingAnalyzer(ChipAnalyzer):
+    """Keeps the region each analysis was asked to detect in."""
+
+    def __init__(self, models: ModelManager, settings: Settings, side: int) -> None:
+        limits = settings.limits.model_copy(update={"detect_max_side": side})
+        super().__init__(models, DetectionService(models, limits), 0.5)
+        self.regions: list[BBox | None] = []
+
+    def analyse(
+        self, data: bytes, options: AnalysisOptions, timer: StageTimer, digest: str | None = None
+    ) -> Analysis:
+        self.regions.append(options.region)
+        return super().analyse(data, options, timer, digest)
+
+
+def placed(canvas: tuple[int, int], scale: float) -> bytes:
+    """Grace Hopper scaled by ``scale`` on a grey (width, height) canvas, as a JPEG."""
+    board = np.full((canvas[1], canvas[0], 3), 120, np.uint8)
+    face = grace_hopper_rgb()
+    size = (round(face.shape[1] * scale), round(face.shape[0] * scale))
+    face = np.asarray(Image.fromarray(face).resize(size, Image.Resampling.BICUBIC))
+    board[100 : 100 + face.shape[0], 200 : 200 + face.shape[1]] = face
+    return encode(board, "JPEG", quality=92)
+
+
+@pytest.fixture(scope="module")
+def bulk_models(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[Settings, ModelManager]]:
+    model_dir = tmp_path_factory.mktemp("bulk-region-models")
+    (model_dir / "mobilefacenet").mkdir()
+    (model_dir / "mobilefacenet" / MOBILEFACENET.name).symlink_to(MOBILEFACENET)
+    settings = Settings(_env_file=None, models={"model_dir": str(model_dir)})
+    manager = ModelManager(build_models(settings), settings.models)
+    yield settings, manager
+    manager.close()
+
+
+def bulk_analysis(
+    settings: Settings, manager: ModelManager, data: bytes
+) -> tuple[Analysis, RecordingAnalyzer, RecordingAnalyzer]:
+    coarse = RecordingAnalyzer(manager, settings, 320)
+    full = RecordingAnalyzer(manager, settings, settings.limits.detect_max_side)
+    batch = BatchAnalyzer(
+        models=manager,
+        analyzer=coarse,
+        executor=cast(InferenceExecutor, None),  # _analyse_one runs on the caller's thread
+        threads=1,
+        full=full,
+        side=320,
+    )
+    options = AnalysisOptions(
+        detector="retinaface", embedder="mobilefacenet", choice=FaceChoice.ENROLL
+    )
+    return batch._analyse_one(data, options, StageTimer()), coarse, full
+
+
+def test_bulk_detects_a_small_subject_again_on_a_crop_only(
+    bulk_models: tuple[Settings, ModelManager],
+) -> None:
+    settings, manager = bulk_models
+    found, coarse, full = bulk_analysis(settings, manager, placed((1600, 1200), 0.5))
+    assert coarse.regions == [None]
+    (region,) = full.regions  # once, on a crop: not the whole photo
+    assert region is not None and region.width < 600 and region.height < 600
+    box = found.subject.detection.bbox  # in the photo's pixels
+    assert region.x1 < box.x1 < box.x2 < region.x2 and region.y1 < box.y1 < box.y2 < region.y2
+    assert found.image.width == 1600
+
+
+def test_bulk_keeps_a_subject_the_bulk_side_resolves(
+    bulk_models: tuple[Settings, ModelManager],
+) -> None:
+    settings, manager = bulk_models
+    _, coarse, full = bulk_analysis(settings, manager, placed((640, 640), 0.8))
+    assert coarse.regions == [None] and full.regions == []
