@@ -44,6 +44,7 @@ class RecordingDetection(DetectionService):
     def __init__(self, models: ModelManager, settings: Settings) -> None:
         super().__init__(models, settings.limits)
         self.decodes: list[bool] = []
+        self.sides: list[int] = []  # the longer side of each decode's pixels
         self.detections = 0
 
     def detect_decoded(
@@ -53,10 +54,18 @@ class RecordingDetection(DetectionService):
         return super().detect_decoded(image, options, timer)
 
     def decode(
-        self, data: bytes, timer: StageTimer, *, reduced: bool = False, detector: str | None = None
+        self,
+        data: bytes,
+        timer: StageTimer,
+        *,
+        reduced: bool = False,
+        detector: str | None = None,
+        at_least: int | None = None,
     ) -> DecodedImage:
         self.decodes.append(reduced)
-        return super().decode(data, timer, reduced=reduced, detector=detector)
+        image = super().decode(data, timer, reduced=reduced, detector=detector, at_least=at_least)
+        self.sides.append(max(image.pixels.shape[:2]))
+        return image
 
 
 @lru_cache(maxsize=1)
@@ -164,10 +173,40 @@ def test_a_face_too_small_for_the_reduced_decode_is_analysed_at_full_size(
     settings, manager = models
     data = photo(260, canvas=(4000, 3000))  # a ~110 px face in a 12 MP photo
     decodes, face, vector = analyse(data, manager, settings, "dlib_resnet")
-    assert decodes == [True, False]
+    assert decodes == [True, False]  # the second at full size: no DCT scale between 1/2 and 1
     expected_face, expected_vector = straightforward(data, manager, settings, "dlib_resnet")
     same_face(face, expected_face)
     close_enough("dlib_resnet", vector, expected_vector)
+
+
+def test_a_face_the_reduced_decode_is_too_coarse_for_is_cut_from_the_next_dct_scale(
+    models: tuple[Settings, ModelManager],
+) -> None:
+    """SCRFD sees a 4000 px photo decoded at 1/4 (1000 px); a face ~430 px wide there is too
+    coarse for a 112 px MobileFaceNet chip (``CHIP_DETAIL``), so the photo is decoded again at
+    1/2, the scale the chip needs, not in full: the face and vector are the straightforward
+    ones."""
+    settings, manager = models
+    if not (SCRFD.is_file() and MOBILEFACENET.is_file()):
+        unavailable("SCRFD-500M and MobileFaceNet weights", "see ../shared/models/README.md")
+    detection = RecordingDetection(manager, settings)
+    data = photo(1200, canvas=(4000, 3000))
+    options = AnalysisOptions(
+        detector="scrfd_500m", embedder="mobilefacenet", choice=FaceChoice.SUBJECT
+    )
+    result = Analyzer(manager, detection, 0.5).analyse(data, options, StageTimer())
+    assert detection.decodes == [True, False]
+    assert detection.sides == [1000, 2000]
+    assert detection.detections == 1
+    upright = np.ascontiguousarray(
+        np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))[..., ::-1]
+    )
+    with manager.use("scrfd_500m", FaceDetector) as scrfd:
+        faces = detect_downscaled(scrfd, upright, settings.limits.detect_max_side, DetectOptions())
+    expected = max(faces, key=lambda f: f.bbox.area)
+    same_face(result.subject.detection, expected)
+    with manager.use("mobilefacenet", FaceEmbedder) as model:
+        close_enough("mobilefacenet", result.subject.vector, model.embed(upright, [expected])[0])
 
 
 @pytest.mark.parametrize("width", [1920, 4000])

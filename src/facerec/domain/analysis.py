@@ -9,12 +9,14 @@ runs in the inference executor.
 Decoding follows the faces, not the megapixels: without liveness, a large JPEG is decoded once at
 the scale detection needs (:func:`~facerec.inference.images.decode_image` ``reduce_to``), and the
 chips are cut from that decode whenever it holds at least the detail the embedder's chip can use
-(:data:`CHIP_DETAIL`). Only when a face to embed is too small for that, or the reduced decode gets
-a face refused, is the photo decoded again at full resolution and analysed as before.
+(:data:`CHIP_DETAIL`). When a face to embed is too small for that, the photo is decoded again at
+the scale its chip needs (the full resolution at most); when the reduced decode gets a face
+refused, at full resolution, and analysed as before.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 import numpy as np
@@ -80,18 +82,18 @@ class Analyzer:
         # Embedding from a reduced decode must give what the full photo gives, or it is redone.
         if options.embedder is not None and _is_reduced(image):
             reduced_found: DetectionResult | None = None
+            side: int | None = None  # of the decode the chips need; None: the full photo
             try:
                 found, probes = self._faces(image, options, timer)
-                resolved = self._chips_resolved(image, probes, options.embedder)
+                side = self._chip_side(image, probes, options.embedder)
                 reduced_found = found
             except FaceRejectedError as exc:
                 if exc.code == "no_face":  # detection runs at its own scale anyway
                     raise
-                resolved = False
-            if not resolved:
-                image = self._detection.decode(data, timer, reduced=False)
+            if side is None or side > _longer_side(image):
+                image = self._detection.decode(data, timer, at_least=side)
                 if reduced_found is not None and options.choice is not FaceChoice.ALL:
-                    # Detection ran at its own scale: only quality needs the full pixels.
+                    # Detection ran at its own scale: only quality needs the finer pixels.
                     found, probes = self._reassessed(image, reduced_found, options, timer)
                 else:
                     found, probes = self._faces(image, options, timer)
@@ -149,28 +151,35 @@ class Analyzer:
     ) -> tuple[DetectionResult, list[FaceProbe]]:
         """The faces found on a reduced decode, their quality judged on the full ``image``."""
         bar = self._detection.bar
+        scale = min(image.scale_x, image.scale_y)
         with timer.stage("quality"):
             faces = [
-                DetectedFace(f.detection, assess(image.pixels, f.detection, bar))
+                DetectedFace(
+                    f.detection,
+                    assess(image.pixels, _in_pixels(f.detection, image), bar, pixel_scale=scale),
+                )
                 for f in found.faces
             ]
         return replace(found, faces=faces, image=image), [self._subject(faces, image, options)]
 
-    def _chips_resolved(self, image: DecodedImage, probes: list[FaceProbe], name: str) -> bool:
-        """Whether the decoded pixels hold all the detail the embedder's chips of ``probes``
-        can use (a face without landmarks, or dlib's own shape predictor, needs the full
-        photo)."""
+    def _chip_side(self, image: DecodedImage, probes: list[FaceProbe], name: str) -> int | None:
+        """The longer side of a decode that holds all the detail the embedder's chips of
+        ``probes`` can use (:data:`CHIP_DETAIL`): at most ``image``'s when its pixels do. None:
+        only the full photo will do (a face without landmarks, or dlib's own shape
+        predictor)."""
         model = self._models.peek(name)
         if not isinstance(model, FaceEmbedder):  # pragma: no cover - resolved by task
             raise TypeError(f"{name!r} is not an embedder")
         if getattr(model, "alignment", "landmarks") != "landmarks":
-            return False
+            return None
         _, template = model.chip_geometry()
+        finer = 0.0  # how many times finer than ``image`` the decode must be
         for probe in probes:
             face = _in_pixels(probe.detection, image)
-            if face.landmarks is None or chip_scale(face.landmarks, template) > CHIP_DETAIL:
-                return False
-        return True
+            if face.landmarks is None:
+                return None
+            finer = max(finer, chip_scale(face.landmarks, template) / CHIP_DETAIL)
+        return math.ceil(_longer_side(image) * finer)
 
     def embedder_space(self, name: str, mode: ProcessingMode) -> str:
         """The space that ``name`` embeds into in ``mode`` (no model is loaded)."""
@@ -311,6 +320,10 @@ def _face_brief(face: Detection, prominence: float) -> dict[str, object]:
         "confidence": round(face.score, 4),
         "prominence": round(prominence, 4),
     }
+
+
+def _longer_side(image: DecodedImage) -> int:
+    return int(max(image.pixels.shape[:2]))
 
 
 def _is_reduced(image: DecodedImage) -> bool:

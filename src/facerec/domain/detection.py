@@ -117,11 +117,18 @@ class DetectionService:
         self.bar = bar or QualityBar()
 
     def decode(
-        self, data: bytes, timer: StageTimer, *, reduced: bool = False, detector: str | None = None
+        self,
+        data: bytes,
+        timer: StageTimer,
+        *,
+        reduced: bool = False,
+        detector: str | None = None,
+        at_least: int | None = None,
     ) -> DecodedImage:
         """``reduced``: only faces' positions are needed (detection, by ``detector``), so a large
-        JPEG may be decoded at reduced scale; recognition needs the full-resolution face."""
-        reduce_to = self.detect_side(detector) if reduced else None
+        JPEG may be decoded at reduced scale. ``at_least``: a decode whose longer side is at
+        least this (the detail a face's chip needs); neither: the full resolution."""
+        reduce_to = self.detect_side(detector) if reduced else at_least
         with timer.stage("decode"):
             return decode_image(data, self._limits, reduce_to=reduce_to)
 
