@@ -38,6 +38,7 @@ if str(REPO) not in sys.path:  # run as a script: make ``bench`` importable
     sys.path.insert(0, str(REPO))
 
 from bench.report import percentile, write_section  # noqa: E402
+from facerec.storage.projection import MARGIN  # noqa: E402
 from facerec.storage.vector_index import ExactIndex, HnswIndex  # noqa: E402
 
 DIM = 128
@@ -396,7 +397,8 @@ RUNNERS: dict[str, Callable[..., list[Row]]] = {
 # ---- index sweep: 128-D and 512-D, f32 vs quantised graphs + exact re-rank, restart -----------
 
 SWEEP_EFS = (16, 24, 32, 48, 64, 96, 128)
-SWEEP_GRAPHS = ("f32", "f16", "i8")
+# "i8p128": i8 graph on the gallery's 128 principal directions (``HnswIndex(graph_dim=128)``)
+SWEEP_GRAPHS = ("f32", "f16", "i8", "i8p128")
 
 
 @dataclass
@@ -500,7 +502,16 @@ def sweep_config(
     metric = "cosine" if dim > 128 else "l2"
     ids = [f"{i:032x}" for i in range(size)]  # uuid-sized face ids
     t0 = time.perf_counter()
-    index = HnswIndex(dim, metric, threads=threads, dtype=dtype, rescore=rescore)  # type: ignore[arg-type]
+    graph_dim = int(dtype.split("p")[1]) if "p" in dtype else 0
+    scalar = dtype.split("p")[0]
+    index = HnswIndex(
+        dim,
+        metric,
+        threads=threads,
+        dtype=scalar,  # type: ignore[arg-type]
+        rescore=rescore,
+        graph_dim=graph_dim,
+    )
     index.add(ids, data)
     build = time.perf_counter() - t0
     index.threads = 1
@@ -533,6 +544,17 @@ def sweep_config(
         found_d = exact_distances(data, qs, np.asarray(found, np.int64), metric)
         recall = float(np.mean(found_d <= truth + 1e-5))
         graph = dtype if dtype == "f32" else f"{dtype} + f32 re-rank of top {rescore}"
+        if index.projection is not None:
+            top = max(rescore, 1 + MARGIN)
+            graph = (
+                f"{scalar}p{graph_dim}: {scalar} on {graph_dim} principal directions + f32 "
+                f"re-rank of top {top}"
+            )
+        elif graph_dim:
+            graph = (
+                f"{scalar}p{graph_dim} refused by its self-check: {scalar} + f32 re-rank of "
+                f"top {rescore}"
+            )
         result = SweepRow(
             size,
             dim,
@@ -592,7 +614,8 @@ def run_sweep(args: argparse.Namespace) -> None:
 
 def write_sweep(rows: list[SweepRow], args: argparse.Namespace) -> None:
     rows = sorted(
-        rows, key=lambda r: (r.dim, r.data, r.size, SWEEP_GRAPHS.index(r.graph.split()[0]))
+        rows,
+        key=lambda r: (r.dim, r.data, r.size, SWEEP_GRAPHS.index(r.graph.split()[0].rstrip(":"))),
     )
     table = [
         "| faces | dim | data | graph | ef | build s | index MB | file MB | load s | mmap load s"

@@ -158,6 +158,11 @@ class IndexSettings(BaseModel):
     # auto: i8 for cosine models, f32 for L2 ones (dlib).
     hnsw_dtype: Literal["auto", "f32", "f16", "i8"] = "auto"
     hnsw_rescore: int = Field(4, ge=1, le=64)
+    # Cosine spaces of more dimensions than this: the graph runs on the gallery's top
+    # hnsw_graph_dim principal directions (a quarter of the bytes per hop at 512-D), kept only
+    # when a self-check on the gallery finds what exact search finds; at least 32 candidates
+    # more than the faces asked for are re-ranked exactly (docs/index.md). 0: every dimension.
+    hnsw_graph_dim: int = Field(128, ge=0, le=4096)
     # HNSW search breadth (ef); higher: better recall, slower. ef 24-32 already reached
     # recall@1 1.000 at 100k faces (BENCHMARKS.md, index_sweep); 64 leaves room for 1M.
     hnsw_expansion_search: int = Field(64, ge=1, le=4096)

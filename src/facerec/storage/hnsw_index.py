@@ -5,6 +5,12 @@ graph holds rounded copies (2 or 1 bytes per value) and :class:`ExactRows` a flo
 search takes the graph's ``k × rescore`` nearest and re-ranks them exactly, so the distances
 returned are exact and only a candidate the graph ranked below ``k × rescore`` can be missed.
 
+``graph_dim`` (cosine spaces): the graph runs on a learned projection of the vectors to that many
+dimensions (:mod:`facerec.storage.projection`: fitted on the first, building add, and kept only
+when a self-check on the gallery finds the nearest faces exact search finds), over exact rows
+like a quantised graph, with at least ``projection.MARGIN`` more candidates re-ranked than faces
+asked for.
+
 Erasure: a removed vector is unreachable at once; its graph slot is overwritten
 (:meth:`HnswIndex._scrub`) and its exact row zeroed, so it survives neither in memory nor in a
 snapshot written later. Persistence is in :mod:`facerec.storage.hnsw_snapshot`.
@@ -12,6 +18,7 @@ snapshot written later. Persistence is in :mod:`facerec.storage.hnsw_snapshot`.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Self
@@ -20,6 +27,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from facerec.errors import InvalidInputError
+from facerec.storage import projection
 from facerec.storage.quantised_rows import (
     ExactRows,
     GraphDtype,
@@ -28,6 +36,8 @@ from facerec.storage.quantised_rows import (
     checked_query,
 )
 from facerec.values import Metric
+
+logger = logging.getLogger(__name__)
 
 _EMPTY_IDS: list[str] = []
 
@@ -48,29 +58,39 @@ class HnswIndex:
         threads: int = 1,
         dtype: GraphDtype = "f32",
         rescore: int = 4,
+        graph_dim: int = 0,
     ) -> None:
-        from usearch.index import Index
-
         self.dim = dim
         self.metric: Metric = metric
         self.threads = threads
         self.dtype: GraphDtype = dtype
         self.rescore = max(1, rescore)
-        self._index = Index(
-            ndim=dim,
-            metric="l2sq" if metric == "l2" else "cos",
-            dtype=dtype,
-            connectivity=connectivity,
-            expansion_add=expansion_add,
-            expansion_search=expansion_search,
-        )
-        self._exact = ExactRows(dim, metric) if dtype != "f32" else None
+        self.connectivity = connectivity
+        self.expansion_add = expansion_add
+        # Asked for; the projection exists once the first add has fitted (and kept) it.
+        self.graph_dim = projection.graph_dim_for(graph_dim, dim, metric)
+        self.projection: NDArray[np.float32] | None = None
+        self._index = self._graph(dim, expansion_search)
+        wants_rows = dtype != "f32" or self.graph_dim > 0
+        self._exact = ExactRows(dim, metric) if wants_rows else None
         self._keys: dict[str, int] = {}
         self._ids: dict[int, str] = {}
         self._pool = KeyPool()
         # Slots freed by removals and not reused yet (``Index.stats`` would count them, but
         # walks the whole graph: milliseconds per call at a million vectors).
         self._free = 0
+
+    def _graph(self, ndim: int, expansion_search: int) -> Any:
+        from usearch.index import Index
+
+        return Index(
+            ndim=ndim,
+            metric="l2sq" if self.metric == "l2" else "cos",
+            dtype=self.dtype,
+            connectivity=self.connectivity,
+            expansion_add=self.expansion_add,
+            expansion_search=expansion_search,
+        )
 
     def __len__(self) -> int:
         return len(self._keys)
@@ -84,7 +104,7 @@ class HnswIndex:
 
     @expansion_search.setter
     def expansion_search(self, value: int) -> None:
-        self._index.expansion_search = value  # type: ignore[misc]  # has a setter
+        self._index.expansion_search = value
 
     @property
     def quantised(self) -> bool:
@@ -102,14 +122,58 @@ class HnswIndex:
         self.remove([face_id for face_id in ids if face_id in self._keys])
         if not len(ids):
             return
+        fresh = self._pool.high == 0 and not self._keys  # keys are then 0 .. len(ids) - 1
         keys = self._pool.take(len(ids))
         if self._exact is not None:
             self._exact.put(keys, matrix)
-        self._index.add(keys, matrix, threads=self.threads)
+        if fresh and self.graph_dim:
+            self._projected_build(keys, matrix)
+        else:
+            self._index.add(keys, self._graph_rows(matrix), threads=self.threads)
         self._free = max(0, self._free - len(ids))  # usearch fills free slots first
         for face_id, key in zip(ids, keys.tolist(), strict=True):
             self._keys[face_id] = key
             self._ids[key] = face_id
+
+    def _graph_rows(self, matrix: NDArray[np.float32]) -> NDArray[np.float32]:
+        return matrix if self.projection is None else projection.project(matrix, self.projection)
+
+    def _projected_build(self, keys: NDArray[np.uint64], matrix: NDArray[np.float32]) -> None:
+        """The first add of a ``graph_dim`` index: fit the projection, build the graph on it,
+        and keep it only if its searches find what exact search finds on this very gallery
+        (:func:`projection.self_check`); otherwise the full-dimension graph is built."""
+        assert self._exact is not None
+        matrix_p = projection.fit(matrix, self.graph_dim)
+        if matrix_p is not None:
+            self.projection = matrix_p
+            self._index = self._graph(self.graph_dim, self.expansion_search)
+            self._index.add(keys, self._graph_rows(matrix), threads=self.threads)
+            rows = self._exact.data[: len(keys)]
+
+            def nearest_other(row: int) -> int:
+                found, _ = self._candidates(rows[row], 2)
+                others = [int(k) for k in found.tolist() if k != row]
+                return others[0] if others else -1
+
+            recall = projection.self_check(rows, nearest_other)
+            if recall >= projection.MIN_RECALL:
+                logger.info(
+                    "HNSW graph on %d of %d dimensions (self-check recall %.3f)",
+                    self.graph_dim,
+                    self.dim,
+                    recall,
+                )
+                return
+            logger.warning(
+                "HNSW graph on %d dimensions found %.3f of the exact nearest faces: "
+                "building it on all %d",
+                self.graph_dim,
+                recall,
+                self.dim,
+            )
+        self.projection = None
+        self._index = self._graph(self.dim, self.expansion_search)
+        self._index.add(keys, matrix, threads=self.threads)
 
     def remove(self, ids: Iterable[str]) -> int:
         keys = [self._keys.pop(face_id) for face_id in ids if face_id in self._keys]
@@ -136,7 +200,8 @@ class HnswIndex:
         if free <= 0:
             return
         keys = self._SCRUB_KEY_BASE + np.arange(free, dtype=np.uint64)
-        filler = np.full((free, self.dim), 1.0 / np.sqrt(self.dim), np.float32)
+        ndim = int(self._index.ndim)
+        filler = np.full((free, ndim), 1.0 / np.sqrt(ndim), np.float32)
         self._index.add(keys, filler, threads=1)
         self._index.remove(keys)
 
@@ -144,18 +209,28 @@ class HnswIndex:
         q = checked_query(query, self.dim)
         if not self._keys or k <= 0:
             return _EMPTY_IDS, np.empty(0, np.float32)
-        k = min(k, len(self._keys))
-        wanted = k if self._exact is None else min(k * self.rescore, len(self._keys))
+        keys, distances = self._candidates(q, min(k, len(self._keys)))
+        return [self._ids[key] for key in keys.tolist()], distances
+
+    def _candidates(
+        self, q: NDArray[np.float32], k: int
+    ) -> tuple[NDArray[np.uint64], NDArray[np.float32]]:
+        """The ``k`` nearest keys and their exact distances."""
+        wanted = k
+        if self._exact is not None:
+            wanted = k * self.rescore
+            if self.projection is not None:
+                wanted = max(wanted, k + projection.MARGIN)
+            wanted = min(wanted, max(len(self._index), k))
         # threads=1: the default (0) hands even one query to a thread pool, +0.1 ms.
-        matches = self._index.search(q, wanted, threads=1)
+        matches = self._index.search(self._graph_rows(q[None, :])[0], wanted, threads=1)
         keys = np.asarray(matches.keys, dtype=np.uint64)
         if self._exact is not None:
-            keys, distances = self._exact.rerank(keys, q, k)
-        else:
-            distances = np.asarray(matches.distances, dtype=np.float32)
-            if self.metric == "l2":
-                distances = np.sqrt(np.maximum(distances, 0.0))
-        return [self._ids[key] for key in keys.tolist()], distances
+            return self._exact.rerank(keys, q, k)
+        distances = np.asarray(matches.distances, dtype=np.float32)
+        if self.metric == "l2":
+            distances = np.sqrt(np.maximum(distances, 0.0))
+        return keys, distances
 
     # ---- persistence (see hnsw_snapshot) -------------------------------------------------------
 

@@ -3,8 +3,9 @@
 Layout (one file, written to a temporary name and renamed, so two processes saving at once
 never mix halves)::
 
-    u64 header length | JSON header | u64 keys (one per id) | usearch graph | pad to 64 |
-    float32 exact rows (quantised graphs only; row = key, released rows zeroed)
+    u64 header length | JSON header | u64 keys (one per id) | float32 projection (dim x
+    projected dims; a projected graph only) | usearch graph | pad to 64 | float32 exact rows
+    (quantised or projected graphs only; row = key, released rows zeroed)
 
 Loading is I/O bound: the keys and rows are read (or, with ``mmap``, mapped copy-on-write)
 straight into NumPy arrays, and the graph is restored from one buffer. The graph is always
@@ -30,7 +31,8 @@ from facerec.storage.quantised_rows import ExactRows, KeyPool
 if TYPE_CHECKING:
     from facerec.storage.hnsw_index import HnswIndex
 
-FORMAT = 2
+FORMAT = 3
+READABLE = (2, 3)  # format 2: the same without a projection
 _ALIGN = 64
 H = TypeVar("H", bound="HnswIndex")
 
@@ -44,6 +46,7 @@ def write_snapshot(index: HnswIndex, path: Path, extra: dict[str, Any]) -> None:
     graph = index._index.save()
     assert graph is not None  # no path given: the index comes back as bytes
     rows = index._exact.data[: index._pool.high] if index._exact is not None else None
+    projection = index.projection
     header = json.dumps(
         {
             "format": FORMAT,
@@ -51,6 +54,10 @@ def write_snapshot(index: HnswIndex, path: Path, extra: dict[str, Any]) -> None:
             "metric": index.metric,
             "dtype": index.dtype,
             "rescore": index.rescore,
+            "graph_dim": index.graph_dim,
+            "projected_dim": 0 if projection is None else projection.shape[1],
+            "connectivity": index.connectivity,
+            "expansion_add": index.expansion_add,
             "threads": index.threads,
             "expansion_search": index.expansion_search,
             "ids": list(index._keys),
@@ -67,6 +74,8 @@ def write_snapshot(index: HnswIndex, path: Path, extra: dict[str, Any]) -> None:
             handle.write(struct.pack("<Q", len(header)))
             handle.write(header)
             handle.write(keys.astype("<u8").tobytes())
+            if projection is not None:
+                handle.write(np.ascontiguousarray(projection, "<f4").data)
             handle.write(memoryview(graph))
             if rows is not None:
                 handle.write(b"\0" * _padding(handle.tell()))
@@ -86,11 +95,18 @@ def read_snapshot(cls: type[H], path: Path, *, mmap: bool) -> tuple[H, dict[str,
             raise ValueError(f"{path} is truncated")
         (size,) = struct.unpack("<Q", raw_size)
         header = json.loads(handle.read(size))
-        if header.get("format") != FORMAT:
+        if header.get("format") not in READABLE:
             raise ValueError(f"{path}: snapshot format {header.get('format')}, not {FORMAT}")
         ids: list[str] = header["ids"]
         dim = int(header["dim"])
         keys = np.fromfile(handle, "<u8", len(ids)).astype(np.uint64)
+        projected = int(header.get("projected_dim", 0))
+        projection = None
+        if projected:
+            projection = np.fromfile(handle, "<f4", dim * projected).astype(np.float32)
+            if projection.size != dim * projected:
+                raise ValueError(f"{path} is truncated")
+            projection = projection.reshape(dim, projected)
         graph = bytearray(int(header["graph_bytes"]))
         if handle.readinto(graph) != len(graph) or keys.size != len(ids):
             raise ValueError(f"{path} is truncated")
@@ -115,7 +131,11 @@ def read_snapshot(cls: type[H], path: Path, *, mmap: bool) -> tuple[H, dict[str,
         threads=int(header["threads"]),
         dtype=header["dtype"],
         rescore=int(header["rescore"]),
+        graph_dim=int(header.get("graph_dim", 0)),
+        connectivity=int(header.get("connectivity", 16)),
+        expansion_add=int(header.get("expansion_add", 128)),
     )
+    index.projection = projection
     restored.expansion_search = int(header["expansion_search"])  # type: ignore[misc]
     index._index = restored
     index._keys = dict(zip(ids, keys.tolist(), strict=True))

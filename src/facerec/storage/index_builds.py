@@ -87,6 +87,7 @@ class IndexBuilds:
             threads=options.build_threads,
             dtype=graph_dtype(options.dtype, spec.metric),
             rescore=options.rescore,
+            graph_dim=options.graph_dim,
         )
         index.add(ids, vectors)
         index.threads = 1  # later adds are a few faces at a time

@@ -44,6 +44,7 @@ class IndexOptions:
     # re-ranked exactly over k × rescore candidates.
     dtype: DtypeSetting = "auto"
     rescore: int = 4
+    graph_dim: int = 128  # cosine spaces: the graph on this many principal directions; 0: all
     mmap_snapshots: bool = False  # map snapshot rows copy-on-write instead of reading them
     milvus: MilvusOptions = field(default_factory=MilvusOptions)
 
@@ -58,6 +59,7 @@ class IndexOptions:
             snapshot_every_changes=index.snapshot_every_changes,
             dtype=index.hnsw_dtype,
             rescore=index.hnsw_rescore,
+            graph_dim=index.hnsw_graph_dim,
             expansion_search=index.hnsw_expansion_search,
             mmap_snapshots=index.hnsw_mmap_snapshots,
             milvus=MilvusOptions(

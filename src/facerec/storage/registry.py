@@ -71,7 +71,10 @@ class IndexRegistry:
         self._seq = -1  # nothing applied yet: the first sync only records the position
         self._pruned = 0
         self._snapshots = SnapshotStore(
-            self._options.index_dir, dtype=self._options.dtype, mmap=self._options.mmap_snapshots
+            self._options.index_dir,
+            dtype=self._options.dtype,
+            graph_dim=self._options.graph_dim,
+            mmap=self._options.mmap_snapshots,
         )
         self._lock = asyncio.Lock()
         # After warm(): every (collection, space) with faces is in _shards.

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from facerec.storage.models import EmbeddingSpace
+from facerec.storage.projection import graph_dim_for
 from facerec.storage.quantised_rows import DtypeSetting, graph_dtype
 from facerec.storage.vector_index import HnswIndex
 
@@ -29,14 +30,21 @@ class Snapshot:
 
 
 class SnapshotStore:
-    """``dtype``: the graph type wanted (a snapshot of another type is deleted, so the index is
-    rebuilt as configured); ``mmap``: map the exact rows copy-on-write (see ``hnsw_snapshot``)."""
+    """``dtype`` and ``graph_dim``: the graph wanted (a snapshot of another type or projection
+    setting is deleted, so the index is rebuilt as configured); ``mmap``: map the exact rows
+    copy-on-write (see ``hnsw_snapshot``)."""
 
     def __init__(
-        self, directory: Path | None, *, dtype: DtypeSetting = "auto", mmap: bool = False
+        self,
+        directory: Path | None,
+        *,
+        dtype: DtypeSetting = "auto",
+        graph_dim: int = 0,
+        mmap: bool = False,
     ) -> None:
         self.directory = directory
         self.dtype: DtypeSetting = dtype
+        self.graph_dim = graph_dim
         self.mmap = mmap
         self.instance = 0  # set once the database's instance id is known
 
@@ -75,6 +83,7 @@ class SnapshotStore:
             or index.dim != space.dim
             or index.metric != space.metric
             or index.dtype != graph_dtype(self.dtype, space.metric)
+            or index.graph_dim != graph_dim_for(self.graph_dim, space.dim, space.metric)
             or not oldest <= snapshot.seq <= newest
         ):
             path.unlink(missing_ok=True)  # unusable, and it may hold faces erased since

@@ -1,0 +1,183 @@
+"""HNSW graph on a learned projection: exact answers, the self-check, erasure and snapshots."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import numpy as np
+import pytest
+from numpy.typing import NDArray
+
+from facerec.config import Settings
+from facerec.storage import projection
+from facerec.storage.index_builds import IndexBuilds
+from facerec.storage.index_options import IndexOptions
+from facerec.storage.models import EmbeddingSpace
+from facerec.storage.snapshots import SnapshotStore
+from facerec.storage.vector_index import ExactIndex, HnswIndex
+
+DIM = 192
+
+
+def faces(
+    n_ids: int, per_id: int, seed: int = 0, subspace: int = 24
+) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+    """Identities mostly in a ``subspace``-D subspace (as face embeddings crowd into far fewer
+    directions than they have) with noisy samples in every dimension; and new samples of
+    enrolled identities as queries."""
+    rng = np.random.default_rng(seed)
+    basis = rng.standard_normal((subspace, DIM)).astype(np.float32)
+    centres = rng.standard_normal((n_ids, subspace)).astype(np.float32) @ basis
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    noise = np.float32(0.5 / np.sqrt(DIM))
+    data = np.repeat(centres, per_id, axis=0)
+    data += noise * rng.standard_normal(data.shape, np.float32)
+    picks = rng.integers(0, n_ids, 200)
+    queries = centres[picks] + noise * rng.standard_normal((200, DIM)).astype(np.float32)
+    return data.astype(np.float32), queries.astype(np.float32)
+
+
+def ids_of(data: NDArray[np.float32]) -> list[str]:
+    return [f"f{i}" for i in range(len(data))]
+
+
+def test_fit_needs_rows_and_a_smaller_dimension() -> None:
+    data, _ = faces(500, 4)
+    assert projection.fit(data[:100], 32) is None  # too few rows to fit on
+    assert projection.fit(data, DIM) is None  # nothing to reduce
+    matrix = projection.fit(data, 32)
+    assert matrix is not None and matrix.shape == (DIM, 32)
+    # Orthonormal directions: projecting twice changes nothing.
+    np.testing.assert_allclose(matrix.T @ matrix, np.eye(32), atol=1e-4)
+
+
+@pytest.mark.parametrize("dtype", ["f32", "i8"])
+def test_projected_graph_finds_the_exact_nearest_with_exact_distances(dtype: str) -> None:
+    data, queries = faces(1500, 4)
+    ids = ids_of(data)
+    exact = ExactIndex(DIM, "cosine")
+    exact.add(ids, data)
+    index = HnswIndex(DIM, "cosine", threads=2, dtype=dtype, graph_dim=32)  # type: ignore[arg-type]
+    index.add(ids, data)
+    assert index.projection is not None and index.projection.shape == (DIM, 32)
+    assert int(index._index.ndim) == 32  # the graph itself is 32-D
+    agree = 0
+    for q in queries:
+        got, distances = index.search(q, 5)
+        agree += got[0] == exact.search(q, 1)[0][0]
+        rows = data[[int(f[1:]) for f in got]]
+        expected = 1.0 - rows @ q / np.linalg.norm(rows, axis=1) / np.linalg.norm(q)
+        np.testing.assert_allclose(distances, expected, rtol=1e-5, atol=1e-5)
+    assert agree / len(queries) >= 0.99
+
+
+def test_a_projection_that_loses_the_nearest_faces_is_not_kept() -> None:
+    """Gaussian vectors have no few directions that matter: a 4-D graph would rank them at
+    random, so the self-check fails and the graph is built on every dimension."""
+    rng = np.random.default_rng(3)
+    data = rng.standard_normal((3000, DIM)).astype(np.float32)
+    index = HnswIndex(DIM, "cosine", threads=2, dtype="i8", graph_dim=4)
+    index.add(ids_of(data), data)
+    assert index.projection is None
+    assert int(index._index.ndim) == DIM
+    got, _ = index.search(data[17], 1)
+    assert got == ["f17"]
+
+
+def test_self_check_counts_what_exact_search_finds() -> None:
+    data, _ = faces(200, 4)
+    rows = data / np.linalg.norm(data, axis=1, keepdims=True)
+
+    def exact_other(row: int) -> int:
+        sims = rows @ rows[row]
+        sims[row] = -np.inf
+        return int(sims.argmax())
+
+    assert projection.self_check(rows, exact_other) == 1.0
+    assert projection.self_check(rows, lambda row: row) < 0.1  # itself is never an answer
+    assert projection.self_check(rows, lambda row: -1) == 0.0
+
+
+def test_only_cosine_spaces_with_more_dimensions_are_projected() -> None:
+    data, _ = faces(500, 4)
+    assert HnswIndex(DIM, "l2", graph_dim=32).graph_dim == 0
+    assert HnswIndex(DIM, "cosine", graph_dim=DIM).graph_dim == 0
+    small = HnswIndex(DIM, "cosine", graph_dim=32)
+    small.add(ids_of(data[:10]), data[:10])  # too few faces to fit on: every dimension
+    assert small.projection is None and int(small._index.ndim) == DIM
+
+
+def test_removed_faces_leave_neither_graph_nor_rows(tmp_path: Path) -> None:
+    data, _ = faces(600, 4)
+    ids = ids_of(data)
+    index = HnswIndex(DIM, "cosine", threads=2, dtype="i8", graph_dim=32)
+    index.add(ids, data)
+    assert index.projection is not None
+    index.remove(["f7"])
+    assert "f7" not in index
+    assert index.search(data[7], 1)[0] != ["f7"]
+    assert index._exact is not None
+    row = data[7] / np.linalg.norm(data[7])
+    assert row.astype(np.float32).tobytes() not in index._exact.data.tobytes()
+    index.add(["new"], data[7:8])  # the freed key is reused, projected like the rest
+    assert index.search(data[7], 1)[0] == ["new"]
+    path = tmp_path / "p.hnsw"
+    index.remove(["new"])
+    index.save(path)
+    assert row.astype(np.float32).tobytes() not in path.read_bytes()
+
+
+@pytest.mark.parametrize("mmap", [False, True])
+def test_snapshot_keeps_the_projection(tmp_path: Path, mmap: bool) -> None:
+    data, queries = faces(600, 4)
+    ids = ids_of(data)
+    index = HnswIndex(DIM, "cosine", threads=2, dtype="i8", graph_dim=32, expansion_search=40)
+    index.add(ids, data)
+    path = tmp_path / "idx" / "p.hnsw"
+    index.save(path, extra={"seq": 9})
+    loaded, extra = HnswIndex.load_with_extra(path, mmap=mmap)
+    assert extra == {"seq": 9}
+    assert loaded.projection is not None
+    np.testing.assert_array_equal(loaded.projection, index.projection)
+    assert loaded.graph_dim == 32 and loaded.expansion_search == 40
+    for q in queries[:50]:
+        assert loaded.search(q, 3)[0] == index.search(q, 3)[0]
+    loaded.add(["later"], queries[:1])  # adds after a restart go through the projection
+    assert loaded.search(queries[0], 1)[0] == ["later"]
+
+
+def test_the_registrys_graphs_are_projected_as_configured() -> None:
+    """``FACEREC_INDEX__HNSW_GRAPH_DIM`` reaches the graphs the registry builds: on by default
+    (128) for cosine spaces with more dimensions, never for L2 ones (dlib)."""
+    assert IndexOptions.from_settings(Settings(_env_file=None)).graph_dim == 128
+    data, _ = faces(600, 4)
+    for graph_dim, metric, projected in (
+        (32, "cosine", True),
+        (0, "cosine", False),
+        (32, "l2", False),
+    ):
+        builds = IndexBuilds(
+            None,  # type: ignore[arg-type]  # hnsw_from reads no rows
+            IndexOptions(graph_dim=graph_dim),
+            {},
+            asyncio.Lock(),
+            on_swapped=lambda: None,
+        )
+        index = builds.hnsw_from(EmbeddingSpace("s@1", DIM, metric), ids_of(data), data)  # type: ignore[arg-type]
+        assert (index.projection is not None) is projected
+
+
+def test_a_snapshot_of_another_projection_setting_is_deleted(tmp_path: Path) -> None:
+    """Changing ``HNSW_GRAPH_DIM`` rebuilds the graphs as configured: the snapshot of another
+    setting is not loaded (and is deleted)."""
+    space = EmbeddingSpace("s@1", DIM, "cosine")
+    data, _ = faces(600, 4)
+    index = HnswIndex(DIM, "cosine", threads=2, dtype="i8", graph_dim=32)
+    index.add(ids_of(data), data)
+    written = SnapshotStore(tmp_path, dtype="i8", graph_dim=32)
+    written.write("default", space.name, index, 5, {})
+    same = SnapshotStore(tmp_path, dtype="i8", graph_dim=32).read("default", space, 0, 9)
+    assert same is not None and same.index.projection is not None
+    assert SnapshotStore(tmp_path, dtype="i8", graph_dim=0).read("default", space, 0, 9) is None
+    assert not written.path("default", space.name).exists()
