@@ -396,7 +396,7 @@ RUNNERS: dict[str, Callable[..., list[Row]]] = {
 
 # ---- index sweep: 128-D and 512-D, f32 vs quantised graphs + exact re-rank, restart -----------
 
-SWEEP_EFS = (16, 24, 32, 48, 64, 96, 128)
+SWEEP_EFS = (16, 24, 32, 40, 48, 64, 96, 128)
 # "i8p128": i8 graph on the gallery's 128 principal directions (``HnswIndex(graph_dim=128)``)
 SWEEP_GRAPHS = ("f32", "f16", "i8", "i8p128")
 

@@ -160,7 +160,7 @@ class IndexSettings(BaseModel):
     hnsw_rescore: int = Field(4, ge=1, le=64)
     # Cosine spaces of more dimensions than this: the graph runs on the gallery's top
     # hnsw_graph_dim principal directions (a quarter of the bytes per hop at 512-D), kept only
-    # when a self-check on the gallery finds what exact search finds; at least 32 candidates
+    # when a self-check on the gallery finds what exact search finds; at least 8 candidates
     # more than the faces asked for are re-ranked exactly (docs/index.md). 0: every dimension.
     hnsw_graph_dim: int = Field(128, ge=0, le=4096)
     # HNSW search breadth (ef); higher: better recall, slower. ef 24-32 already reached

@@ -116,6 +116,7 @@ async def test_search_agrees_with_exact_search(
             assert [h.distance for h in hits] == pytest.approx(
                 [d for _, d in expected[:5]], abs=1e-4
             )
+            assert await searcher.search_many("default", space.name, [q], k=5) == [hits]
     finally:
         await searcher.close()
 

@@ -58,6 +58,9 @@ async def test_search_best_face_per_person_and_isolation(backend: Backend) -> No
         assert len(other) == 1 and other[0].person_id not in (alice, bob)
         assert await searcher.search("default", "unknown@1", vec(1), k=1) == []
         assert await searcher.search("empty", L2_SPACE.name, vec(1), k=1) == []
+        queries = [near(1), vec(4), vec(99)]
+        singles = [await searcher.search("default", L2_SPACE.name, q, 2) for q in queries]
+        assert await searcher.search_many("default", L2_SPACE.name, queries, 2) == singles
 
 
 async def test_distances_match_metric(backend: Backend) -> None:

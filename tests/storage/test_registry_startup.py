@@ -29,8 +29,10 @@ class CountingSource:
     def __init__(self, repo: SqlGalleryRepository) -> None:
         self.repo = repo
         self.index_rows_calls = 0
+        self.log_state_calls = 0
 
     async def log_state(self) -> LogState:
+        self.log_state_calls += 1
         return await self.repo.log_state()
 
     async def instance_id(self) -> int:
@@ -242,3 +244,21 @@ async def test_snapshot_of_another_graph_type_is_rebuilt(backend: Backend, tmp_p
     await i8.warm()
     assert source.index_rows_calls == 1  # the f32 snapshot was not used
     await i8.close()
+
+
+async def test_search_many_catches_up_once_and_answers_like_search(backend: Backend) -> None:
+    """A batch's duplicate checks: each query answered as ``search`` answers it, with one
+    catch-up on the change log for all of them instead of one per query."""
+    repo = backend.repo
+    for i in range(4):
+        await enroll(repo, f"p{i}", 70 + i)
+    source = CountingSource(repo)
+    registry = IndexRegistry(source, IndexOptions(backend="memory"))
+    queries = [vec(70), vec(72), vec(99)]
+    singles = [await registry.search("default", SPACE, q, 2) for q in queries]
+    before = source.log_state_calls
+    many = await registry.search_many("default", SPACE, queries, 2)
+    assert many == singles
+    assert source.log_state_calls - before == 1
+    assert await registry.search_many("default", SPACE, [], 2) == []
+    await registry.close()

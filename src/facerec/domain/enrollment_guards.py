@@ -89,8 +89,8 @@ class Guards:
         model = self._model(embedder)
         limit = duplicate_threshold(model)
         best: tuple[float, str] | None = None
-        for vector in vectors:
-            for hit in await self.searcher.search(collection, space, vector, 2):
+        for hits in await self.searcher.search_many(collection, space, vectors, 2):
+            for hit in hits:
                 if hit.person_id != exclude and (best is None or hit.distance < best[0]):
                     best = (hit.distance, hit.person_id)
         if best is None or best[0] > limit:

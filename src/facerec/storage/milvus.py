@@ -85,6 +85,17 @@ class MilvusSearcher:
         self, collection: str, space: str, query: NDArray[np.float32], k: int = 1
     ) -> list[SearchHit]:
         await self.sync()
+        return await self._search(collection, space, query, k)
+
+    async def search_many(
+        self, collection: str, space: str, queries: Sequence[NDArray[np.float32]], k: int = 1
+    ) -> list[list[SearchHit]]:
+        await self.sync()
+        return [await self._search(collection, space, query, k) for query in queries]
+
+    async def _search(
+        self, collection: str, space: str, query: NDArray[np.float32], k: int
+    ) -> list[SearchHit]:
         spec = await self._space(space)
         name = self._names.get((collection, space))
         if k <= 0 or spec is None or name is None:

@@ -289,6 +289,12 @@ class PgVectorSearcher:
                         text("SELECT set_config('hnsw.ef_search', :ef, true)"), {"ef": str(ef)}
                     )
 
+    async def search_many(
+        self, collection: str, space: str, queries: Sequence[NDArray[np.float32]], k: int = 1
+    ) -> list[list[SearchHit]]:
+        # Each search is one query inside PostgreSQL: there is no local index to catch up.
+        return [await self.search(collection, space, query, k) for query in queries]
+
 
 def best_per_person(rows: Iterable[tuple[str, str, float]]) -> list[SearchHit]:
     """(person_id, face_id, distance) rows sorted by distance → first hit of each person."""

@@ -27,7 +27,7 @@ FIT_ROWS = 50_000  # rows the principal directions are fitted on (evenly spaced)
 MIN_ROWS = 1_000  # fewer rows than this: no projection (the graph is small anyway)
 CHECK_QUERIES = 200
 MIN_RECALL = 0.995
-MARGIN = 32  # graph candidates re-ranked exactly beyond the faces asked for, at least
+MARGIN = 8  # graph candidates re-ranked exactly beyond the faces asked for, at least
 
 
 def graph_dim_for(graph_dim: int, dim: int, metric: Metric) -> int:

@@ -148,6 +148,13 @@ class FaceSearcher(Protocol):
         """Up to ``k`` persons, nearest first, each with its nearest face; never mixes spaces."""
         ...
 
+    async def search_many(
+        self, collection: str, space: str, queries: Sequence[NDArray[np.float32]], k: int = 1
+    ) -> list[list[SearchHit]]:
+        """:meth:`search` for each query, in order, catching up with other processes' changes
+        once for them all (a batch's duplicate checks)."""
+        ...
+
     async def count(self, collection: str, space: str) -> int:
         """Faces of one (collection, space): how many comparisons a search makes."""
         ...

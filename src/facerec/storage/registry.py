@@ -101,6 +101,17 @@ class IndexRegistry:
         self, collection: str, space: str, query: NDArray[np.float32], k: int = 1
     ) -> list[SearchHit]:
         await self.sync()
+        return await self._search(collection, space, query, k)
+
+    async def search_many(
+        self, collection: str, space: str, queries: Sequence[NDArray[np.float32]], k: int = 1
+    ) -> list[list[SearchHit]]:
+        await self.sync()
+        return [await self._search(collection, space, query, k) for query in queries]
+
+    async def _search(
+        self, collection: str, space: str, query: NDArray[np.float32], k: int
+    ) -> list[SearchHit]:
         if k <= 0:
             return []
         shard = await self._shard(collection, space)
