@@ -20,7 +20,7 @@ def test_tuning_applies_the_settings() -> None:
         pytest.skip("not glibc (musl)")
     assert tuning.arena_max == 4 and tuning.mmap_threshold == 2048 * 1024
     defaults = tune_allocator(MemorySettings())
-    assert defaults.arena_max == 2 and defaults.mmap_threshold == 1024 * 1024
+    assert defaults.arena_max == 2 and defaults.mmap_threshold == 4096 * 1024
     assert defaults.trim_threshold == 64 * 1024 * 1024
 
 

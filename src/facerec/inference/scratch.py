@@ -1,7 +1,7 @@
 """Per-thread reusable arrays for the network inputs built on every request.
 
-With the 1 MiB mmap threshold (:mod:`facerec.cache.allocator`) every fresh array of a megabyte
-or more is a new mapping: its pages fault in on the first write (~1 ms per 5 MB) and go back to
+With the fixed mmap threshold (:mod:`facerec.cache.allocator`, 4 MiB) every fresh array of that
+size or more is a new mapping: its pages fault in on the first write (~1 ms per 5 MB) and go back to
 the kernel when it is freed. A detector's letterbox canvas and input tensor have the same size
 request after request, so each thread keeps one buffer per slot and writes over it.
 
