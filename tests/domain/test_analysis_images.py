@@ -104,13 +104,17 @@ def photo(width: int, orientation: int = 1, canvas: tuple[int, int] | None = Non
 
 
 def straightforward(
-    data: bytes, models: ModelManager, settings: Settings, embedder: str
+    data: bytes,
+    models: ModelManager,
+    settings: Settings,
+    embedder: str,
+    detector_name: str = "retinaface",
 ) -> tuple[Detection, NDArray[np.float32]]:
     """Full-size decode, detection on a downscaled copy, the chip from the full image."""
     upright = ImageOps.exif_transpose(Image.open(io.BytesIO(data)))
     assert upright is not None
     image = np.ascontiguousarray(np.asarray(upright.convert("RGB"))[:, :, ::-1])
-    with models.use("retinaface", FaceDetector) as detector:
+    with models.use(detector_name, FaceDetector) as detector:
         faces = detect_downscaled(detector, image, settings.limits.detect_max_side, DetectOptions())
     face = max(faces, key=lambda f: f.bbox.area)
     with models.use(embedder, FaceEmbedder) as model:
@@ -198,15 +202,9 @@ def test_a_face_the_reduced_decode_is_too_coarse_for_is_cut_from_the_next_dct_sc
     assert detection.decodes == [True, False]
     assert detection.sides == [1000, 2000]
     assert detection.detections == 1
-    upright = np.ascontiguousarray(
-        np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))[..., ::-1]
-    )
-    with manager.use("scrfd_500m", FaceDetector) as scrfd:
-        faces = detect_downscaled(scrfd, upright, settings.limits.detect_max_side, DetectOptions())
-    expected = max(faces, key=lambda f: f.bbox.area)
-    same_face(result.subject.detection, expected)
-    with manager.use("mobilefacenet", FaceEmbedder) as model:
-        close_enough("mobilefacenet", result.subject.vector, model.embed(upright, [expected])[0])
+    face, vector = straightforward(data, manager, settings, "mobilefacenet", "scrfd_500m")
+    same_face(result.subject.detection, face)
+    close_enough("mobilefacenet", result.subject.vector, vector)
 
 
 @pytest.mark.parametrize("width", [1920, 4000])
@@ -243,15 +241,9 @@ def test_a_letterboxing_detector_gets_the_photo_decoded_and_resized_once_to_its_
             del scrfd.fit  # type: ignore[attr-defined]
     assert detection.decodes == [True]
     assert max(seen[0][:2]) == 640  # what the network takes, with no second resize
-    upright = np.ascontiguousarray(
-        np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))[..., ::-1]
-    )
-    with manager.use("scrfd_500m", FaceDetector) as scrfd:
-        faces = detect_downscaled(scrfd, upright, settings.limits.detect_max_side, DetectOptions())
-    expected = max(faces, key=lambda f: f.bbox.area)
-    same_face(result.subject.detection, expected)
-    with manager.use("dlib_resnet", FaceEmbedder) as model:
-        close_enough("dlib_resnet", result.subject.vector, model.embed(upright, [expected])[0])
+    face, vector = straightforward(data, manager, settings, "dlib_resnet", "scrfd_500m")
+    same_face(result.subject.detection, face)
+    close_enough("dlib_resnet", result.subject.vector, vector)
 
 
 def test_png_and_webp_are_decoded_as_they_come(models: tuple[Settings, ModelManager]) -> None:

@@ -33,6 +33,7 @@ from facerec.storage.milvus_sizes import SizeReader, sql_gallery_sizes
 from facerec.storage.models import EmbeddingSpace, SearchHit, as_vector
 from facerec.storage.pgvector import best_per_person
 from facerec.storage.protocols import Change, FaceVector, GallerySize, IndexSource
+from facerec.storage.synced_search import SyncedSearch
 
 __all__ = ["MilvusSearcher", "SizeReader", "sql_gallery_sizes"]
 
@@ -42,7 +43,7 @@ PersonsChanged = Callable[[set[str] | None], Awaitable[None]]
 SEQ, INSTANCE = "applied_seq", "instance_id"
 
 
-class MilvusSearcher:
+class MilvusSearcher(SyncedSearch):
     """:class:`~facerec.storage.protocols.FaceSearcher` answered by Milvus."""
 
     backend = "milvus"  # what /ready and the models page report
@@ -80,18 +81,6 @@ class MilvusSearcher:
     @property
     def applied_seq(self) -> int:
         return self._seq
-
-    async def search(
-        self, collection: str, space: str, query: NDArray[np.float32], k: int = 1
-    ) -> list[SearchHit]:
-        await self.sync()
-        return await self._search(collection, space, query, k)
-
-    async def search_many(
-        self, collection: str, space: str, queries: Sequence[NDArray[np.float32]], k: int = 1
-    ) -> list[list[SearchHit]]:
-        await self.sync()
-        return [await self._search(collection, space, query, k) for query in queries]
 
     async def _search(
         self, collection: str, space: str, query: NDArray[np.float32], k: int

@@ -42,6 +42,7 @@ from facerec.storage.shards import Shard, ShardKey, exact_index, reconcile
 from facerec.storage.snapshot_replay import load_snapshot
 from facerec.storage.snapshot_writer import SnapshotWriter
 from facerec.storage.snapshots import SnapshotStore
+from facerec.storage.synced_search import SyncedSearch
 from facerec.storage.vector_index import HnswIndex
 
 __all__ = ["IndexOptions", "IndexRegistry", "PersonsChanged"]
@@ -52,7 +53,7 @@ PersonsChanged = Callable[[set[str] | None], Awaitable[None]]
 """Called with the ids of persons changed by any process (None: unknown, purge all)."""
 
 
-class IndexRegistry:
+class IndexRegistry(SyncedSearch):
     """:class:`~facerec.storage.protocols.FaceSearcher` over in-process indexes."""
 
     backend = "memory"  # what /ready and the models page report
@@ -96,18 +97,6 @@ class IndexRegistry:
     def loaded(self) -> dict[tuple[str, str], int]:
         """(collection, space) → faces, for the indexes in memory."""
         return {key: len(shard.index) for key, shard in self._shards.items()}
-
-    async def search(
-        self, collection: str, space: str, query: NDArray[np.float32], k: int = 1
-    ) -> list[SearchHit]:
-        await self.sync()
-        return await self._search(collection, space, query, k)
-
-    async def search_many(
-        self, collection: str, space: str, queries: Sequence[NDArray[np.float32]], k: int = 1
-    ) -> list[list[SearchHit]]:
-        await self.sync()
-        return [await self._search(collection, space, query, k) for query in queries]
 
     async def _search(
         self, collection: str, space: str, query: NDArray[np.float32], k: int
