@@ -38,7 +38,6 @@ if str(REPO) not in sys.path:  # run as a script: make ``bench`` importable
     sys.path.insert(0, str(REPO))
 
 from bench.report import percentile, write_section  # noqa: E402
-from facerec.storage.projection import MARGIN  # noqa: E402
 from facerec.storage.vector_index import ExactIndex, HnswIndex  # noqa: E402
 
 DIM = 128
@@ -545,7 +544,7 @@ def sweep_config(
         recall = float(np.mean(found_d <= truth + 1e-5))
         graph = dtype if dtype == "f32" else f"{dtype} + f32 re-rank of top {rescore}"
         if index.projection is not None:
-            top = max(rescore, 1 + MARGIN)
+            top = index.candidate_count(1)
             graph = (
                 f"{scalar}p{graph_dim}: {scalar} on {graph_dim} principal directions + f32 "
                 f"re-rank of top {top}"

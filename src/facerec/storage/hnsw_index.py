@@ -139,12 +139,7 @@ class HnswIndex:
         return matrix if self.projection is None else projection.project(matrix, self.projection)
 
     def _graph_query(self, q: NDArray[np.float32]) -> NDArray[np.float32]:
-        """One query as the graph holds vectors (the row path's checks cost ~10 µs a query)."""
-        if self.projection is None:
-            return q
-        v = q @ self.projection
-        norm = float(np.sqrt(v @ v))
-        return v / np.float32(norm) if norm > 0 else v
+        return q if self.projection is None else projection.project_query(q, self.projection)
 
     def _projected_build(self, keys: NDArray[np.uint64], matrix: NDArray[np.float32]) -> None:
         """The first add of a ``graph_dim`` index: fit the projection, build the graph on it,
@@ -220,18 +215,23 @@ class HnswIndex:
         keys, distances = self._candidates(q, min(k, len(self._keys)))
         return [self._ids[key] for key in keys.tolist()], distances
 
+    def candidate_count(self, k: int) -> int:
+        """How many of the graph's nearest a search for ``k`` faces takes: ``k`` when the graph's
+        distances are exact, else ``k × rescore`` (and at least ``k + projection.MARGIN`` on a
+        projected graph) to re-rank exactly."""
+        if self._exact is None:
+            return k
+        wanted = k * self.rescore
+        if self.projection is not None:
+            wanted = max(wanted, k + projection.MARGIN)
+        return min(wanted, max(len(self._index), k))
+
     def _candidates(
         self, q: NDArray[np.float32], k: int
     ) -> tuple[NDArray[np.uint64], NDArray[np.float32]]:
         """The ``k`` nearest keys and their exact distances."""
-        wanted = k
-        if self._exact is not None:
-            wanted = k * self.rescore
-            if self.projection is not None:
-                wanted = max(wanted, k + projection.MARGIN)
-            wanted = min(wanted, max(len(self._index), k))
         # threads=1: the default (0) hands even one query to a thread pool, +0.1 ms.
-        matches = self._index.search(self._graph_query(q), wanted, threads=1)
+        matches = self._index.search(self._graph_query(q), self.candidate_count(k), threads=1)
         keys = np.asarray(matches.keys, dtype=np.uint64)
         if self._exact is not None:
             return self._exact.rerank(keys, q, k)
