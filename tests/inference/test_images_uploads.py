@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from facerec.api import uploads
 from facerec.api.uploads import OFFLOAD_CHARS, OffloadedJSONRoute, image_bytes, parse_json
 from facerec.config import LimitSettings
+from facerec.errors import InvalidInputError
 from facerec.inference.image_formats import decode_base64
 
 
@@ -96,3 +97,23 @@ def test_base64_in_every_accepted_shape(wrap: Any) -> None:
     data = bytes(range(256)) * 40 + b"\xfb\xff"
     text = base64.b64encode(data).decode()
     assert decode_base64(wrap(text), LimitSettings()) == data
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["abc=", "ab==", "abcd=", "abcd==", "a===", "ab=d", "=abc", "abc*", "ab\x80d", "abcde", "YQ"],
+)
+def test_base64_accepts_and_refuses_what_the_standard_library_does(text: str) -> None:
+    """The SIMD decoder is only a fast path: every answer and every refusal is the standard
+    library's (base64.b64decode, validate=True, after the padding the API adds)."""
+    raw = text.encode("ascii", errors="replace")
+    raw += b"=" * (-len(raw) % 4)
+    try:
+        expected: bytes | str = base64.b64decode(raw, validate=True)
+    except ValueError as exc:
+        expected = str(exc)
+    try:
+        got: bytes | str = decode_base64(text, LimitSettings())
+    except InvalidInputError as exc:
+        got = b"" if exc.code == "empty_image" else str(exc.details["reason"])
+    assert got == expected

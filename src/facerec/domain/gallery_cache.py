@@ -1,8 +1,9 @@
-"""What the gallery keeps in the cache: person records (key ``person:{id}``, tag ``p:{id}``) and
-recent image results (key ``img:{sha256}:{detector}:{embedder+mode}``, tag ``i:{sha256}``).
+"""What the gallery keeps in the cache: person records (key ``person:{id}``, tag ``p:{id}``),
+recent image results (key ``img:{sha256}:{detector}:{embedder+mode}``, tag ``i:{sha256}``) and
+persons' templates (:mod:`facerec.domain.templates`, in this process only).
 
-Both are purged by erasure (:func:`facerec.cache.base.purge_erasure`): a person's record, and
-the results of every image their faces came from.
+All are purged by erasure (:func:`facerec.cache.base.purge_erasure`): a person's record and
+template, and the results of every image their faces came from.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from facerec.cache.base import (
 )
 from facerec.cache.memory import MemoryCache
 from facerec.domain.probes import Analysis, FaceProbe, ImageMeta
+from facerec.domain.templates import TemplateCache
 from facerec.inference.quality import QualityReport
 from facerec.values import BBox, Detection, Erasure, Person
 
@@ -49,6 +51,7 @@ class PersonCache:
             else MemoryCache(1000, query_ttl, max_bytes=QUERY_CACHE_BYTES)
         )
         self.query_ttl = query_ttl
+        self.templates = TemplateCache(ttl)
 
     async def get_person(self, person_id: str) -> Person | None:
         raw = await get_json(self.cache, person_key(person_id))
@@ -80,6 +83,7 @@ class PersonCache:
         )
 
     async def purge(self, erasure: Erasure) -> None:
+        await self.templates.purge(erasure)
         await purge_erasure(self.queries, erasure)
         await purge_erasure(self.cache, erasure)
 
@@ -152,10 +156,12 @@ class PersonCache:
     async def purge_persons(self, person_ids: set[str] | None) -> None:
         """Changes made by another process: drop this process's cached copies of those persons."""
         if person_ids is None:
+            await self.templates.purge_all()
             await self.cache.delete_prefix("person:")
             await self.queries.delete_prefix("")
         elif person_ids:
             erasure = Erasure(updated_person_ids=tuple(person_ids))
+            await self.templates.purge(erasure)
             await purge_erasure(self.queries, erasure)
             await purge_erasure(self.cache, erasure)
 

@@ -191,19 +191,15 @@ class IdentificationService:
         if not hits:
             return []
         nearest = {h.person_id: h for h in hits}
-        faces = await self.repository.faces_of(list(nearest), space)
-        by_person: dict[str, list[tuple[NDArray[np.float32], float]]] = defaultdict(list)
-        for face in faces:
-            if face.embedding is not None:
-                by_person[face.person_id].append((face.embedding, face.quality))
+        templates = await self.persons.templates(list(nearest), space, embedder.dim)
         candidates = []
         for person_id, hit in nearest.items():
-            rows = by_person.get(person_id)
-            if not rows:  # erased between the search and this read
+            held = templates.get(person_id)
+            if held is None:  # erased between the search and this read
                 continue
-            matrix = np.stack([vector for vector, _ in rows]).astype(np.float32)
-            dists = distances(matrix, query, embedder.metric).tolist()
-            template = [TemplateFace(d, q) for d, (_, q) in zip(dists, rows, strict=True)]
+            dists = distances(held.vectors, query, embedder.metric).tolist()
+            qualities = held.qualities.tolist()
+            template = [TemplateFace(d, q) for d, q in zip(dists, qualities, strict=True)]
             fused = fused_distance(template)
             candidates.append(
                 Candidate(
@@ -211,7 +207,7 @@ class IdentificationService:
                     face_id=hit.face_id,
                     distance=fused,
                     nearest_distance=min(dists),
-                    faces=len(rows),
+                    faces=len(qualities),
                     similarity=embedder.similarity(fused),
                 )
             )

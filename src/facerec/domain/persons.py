@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 
 from facerec.domain.gallery_cache import PersonCache
+from facerec.domain.templates import Template
 from facerec.domain.tenancy import TenantScope
 from facerec.errors import ConflictError, NotFoundError
 from facerec.storage.models import DEFAULT_COLLECTION, PersonPage, PersonPatch
@@ -129,6 +130,15 @@ class PersonService:
                 f"person {person_id!r} has no face {face_id!r}", code="face_not_found"
             )
         return await self._erased(await self.repository.delete_face(face_id))
+
+    async def templates(
+        self, person_ids: Sequence[str], space: str, dim: int
+    ) -> dict[str, Template]:
+        """Every face (vector, quality) of these persons in ``space``, through this process's
+        template cache."""
+        return await self.cache.templates.templates(
+            person_ids, space, dim, self.repository.faces_of
+        )
 
     async def _own(self, scope: TenantScope, person_id: str) -> Person:
         """The caller's person, or 404 exactly as for an id nobody has (another tenant's
