@@ -73,7 +73,8 @@ class ModelChoice:
                 available=self.installed(task),
                 known=self.names(task),
             )
-        if not model.is_installed():
+        # A loaded model serves from memory: no stat of its files on every request.
+        if not model.loaded and not model.is_installed():
             raise ModelNotAvailableError(
                 f"model {name!r} is not installed: {model.not_installed_reason()}",
                 code="model_not_installed",
