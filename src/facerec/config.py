@@ -57,6 +57,9 @@ class CacheSettings(BaseModel):
     query_ttl_seconds: int = Field(300, ge=1)
     query_max_items: int = Field(2_000, ge=1)
     query_max_mb: int = Field(16, ge=1)
+    # Persons' templates (each face's vector and quality) for the recognize score: this process
+    # only, never Redis, purged like person records (facerec.domain.templates).
+    template_max_mb: int = Field(16, ge=1)
     # Purges that could not reach Redis are written here and replayed when it answers, also
     # after a restart.
     pending_purges_file: Path = Path("data/cache-pending-purges.json")

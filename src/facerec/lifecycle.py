@@ -96,6 +96,7 @@ async def open_storage(state: AppState) -> None:
         float(settings.cache.ttl_seconds),
         queries=create_query_cache(settings),
         query_ttl=float(settings.cache.query_ttl_seconds),
+        template_bytes=settings.cache.template_max_mb * 1024 * 1024,
     )
     searcher = await create_searcher(
         repository,

@@ -39,7 +39,9 @@ def altered_copies() -> dict[str, bytes]:
 @pytest.fixture(scope="module")
 def gallery(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, Path]]:
     tmp = tmp_path_factory.mktemp("gallery")
-    with TestClient(create_app(make_settings(tmp))) as client:
+    settings = make_settings(tmp)
+    settings.cache.template_max_mb = 3
+    with TestClient(create_app(settings)) as client:
         wait_ready(client)
         yield client, tmp / "facerec.db"
 
@@ -102,11 +104,16 @@ def test_full_flow(gallery: tuple[TestClient, Path]) -> None:
     assert client.portal.call(query_cache.get, result_key) is not None  # recognize cached it
     text = client.get("/metrics").text
     assert 'facerec_cache_requests_total{result="hit"}' in text
+    # Her template (every face's vector) is kept by this process for the next recognize...
+    templates = state.queries.cache.templates.store
+    assert templates.max_bytes == 3 * 1024 * 1024  # FACEREC_CACHE__TEMPLATE_MAX_MB
+    assert any(key.endswith(":grace") for key in templates._entries)
 
     deleted = client.delete(f"{API}/persons/grace")
     assert deleted.status_code == 200 and deleted.json()["deleted_faces"] == 1
-    # The cached embedding of the enrolled photo goes with the person.
+    # The cached embedding of the enrolled photo and her template go with the person.
     assert client.portal.call(query_cache.get, result_key) is None
+    assert not any(key.endswith(":grace") for key in templates._entries)
     after = post(client, "/recognize", face_image_base64=grace)
     assert after["unknown"] is True
     assert all(m["person_id"] != "grace" for m in after["matches"])

@@ -27,7 +27,7 @@ from facerec.cache.base import (
 )
 from facerec.cache.memory import MemoryCache
 from facerec.domain.probes import Analysis, FaceProbe, ImageMeta
-from facerec.domain.templates import TemplateCache
+from facerec.domain.templates import TEMPLATE_CACHE_BYTES, TemplateCache
 from facerec.inference.quality import QualityReport
 from facerec.values import BBox, Detection, Erasure, Person
 
@@ -41,7 +41,13 @@ class PersonCache:
     probe's embedding never sits in a shared cache; erasure purges both."""
 
     def __init__(
-        self, cache: Cache, ttl: float, *, queries: Cache | None = None, query_ttl: float = 300.0
+        self,
+        cache: Cache,
+        ttl: float,
+        *,
+        queries: Cache | None = None,
+        query_ttl: float = 300.0,
+        template_bytes: int = TEMPLATE_CACHE_BYTES,
     ) -> None:
         self.cache = cache
         self.ttl = ttl
@@ -51,7 +57,7 @@ class PersonCache:
             else MemoryCache(1000, query_ttl, max_bytes=QUERY_CACHE_BYTES)
         )
         self.query_ttl = query_ttl
-        self.templates = TemplateCache(ttl)
+        self.templates = TemplateCache(ttl, template_bytes)
 
     async def get_person(self, person_id: str) -> Person | None:
         raw = await get_json(self.cache, person_key(person_id))

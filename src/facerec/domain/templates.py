@@ -22,7 +22,8 @@ from facerec.cache.base import person_tag, purge_erasure
 from facerec.cache.memory import MemoryCache
 from facerec.values import Erasure, Face
 
-# The default byte budget: ~30,000 faces of 128-D, ~8,000 of 512-D.
+# The default byte budget (FACEREC_CACHE__TEMPLATE_MAX_MB): ~30,000 faces of 128-D, ~8,000 of
+# 512-D.
 TEMPLATE_CACHE_BYTES = 16 * 1024 * 1024
 
 FacesOf = Callable[[list[str], str], Awaitable[list[Face]]]
