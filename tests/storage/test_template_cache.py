@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
+from types import SimpleNamespace
+from typing import cast
 
 import numpy as np
 
@@ -12,6 +14,8 @@ from facerec.cache.memory import MemoryCache
 from facerec.domain.gallery_cache import PersonCache
 from facerec.domain.persons import PersonService
 from facerec.domain.templates import Template, TemplateCache
+from facerec.storage.milvus import MilvusSearcher
+from facerec.storage.pgvector import PgVectorSearcher
 from facerec.storage.registry import IndexOptions, IndexRegistry
 from facerec.storage.sql_repository import SqlGalleryRepository
 from facerec.values import Erasure, Face
@@ -132,3 +136,21 @@ async def test_another_process_erasing_a_face_reaches_the_cached_template(
     finally:
         await repo_b.close()
         await engine_b.dispose()
+
+
+async def test_without_a_change_log_templates_are_read_from_the_database_each_time() -> None:
+    """pgvector's searcher reads no change log, so nothing would purge a kept template when
+    another replica erases a face: its persons' faces are read at every recognize."""
+    assert PgVectorSearcher.applies_change_log is False
+    assert IndexRegistry.applies_change_log is True and MilvusSearcher.applies_change_log is True
+    faces_of = CountingFaces([_face("a", 1, 50.0)])
+    cache = PersonCache(MemoryCache(), 60.0)
+    persons = PersonService(
+        repository=cast(SqlGalleryRepository, SimpleNamespace(faces_of=faces_of)),
+        searcher=cast(PgVectorSearcher, SimpleNamespace(applies_change_log=False)),
+        cache=cache,
+    )
+    for _ in range(2):
+        held = await persons.templates(["a"], L2_SPACE.name, 8)
+        np.testing.assert_array_equal(held["a"].vectors, vec(1)[None, :])
+    assert len(faces_of.asked) == 2 and len(cache.templates.store) == 0

@@ -9,6 +9,7 @@ import pytest
 from numpy.typing import NDArray
 
 from facerec.errors import InvalidInputError
+from facerec.storage.hnsw_index import graph_search
 from facerec.storage.quantised_rows import graph_dtype
 from facerec.storage.vector_index import ExactIndex, GraphDtype, HnswIndex
 from facerec.values import Metric
@@ -268,3 +269,22 @@ def test_empty_quantised_index_round_trip(tmp_path: Path) -> None:
     assert len(loaded) == 0 and loaded.search(np.ones(8, np.float32), 1)[0] == []
     loaded.add(["b"], np.ones((1, 8), np.float32))
     assert loaded.search(np.ones(8, np.float32), 1)[0] == ["b"]
+
+
+@pytest.mark.parametrize("dtype", ["f32", "i8"])
+def test_graph_search_answers_what_usearch_search_answers(dtype: str) -> None:
+    """The compiled call behind HnswIndex's searches gives Index.search's keys and distances,
+    fewer than asked when the graph holds fewer."""
+    from usearch.index import Index
+
+    rng = np.random.default_rng(7)
+    index = Index(ndim=16, metric="cos", dtype=dtype, connectivity=8)
+    index.add(np.arange(300, dtype=np.uint64), rng.standard_normal((300, 16), np.float32))
+    for query in rng.standard_normal((20, 16), np.float32):
+        for count in (1, 9, 500):
+            keys, distances = graph_search(index, query, count)
+            expected = index.search(query, count, threads=1)
+            assert keys.dtype == np.uint64 and distances.dtype == np.float32
+            np.testing.assert_array_equal(keys, np.asarray(expected.keys, np.uint64))
+            np.testing.assert_array_equal(distances, np.asarray(expected.distances, np.float32))
+            assert len(keys) == min(count, 300)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 
 from facerec.domain.gallery_cache import PersonCache
-from facerec.domain.templates import Template
+from facerec.domain.templates import Template, templates_of
 from facerec.domain.tenancy import TenantScope
 from facerec.errors import ConflictError, NotFoundError
 from facerec.storage.models import DEFAULT_COLLECTION, PersonPage, PersonPatch
@@ -134,8 +134,11 @@ class PersonService:
     async def templates(
         self, person_ids: Sequence[str], space: str, dim: int
     ) -> dict[str, Template]:
-        """Every face (vector, quality) of these persons in ``space``, through this process's
-        template cache."""
+        """Every face (vector, quality) of these persons in ``space``: through this process's
+        template cache when the searcher applies the change log (so other processes' erasures
+        purge it), else from the database."""
+        if not self.searcher.applies_change_log:
+            return templates_of(await self.repository.faces_of(list(person_ids), space))
         return await self.cache.templates.templates(
             person_ids, space, dim, self.repository.faces_of
         )

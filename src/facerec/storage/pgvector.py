@@ -201,6 +201,8 @@ class PgVectorSearcher:
     """
 
     backend = "pgvector"  # what /ready and the models page report
+    # No change log is read: persons' faces are read from the database at each recognize.
+    applies_change_log = False
 
     def __init__(
         self, engine: AsyncEngine, *, ef_search: int = 100, size_ttl_s: float = 2.0

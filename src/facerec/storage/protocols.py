@@ -142,6 +142,11 @@ class IndexSource(Protocol):
 
 @runtime_checkable
 class FaceSearcher(Protocol):
+    # True when every search first applies the change log and reports the persons it changed
+    # (``on_persons_changed``): only then may a process keep copies of persons' faces
+    # (facerec.domain.templates), since another process's erasure then reaches them.
+    applies_change_log: bool
+
     async def search(
         self, collection: str, space: str, query: NDArray[np.float32], k: int = 1
     ) -> list[SearchHit]:

@@ -17,6 +17,8 @@ from facerec.storage.models import SearchHit
 
 
 class SyncedSearch(ABC):
+    applies_change_log = True
+
     @abstractmethod
     async def sync(self) -> int:
         """Apply the changes other processes made since the last call; how many."""
