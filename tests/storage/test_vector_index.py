@@ -274,7 +274,7 @@ def test_empty_quantised_index_round_trip(tmp_path: Path) -> None:
 @pytest.mark.parametrize("dtype", ["f32", "i8"])
 def test_graph_search_answers_what_usearch_search_answers(dtype: str) -> None:
     """The compiled call behind HnswIndex's searches gives Index.search's keys and distances,
-    fewer than asked when the graph holds fewer."""
+    as many as the graph finds (at most the faces it holds)."""
     from usearch.index import Index
 
     rng = np.random.default_rng(7)
@@ -287,4 +287,4 @@ def test_graph_search_answers_what_usearch_search_answers(dtype: str) -> None:
             assert keys.dtype == np.uint64 and distances.dtype == np.float32
             np.testing.assert_array_equal(keys, np.asarray(expected.keys, np.uint64))
             np.testing.assert_array_equal(distances, np.asarray(expected.distances, np.float32))
-            assert len(keys) == min(count, 300)
+            assert 0 < len(keys) <= min(count, 300)
