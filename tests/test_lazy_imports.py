@@ -31,3 +31,15 @@ def test_the_assignment_imports_scipy_when_used() -> None:
     assert rows.tolist() == [0, 1] and cols.tolist() == [0, 1]
     rows, cols = optimal_assignment(np.array([[1.0, 5.0], [4.0, 2.0]]), maximize=True)
     assert cols.tolist() == [1, 0]
+
+
+def test_the_vector_index_and_the_models_load_in_either_order() -> None:
+    """usearch (HNSW: a snapshot can load before any model) and onnxruntime share a process in
+    either order; usearch 2.26.2-2.26.6 crashed it (SIGSEGV) when imported first, hence the pin
+    in pyproject.toml."""
+    for first, second in (("usearch.index", "onnxruntime"), ("onnxruntime", "usearch.index")):
+        code = f"import {first}\nimport {second}\nprint('both')\n"
+        done = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0 and done.stdout.strip() == "both", (first, done.returncode)
