@@ -38,6 +38,10 @@ def faces(
     return data.astype(np.float32), queries.astype(np.float32)
 
 
+# Graphs here are built on one thread: usearch's multi-threaded build is not deterministic, and
+# on these small galleries its self-check then passed 0.990-1.000 (MIN_RECALL 0.995).
+
+
 def ids_of(data: NDArray[np.float32]) -> list[str]:
     return [f"f{i}" for i in range(len(data))]
 
@@ -58,7 +62,7 @@ def test_projected_graph_finds_the_exact_nearest_with_exact_distances(dtype: str
     ids = ids_of(data)
     exact = ExactIndex(DIM, "cosine")
     exact.add(ids, data)
-    index = HnswIndex(DIM, "cosine", threads=2, dtype=dtype, graph_dim=32)  # type: ignore[arg-type]
+    index = HnswIndex(DIM, "cosine", threads=1, dtype=dtype, graph_dim=32)  # type: ignore[arg-type]
     index.add(ids, data)
     assert index.projection is not None and index.projection.shape == (DIM, 32)
     assert int(index._index.ndim) == 32  # the graph itself is 32-D
@@ -77,7 +81,7 @@ def test_a_projection_that_loses_the_nearest_faces_is_not_kept() -> None:
     random, so the self-check fails and the graph is built on every dimension."""
     rng = np.random.default_rng(3)
     data = rng.standard_normal((3000, DIM)).astype(np.float32)
-    index = HnswIndex(DIM, "cosine", threads=2, dtype="i8", graph_dim=4)
+    index = HnswIndex(DIM, "cosine", threads=1, dtype="i8", graph_dim=4)
     index.add(ids_of(data), data)
     assert index.projection is None
     assert int(index._index.ndim) == DIM
@@ -111,7 +115,7 @@ def test_only_cosine_spaces_with_more_dimensions_are_projected() -> None:
 def test_removed_faces_leave_neither_graph_nor_rows(tmp_path: Path) -> None:
     data, _ = faces(600, 4)
     ids = ids_of(data)
-    index = HnswIndex(DIM, "cosine", threads=2, dtype="i8", graph_dim=32)
+    index = HnswIndex(DIM, "cosine", threads=1, dtype="i8", graph_dim=32)
     index.add(ids, data)
     assert index.projection is not None
     index.remove(["f7"])
@@ -132,7 +136,7 @@ def test_removed_faces_leave_neither_graph_nor_rows(tmp_path: Path) -> None:
 def test_snapshot_keeps_the_projection(tmp_path: Path, mmap: bool) -> None:
     data, queries = faces(600, 4)
     ids = ids_of(data)
-    index = HnswIndex(DIM, "cosine", threads=2, dtype="i8", graph_dim=32, expansion_search=40)
+    index = HnswIndex(DIM, "cosine", threads=1, dtype="i8", graph_dim=32, expansion_search=40)
     index.add(ids, data)
     path = tmp_path / "idx" / "p.hnsw"
     index.save(path, extra={"seq": 9})
@@ -159,7 +163,7 @@ def test_the_registrys_graphs_are_projected_as_configured() -> None:
     ):
         builds = IndexBuilds(
             None,  # type: ignore[arg-type]  # hnsw_from reads no rows
-            IndexOptions(graph_dim=graph_dim),
+            IndexOptions(graph_dim=graph_dim, build_threads=1),  # one thread: deterministic
             {},
             asyncio.Lock(),
             on_swapped=lambda: None,
@@ -173,7 +177,7 @@ def test_a_snapshot_of_another_projection_setting_is_deleted(tmp_path: Path) -> 
     setting is not loaded (and is deleted)."""
     space = EmbeddingSpace("s@1", DIM, "cosine")
     data, _ = faces(600, 4)
-    index = HnswIndex(DIM, "cosine", threads=2, dtype="i8", graph_dim=32)
+    index = HnswIndex(DIM, "cosine", threads=1, dtype="i8", graph_dim=32)
     index.add(ids_of(data), data)
     written = SnapshotStore(tmp_path, dtype="i8", graph_dim=32)
     written.write("default", space.name, index, 5, {})
