@@ -10,7 +10,7 @@ import logging
 
 from facerec import __version__
 from facerec.auth.access import open_auth
-from facerec.cache.factory import create_cache, create_query_cache
+from facerec.cache.factory import MiB, create_cache, create_query_cache
 from facerec.config import Settings
 from facerec.domain.analysis import Analyzer
 from facerec.domain.detection import DetectionService
@@ -96,7 +96,7 @@ async def open_storage(state: AppState) -> None:
         float(settings.cache.ttl_seconds),
         queries=create_query_cache(settings),
         query_ttl=float(settings.cache.query_ttl_seconds),
-        template_bytes=settings.cache.template_max_mb * 1024 * 1024,
+        template_bytes=settings.cache.template_max_mb * MiB,
     )
     searcher = await create_searcher(
         repository,

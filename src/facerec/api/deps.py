@@ -1,8 +1,8 @@
 """Dependencies shared by routes (``Annotated`` aliases).
 
 Each is ``async def`` though it never awaits: FastAPI runs a plain ``def`` dependency in its
-thread pool, a hop that cost ~1 ms per dependency per request (more while inference threads hold
-the GIL)."""
+thread pool, a hop per dependency per request (0.13-0.18 ms on an idle event loop, more while
+inference threads hold the GIL)."""
 
 from __future__ import annotations
 

@@ -45,23 +45,25 @@ class Template:
     def from_bytes(cls, raw: bytes, dim: int) -> Template:
         faces = len(raw) // (dim * 4 + 8)
         split = faces * dim * 4
+        # Read-only views of the cached bytes (immutable), not copies: scoring only reads them.
         vectors = np.frombuffer(raw, "<f4", count=faces * dim).reshape(faces, dim)
         qualities = np.frombuffer(raw, "<f8", offset=split, count=faces)
-        return cls(vectors.astype(np.float32), qualities.astype(np.float64))
+        return cls(vectors.astype(np.float32, copy=False), qualities.astype(np.float64, copy=False))
 
 
 def templates_of(faces: Sequence[Face]) -> dict[str, Template]:
     """Templates of faces as the repository lists them (faces without an embedding left out)."""
-    rows: dict[str, list[Face]] = {}
+    vectors: dict[str, list[NDArray[np.float32]]] = {}
+    qualities: dict[str, list[float]] = {}
     for face in faces:
         if face.embedding is not None:
-            rows.setdefault(face.person_id, []).append(face)
+            vectors.setdefault(face.person_id, []).append(face.embedding)
+            qualities.setdefault(face.person_id, []).append(face.quality)
     return {
         person: Template(
-            np.stack([f.embedding for f in held if f.embedding is not None]).astype(np.float32),
-            np.array([f.quality for f in held], dtype=np.float64),
+            np.stack(held).astype(np.float32), np.array(qualities[person], dtype=np.float64)
         )
-        for person, held in rows.items()
+        for person, held in vectors.items()
     }
 
 
