@@ -13,7 +13,7 @@ from facerec.config import DatabaseSettings, Settings
 from facerec.storage.engine import create_engine
 from facerec.storage.migrate import alembic_config, database_revision, upgrade_database
 from facerec.storage.models import NewFace, NewPerson
-from facerec.storage.pgvector import PgVectorSearcher
+from facerec.storage.pgvector_search import PgVectorSearcher
 from facerec.storage.sql_repository import SqlGalleryRepository
 from tests.conftest import POSTGRES_URL
 from tests.storage.conftest import _drop_schema, _schema_engine

@@ -11,7 +11,8 @@ from sqlalchemy import text
 from facerec.config import Settings
 from facerec.storage.factory import create_searcher
 from facerec.storage.models import NewFace, NewPerson
-from facerec.storage.pgvector import PgVectorSearcher, index_name, search_sql, vector_literal
+from facerec.storage.pgvector import index_name, search_sql, vector_literal
+from facerec.storage.pgvector_search import PgVectorSearcher
 from facerec.storage.protocols import FaceSearcher
 from facerec.storage.registry import IndexOptions, IndexRegistry
 from facerec.storage.sql_repository import SqlGalleryRepository
@@ -84,7 +85,7 @@ async def test_two_processes_read_your_writes(backend: Backend, threshold: int) 
     repo_b = SqlGalleryRepository(engine_b)
     changed: list[set[str] | None] = []
 
-    async def record(persons: set[str] | None) -> None:
+    async def record(persons: set[str] | None, erased: bool) -> None:
         changed.append(persons)
 
     options = IndexOptions(backend="memory", hnsw_threshold=threshold)

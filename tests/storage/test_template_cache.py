@@ -9,13 +9,14 @@ from types import SimpleNamespace
 from typing import cast
 
 import numpy as np
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from facerec.cache.memory import MemoryCache
 from facerec.domain.gallery_cache import PersonCache
 from facerec.domain.persons import PersonService
 from facerec.domain.templates import Template, TemplateCache
 from facerec.storage.milvus import MilvusSearcher
-from facerec.storage.pgvector import PgVectorSearcher
+from facerec.storage.pgvector_search import PgVectorSearcher
 from facerec.storage.registry import IndexOptions, IndexRegistry
 from facerec.storage.sql_repository import SqlGalleryRepository
 from facerec.values import Erasure, Face
@@ -139,9 +140,10 @@ async def test_another_process_erasing_a_face_reaches_the_cached_template(
 
 
 async def test_without_a_change_log_templates_are_read_from_the_database_each_time() -> None:
-    """pgvector's searcher reads no change log, so nothing would purge a kept template when
-    another replica erases a face: its persons' faces are read at every recognize."""
-    assert PgVectorSearcher.applies_change_log is False
+    """A searcher that reads no change log (pgvector's, built without one) would let a kept
+    template outlive another replica's erasure: its persons' faces are read at every recognize.
+    The service always builds its searchers with the log (tests/storage/test_change_feed.py)."""
+    assert PgVectorSearcher(cast(AsyncEngine, None)).applies_change_log is False
     assert IndexRegistry.applies_change_log is True and MilvusSearcher.applies_change_log is True
     faces_of = CountingFaces([_face("a", 1, 50.0)])
     cache = PersonCache(MemoryCache(), 60.0)

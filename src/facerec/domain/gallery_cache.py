@@ -159,16 +159,21 @@ class PersonCache:
         tags = [image_tag(analysis.image_sha256)]
         await set_json(self.queries, key, value, ttl=self.query_ttl, tags=tags)
 
-    async def purge_persons(self, person_ids: set[str] | None) -> None:
-        """Changes made by another process: drop this process's cached copies of those persons."""
+    async def purge_persons(self, person_ids: set[str] | None, erased: bool = True) -> None:
+        """Changes any process made (read from the change log): drop this process's copies of
+        those persons. When anything was erased, every recent query result goes too: the log
+        does not name the erased faces' images, and a result of one of them must not outlive
+        the erasure here either."""
         if person_ids is None:
             await self.templates.purge_all()
             await self.cache.delete_prefix("person:")
             await self.queries.delete_prefix("")
-        elif person_ids:
+            return
+        if erased:
+            await self.queries.delete_prefix("")
+        if person_ids:
             erasure = Erasure(updated_person_ids=tuple(person_ids))
             await self.templates.purge(erasure)
-            await purge_erasure(self.queries, erasure)
             await purge_erasure(self.cache, erasure)
 
 

@@ -27,7 +27,7 @@ from facerec.storage.models import (
     Registration,
     SearchHit,
 )
-from facerec.storage.pgvector import PgVectorSearcher
+from facerec.storage.pgvector_search import PgVectorSearcher
 from facerec.storage.protocols import FaceSearcher, GalleryRepository, IndexSource, VectorIndex
 from facerec.storage.registry import IndexOptions, IndexRegistry
 from facerec.storage.sql_repository import SqlGalleryRepository

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from facerec.errors import ServiceUnavailableError
-from facerec.storage.pgvector import PgVectorSearcher, repository_has_pgvector
+from facerec.storage.change_feed import PersonsChanged
+from facerec.storage.pgvector import repository_has_pgvector
+from facerec.storage.pgvector_search import PgVectorSearcher
 from facerec.storage.protocols import FaceSearcher
-from facerec.storage.registry import IndexOptions, IndexRegistry, PersonsChanged
+from facerec.storage.registry import IndexOptions, IndexRegistry
 from facerec.storage.sql_repository import SqlGalleryRepository
 
 
@@ -16,7 +18,8 @@ async def create_searcher(
     on_persons_changed: PersonsChanged | None = None,
 ) -> FaceSearcher:
     """``memory``: exact → HNSW in this process, synced by the change log.
-    ``pgvector``: HNSW inside PostgreSQL; fails when the extension is not there.
+    ``pgvector``: HNSW inside PostgreSQL (the change log followed only to report changes); fails
+    when the extension is not there.
     ``milvus``: a Milvus server, cluster or milvus-lite file, synced by the change log (nothing
     is contacted here: :meth:`~facerec.storage.milvus.MilvusSearcher.warm` connects).
     ``auto``: pgvector when the extension is there, memory otherwise."""
@@ -41,7 +44,12 @@ async def create_searcher(
                 "index backend pgvector needs PostgreSQL with the vector extension",
                 code="pgvector_unavailable",
             )
-        return PgVectorSearcher(repository.engine, ef_search=options.pgvector_ef_search)
+        return PgVectorSearcher(
+            repository.engine,
+            ef_search=options.pgvector_ef_search,
+            source=repository,
+            on_persons_changed=on_persons_changed,
+        )
     if options.backend not in ("memory", "auto"):
         raise ValueError(
             f"unknown index backend {options.backend!r}: memory, pgvector, milvus or auto"

@@ -21,17 +21,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from numpy.typing import NDArray
 
 from facerec.errors import NotFoundError, StorageUnavailableError
+from facerec.storage.change_feed import ChangeNotifier, PersonsChanged
 from facerec.storage.index_options import IndexOptions
 from facerec.storage.milvus_client import MAX_TOPK, MilvusGateway, ShardKey
 from facerec.storage.milvus_sizes import SizeReader, sql_gallery_sizes
-from facerec.storage.models import EmbeddingSpace, SearchHit, as_vector
-from facerec.storage.pgvector import best_per_person
+from facerec.storage.models import EmbeddingSpace, SearchHit, as_vector, best_per_person
 from facerec.storage.protocols import Change, FaceVector, GallerySize, IndexSource
 from facerec.storage.synced_search import SyncedSearch
 
@@ -39,7 +39,6 @@ __all__ = ["MilvusSearcher", "SizeReader", "sql_gallery_sizes"]
 
 log = logging.getLogger(__name__)
 
-PersonsChanged = Callable[[set[str] | None], Awaitable[None]]
 SEQ, INSTANCE = "applied_seq", "instance_id"
 
 
@@ -62,7 +61,7 @@ class MilvusSearcher(SyncedSearch):
         self._gateway = gateway
         self._read_sizes = sizes
         self._options = options or IndexOptions()
-        self._on_persons_changed = on_persons_changed
+        self._notifier = ChangeNotifier(on_persons_changed)
         self._retry_start = retry_start
         self._lock = asyncio.Lock()
         self._seq = -1
@@ -206,7 +205,7 @@ class MilvusSearcher(SyncedSearch):
             return 0
         if state.last_seq < self._seq or self._seq < state.pruned_through:
             self._started = False  # the database was replaced or the log pruned past us
-            await self._notify(None)
+            await self._notifier.unknown()
             return await self._start()
         skip = -1
         if trust if trust is not None else self._trust_others:
@@ -222,9 +221,7 @@ class MilvusSearcher(SyncedSearch):
                 self._seq = batch[-1].seq
                 applied += len(batch)
                 if notify:
-                    persons = {c.person_id for c in batch if c.person_id}
-                    if persons:
-                        await self._notify(persons)
+                    await self._notifier.changed(batch)
             if self._seq > skip:
                 await self._gateway.write_state({SEQ: self._seq, INSTANCE: self._instance})
         finally:  # also after a failure: the batches applied before it count
@@ -292,10 +289,3 @@ class MilvusSearcher(SyncedSearch):
             except NotFoundError:
                 return None
         return spec
-
-    async def _notify(self, persons: set[str] | None) -> None:
-        if self._on_persons_changed is not None:
-            try:
-                await self._on_persons_changed(persons)
-            except Exception:  # a cache purge failing must not break searching
-                log.exception("on_persons_changed callback failed")

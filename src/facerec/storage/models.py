@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Final
@@ -128,6 +128,17 @@ class SearchHit:
     person_id: str
     face_id: str
     distance: float
+
+
+def best_per_person(rows: Iterable[tuple[str, str, float]]) -> list[SearchHit]:
+    """(person_id, face_id, distance) rows sorted by distance → first hit of each person."""
+    seen: set[str] = set()
+    hits: list[SearchHit] = []
+    for person_id, face_id, distance in rows:
+        if person_id not in seen:
+            seen.add(person_id)
+            hits.append(SearchHit(person_id, face_id, distance))
+    return hits
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -25,8 +24,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from facerec.storage.models import EmbeddingSpace, SearchHit, as_vector
-from facerec.storage.protocols import GallerySize
+from facerec.storage.models import EmbeddingSpace
 from facerec.storage.sealing import EMBEDDING_COLUMN, Sealer, is_sealed, open_blob
 from facerec.values import Metric
 
@@ -192,118 +190,3 @@ def search_sql(space: EmbeddingSpace) -> str:
 
 async def drop_index(conn: AsyncConnection, collection: str, space: str) -> None:
     await conn.exec_driver_sql(f"DROP INDEX IF EXISTS {index_name(collection, space)}")
-
-
-class PgVectorSearcher:
-    """:class:`~facerec.storage.protocols.FaceSearcher` answered by pgvector's HNSW in PostgreSQL.
-
-    Always consistent with the database (no in-process state), at the cost of a round trip.
-    """
-
-    backend = "pgvector"  # what /ready and the models page report
-    # No change log is read: persons' faces are read from the database at each recognize.
-    applies_change_log = False
-
-    def __init__(
-        self, engine: AsyncEngine, *, ef_search: int = 100, size_ttl_s: float = 2.0
-    ) -> None:
-        self._engine = engine
-        self._ef_search = ef_search
-        self._spaces: dict[str, EmbeddingSpace] = {}
-        self._size_ttl_s = size_ttl_s
-        self._sizes: dict[tuple[str, str], tuple[float, GallerySize]] = {}
-
-    async def _space(self, conn: AsyncConnection, name: str) -> EmbeddingSpace | None:
-        space = self._spaces.get(name)
-        if space is None:
-            row = (
-                await conn.execute(
-                    text("SELECT name, dim, metric FROM embedding_spaces WHERE name = :n"),
-                    {"n": name},
-                )
-            ).first()
-            if row is None:
-                return None
-            space = self._spaces[name] = EmbeddingSpace(row[0], int(row[1]), row[2])
-        return space
-
-    async def sync(self) -> int:
-        return 0  # always current: the index lives in the database
-
-    async def close(self) -> None:
-        return None
-
-    async def warm(self) -> int:
-        return 0  # PostgreSQL keeps its HNSW indexes
-
-    async def gallery_size(self, collection: str, space: str) -> GallerySize:
-        """Counted in SQL, remembered for ``size_ttl_s`` per (collection, space)."""
-        now = time.monotonic()
-        cached = self._sizes.get((collection, space))
-        if cached is not None and now - cached[0] < self._size_ttl_s:
-            return cached[1]
-        sql = text(
-            f"SELECT count(DISTINCT person_id), count(*) FROM {TABLE}"
-            " WHERE collection = :c AND space = :s"
-        )
-        async with self._engine.connect() as conn:
-            row = (await conn.execute(sql, {"c": collection, "s": space})).one()
-        size = GallerySize(int(row[0]), int(row[1]))
-        if len(self._sizes) > 10_000:
-            self._sizes.clear()
-        self._sizes[(collection, space)] = (now, size)
-        return size
-
-    async def count(self, collection: str, space: str) -> int:
-        async with self._engine.connect() as conn:
-            sql = text(f"SELECT count(*) FROM {TABLE} WHERE collection = :c AND space = :s")
-            return int((await conn.execute(sql, {"c": collection, "s": space})).scalar_one())
-
-    async def search(
-        self, collection: str, space: str, query: NDArray[np.float32], k: int = 1
-    ) -> list[SearchHit]:
-        async with self._engine.begin() as conn:
-            spec = await self._space(conn, space)
-            if spec is None or k <= 0:
-                return []
-            vector = as_vector(query, spec.dim)
-            fetch = max(4 * k, 16)
-            ef = max(self._ef_search, fetch)
-            # Custom plans let the planner match the partial index predicate to the parameters.
-            await conn.execute(
-                text(
-                    "SELECT set_config('plan_cache_mode', 'force_custom_plan', true),"
-                    " set_config('hnsw.ef_search', :ef, true)"
-                ),
-                {"ef": str(ef)},
-            )
-            sql = text(search_sql(spec))
-            while True:
-                params = {"q": vector_literal(vector), "c": collection, "s": space, "k": fetch}
-                rows = (await conn.execute(sql, params)).all()
-                hits = best_per_person((r[1], r[0], float(r[2])) for r in rows)
-                if len(hits) >= k or len(rows) < fetch or fetch >= 1000:
-                    return hits[:k]
-                fetch *= 4
-                if fetch > ef:
-                    ef = min(fetch, 1000)
-                    await conn.execute(
-                        text("SELECT set_config('hnsw.ef_search', :ef, true)"), {"ef": str(ef)}
-                    )
-
-    async def search_many(
-        self, collection: str, space: str, queries: Sequence[NDArray[np.float32]], k: int = 1
-    ) -> list[list[SearchHit]]:
-        # Each search is one query inside PostgreSQL: there is no local index to catch up.
-        return [await self.search(collection, space, query, k) for query in queries]
-
-
-def best_per_person(rows: Iterable[tuple[str, str, float]]) -> list[SearchHit]:
-    """(person_id, face_id, distance) rows sorted by distance → first hit of each person."""
-    seen: set[str] = set()
-    hits: list[SearchHit] = []
-    for person_id, face_id, distance in rows:
-        if person_id not in seen:
-            seen.add(person_id)
-            hits.append(SearchHit(person_id, face_id, distance))
-    return hits

@@ -27,6 +27,8 @@ from facerec.storage.models import (
 from facerec.values import Collection, Erasure, Face, Metric, Person
 
 ChangeOp = Literal["face_add", "face_remove", "person_upsert", "person_remove", "collection_remove"]
+# The ops that erase data (faces, persons, whole collections).
+ERASING_OPS: frozenset[str] = frozenset({"face_remove", "person_remove", "collection_remove"})
 
 
 @dataclass(frozen=True)

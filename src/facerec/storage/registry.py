@@ -27,16 +27,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from numpy.typing import NDArray
 
 from facerec.errors import NotFoundError
+from facerec.storage.change_feed import ChangeNotifier, PersonsChanged
 from facerec.storage.index_builds import IndexBuilds
 from facerec.storage.index_options import IndexOptions
-from facerec.storage.models import EmbeddingSpace, SearchHit, as_vector
-from facerec.storage.pgvector import best_per_person
+from facerec.storage.models import EmbeddingSpace, SearchHit, as_vector, best_per_person
 from facerec.storage.protocols import Change, GallerySize, IndexSource
 from facerec.storage.shards import Shard, ShardKey, exact_index, reconcile
 from facerec.storage.snapshot_replay import load_snapshot
@@ -45,12 +45,9 @@ from facerec.storage.snapshots import SnapshotStore
 from facerec.storage.synced_search import SyncedSearch
 from facerec.storage.vector_index import HnswIndex
 
-__all__ = ["IndexOptions", "IndexRegistry", "PersonsChanged"]
+__all__ = ["IndexOptions", "IndexRegistry"]
 
 log = logging.getLogger(__name__)
-
-PersonsChanged = Callable[[set[str] | None], Awaitable[None]]
-"""Called with the ids of persons changed by any process (None: unknown, purge all)."""
 
 
 class IndexRegistry(SyncedSearch):
@@ -67,7 +64,7 @@ class IndexRegistry(SyncedSearch):
     ) -> None:
         self._source = source
         self._options = options or IndexOptions()
-        self._on_persons_changed = on_persons_changed
+        self._notifier = ChangeNotifier(on_persons_changed)
         self._shards: dict[ShardKey, Shard] = {}
         self._seq = -1  # nothing applied yet: the first sync only records the position
         self._pruned = 0
@@ -181,7 +178,7 @@ class IndexRegistry(SyncedSearch):
             self._complete = False  # indexes are built again when first searched
             self._snapshots.forget_all()  # skipped changes may have erased faces in any of them
             self._seq = state.last_seq
-            await self._notify(None)
+            await self._notifier.unknown()
             return behind
         applied = 0
         while self._seq < state.last_seq:
@@ -254,9 +251,7 @@ class IndexRegistry(SyncedSearch):
                 if reconcile(self._shards[key], face_ids, present):
                     self._snapshots.forget(*key)
                 self._builds.maybe_upgrade(key)
-        persons = {c.person_id for c in batch if c.person_id}
-        if persons:
-            await self._notify(persons)
+        await self._notifier.changed(batch)
 
     async def _shard(self, collection: str, space: str) -> Shard | None:
         """The index of (collection, space); None when it has no faces (or no such space)."""
@@ -302,10 +297,3 @@ class IndexRegistry(SyncedSearch):
         for key in keys:
             self._shards.pop(key, None)
             self._snapshots.forget(*key)
-
-    async def _notify(self, persons: set[str] | None) -> None:
-        if self._on_persons_changed is not None:
-            try:
-                await self._on_persons_changed(persons)
-            except Exception:  # a cache purge failing must not break searching
-                log.exception("on_persons_changed callback failed")

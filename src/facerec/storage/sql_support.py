@@ -34,7 +34,7 @@ from facerec.storage.engine import (
     write_lock,
     writer,
 )
-from facerec.storage.protocols import ChangeOp
+from facerec.storage.protocols import ERASING_OPS, ChangeOp
 from facerec.storage.schema import change_log, faces, persons
 from facerec.storage.sealing import (
     EMBEDDING_COLUMN,
@@ -52,8 +52,7 @@ WRITE_LOCK_KEY = 7_301_652_002
 # SQLite: another process holding the write lock past the busy timeout is waited for again, up to
 # this long in all, before the write answers "storage unavailable" (never "database is locked").
 SQLITE_BUSY_DEADLINE_S = 60.0
-# Change-log ops that erase data, and the connection-info flag they set (see mark_erasure).
-ERASING_OPS: frozenset[str] = frozenset({"face_remove", "person_remove", "collection_remove"})
+# The connection-info flag that change-log ops erasing data set (see mark_erasure).
 _ERASED = "facerec_erased"
 
 logger = logging.getLogger(__name__)
