@@ -129,6 +129,11 @@ class SqlGalleryRepository(SqlPersons):
         return to_collection(row)
 
     async def require_collection(self, name: str) -> None:
+        found = await self._probe.has_collection(name)  # no thread hop, no transaction
+        if found is not None:
+            if not found:
+                raise collection_not_found(name)
+            return
         async with read_connection(self._engine) as conn:
             query = select(collections.c.name).where(collections.c.name == name)
             if (await conn.execute(query)).first() is None:
