@@ -7,9 +7,10 @@ holds them), bounded by bytes, keyed ``tpl:{space}:{person id}`` with the person
 ``p:{id}``, and purged with the person's other cached copies: by every erasure and edit of this
 process, and by the change log that every search applies first (changes of other processes).
 A template read from the database while a purge ran is handed back but not kept, so a purge
-always wins over a read that began before it. Only searchers that apply the change log (the
-in-process index, Milvus) allow the cache; with pgvector, which reads none, the faces are read
-from the database at every recognize (:meth:`facerec.domain.persons.PersonService.templates`).
+always wins over a read that began before it. Only searchers that apply the change log allow the
+cache (the service builds every backend so: in-process, Milvus, pgvector); with one that reads
+none, the faces are read from the database at every recognize
+(:meth:`facerec.domain.persons.PersonService.templates`).
 """
 
 from __future__ import annotations
