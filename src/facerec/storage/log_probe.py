@@ -31,9 +31,14 @@ LOG_STATE_SQL = (
     "SELECT (SELECT MAX(seq) FROM change_log),"
     " (SELECT value FROM gallery_state WHERE key = 'pruned_through')"
 )
-COLLECTION_SQL = {  # the collection's name if it exists (the primary key: one index probe)
-    "sqlite": "SELECT name FROM collections WHERE name = ?",
-    "postgresql": "SELECT name FROM collections WHERE name = $1",
+# Each read by name: its SQL for SQLite and for PostgreSQL (asyncpg's placeholders).
+QUERIES = {
+    "log_state": (LOG_STATE_SQL, LOG_STATE_SQL),
+    # The collection's name if it exists (the primary key: one index probe).
+    "collection": (
+        "SELECT name FROM collections WHERE name = ?",
+        "SELECT name FROM collections WHERE name = $1",
+    ),
 }
 
 
@@ -42,39 +47,35 @@ class LogProbe:
         self._engine = engine
         self._sqlite_uri = _sqlite_uri(engine)
         self._sqlite: sqlite3.Connection | None = None
-        self._pg: Any | None = None  # pooled connection (adapter) holding the prepared statement
-        self._pg_statement: Any | None = None
-        self._pg_collection: Any | None = None
+        self._pg: Any | None = None  # pooled connection (adapter) holding the prepared statements
+        self._pg_statements: dict[str, Any] = {}
         self._pg_lock = asyncio.Lock()
 
     async def read(self) -> tuple[int, int] | None:
         """(last seq, pruned through), or None when the probe cannot answer right now."""
-        try:
-            if self._sqlite_uri is not None:
-                return self._read_sqlite(self._sqlite_uri)
-            if self._engine.dialect.name == "postgresql":
-                async with self._pg_lock:
-                    return await self._read_pg()
-        except Exception as exc:  # driver errors of two libraries; the caller has a fallback
-            log.debug("change-log probe failed, using the pooled path: %s", exc)
-            await self.close()
-        return None
+        rows = await self._fetch("log_state")
+        if rows is None:
+            return None
+        return int(rows[0][0] or 0), int(rows[0][1] or 0)
 
     async def has_collection(self, name: str) -> bool | None:
         """Whether the collection exists, or None when the probe cannot answer right now."""
+        rows = await self._fetch("collection", name)
+        return None if rows is None else bool(rows)
+
+    async def _fetch(self, query: str, *args: Any) -> list[Any] | None:
+        """The rows of one of :data:`QUERIES`, or None when the probe cannot answer."""
         try:
             if self._sqlite_uri is not None:
-                found = self._connection(self._sqlite_uri).execute(
-                    COLLECTION_SQL["sqlite"], (name,)
+                return (
+                    self._connection(self._sqlite_uri).execute(QUERIES[query][0], args).fetchall()
                 )
-                return found.fetchone() is not None
             if self._engine.dialect.name == "postgresql":
                 async with self._pg_lock:
-                    await self._prepare_pg()
-                    assert self._pg_collection is not None
-                    return await self._pg_collection.fetchrow(name) is not None
-        except Exception as exc:  # as in read()
-            log.debug("collection probe failed, using the pooled path: %s", exc)
+                    statement = (await self._prepared())[query]
+                    return list(await statement.fetch(*args))
+        except Exception as exc:  # driver errors of two libraries; the caller has a fallback
+            log.debug("%s probe failed, using the pooled path: %s", query, exc)
             await self.close()
         return None
 
@@ -85,31 +86,22 @@ class LogProbe:
             )
         return self._sqlite
 
-    def _read_sqlite(self, uri: str) -> tuple[int, int]:
-        row = self._connection(uri).execute(LOG_STATE_SQL).fetchone()
-        return int(row[0] or 0), int(row[1] or 0)
-
-    async def _prepare_pg(self) -> None:
-        if self._pg_statement is None:
+    async def _prepared(self) -> dict[str, Any]:
+        if not self._pg_statements:
             self._pg = pooled = await self._engine.raw_connection()
             driver = pooled.driver_connection  # the asyncpg connection
             assert driver is not None
-            self._pg_statement = await driver.prepare(LOG_STATE_SQL)
-            self._pg_collection = await driver.prepare(COLLECTION_SQL["postgresql"])
-
-    async def _read_pg(self) -> tuple[int, int]:
-        await self._prepare_pg()
-        assert self._pg_statement is not None
-        row = await self._pg_statement.fetchrow()
-        return int(row[0] or 0), int(row[1] or 0)
+            for name, (_, sql) in QUERIES.items():
+                self._pg_statements[name] = await driver.prepare(sql)
+        return self._pg_statements
 
     async def close(self) -> None:
         if self._sqlite is not None:
             self._sqlite.close()
             self._sqlite = None
+        self._pg_statements = {}
         if self._pg is not None:
-            pooled, self._pg, self._pg_statement = self._pg, None, None
-            self._pg_collection = None
+            pooled, self._pg = self._pg, None
             try:
                 pooled.invalidate()  # never hand a connection in an unknown state back
             except Exception as exc:  # closing a broken connection

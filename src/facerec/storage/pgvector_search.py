@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 
 import numpy as np
 from numpy.typing import NDArray
@@ -14,11 +13,12 @@ from facerec.storage.change_feed import ChangeFeed, ChangeNotifier, ChangeSource
 from facerec.storage.models import EmbeddingSpace, SearchHit, as_vector, best_per_person
 from facerec.storage.pgvector import TABLE, search_sql, vector_literal
 from facerec.storage.protocols import GallerySize
+from facerec.storage.synced_search import SyncedSearch
 
 __all__ = ["PgVectorSearcher"]
 
 
-class PgVectorSearcher:
+class PgVectorSearcher(SyncedSearch):
     """:class:`~facerec.storage.protocols.FaceSearcher` answered by pgvector's HNSW in PostgreSQL.
 
     Always consistent with the database (no in-process index), at the cost of a round trip.
@@ -97,12 +97,6 @@ class PgVectorSearcher:
             sql = text(f"SELECT count(*) FROM {TABLE} WHERE collection = :c AND space = :s")
             return int((await conn.execute(sql, {"c": collection, "s": space})).scalar_one())
 
-    async def search(
-        self, collection: str, space: str, query: NDArray[np.float32], k: int = 1
-    ) -> list[SearchHit]:
-        await self.sync()
-        return await self._search(collection, space, query, k)
-
     async def _search(
         self, collection: str, space: str, query: NDArray[np.float32], k: int
     ) -> list[SearchHit]:
@@ -134,9 +128,3 @@ class PgVectorSearcher:
                     await conn.execute(
                         text("SELECT set_config('hnsw.ef_search', :ef, true)"), {"ef": str(ef)}
                     )
-
-    async def search_many(
-        self, collection: str, space: str, queries: Sequence[NDArray[np.float32]], k: int = 1
-    ) -> list[list[SearchHit]]:
-        await self.sync()  # once for them all
-        return [await self._search(collection, space, query, k) for query in queries]

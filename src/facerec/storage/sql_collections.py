@@ -98,9 +98,7 @@ class SqlCollections(SqlPersons):
                 raise collection_not_found(name)
             return
         async with read_connection(self._engine) as conn:
-            query = select(collections.c.name).where(collections.c.name == name)
-            if (await conn.execute(query)).first() is None:
-                raise collection_not_found(name)
+            await self._require_collection(conn, name)
 
     async def index_keys(self) -> list[tuple[str, str]]:
         async with read_connection(self._engine) as conn:

@@ -1,8 +1,9 @@
 """``search`` and ``search_many`` of a searcher that catches up with the change log first.
 
 The in-process registry and the Milvus searcher both apply other processes' changes (``sync``)
-before answering, so a write on any replica is seen by the next search on every other one. A
-batch of queries (a batch's duplicate checks) catches up once for all of them.
+before answering, so a write on any replica is seen by the next search on every other one;
+pgvector's searcher, whose index is the database, follows the log only to report them. A batch
+of queries (a batch's duplicate checks) catches up once for all of them.
 """
 
 from __future__ import annotations
