@@ -61,8 +61,14 @@ def test_recognize_publishes_the_identification(
     assert not {"image", "embedding", "face_image_base64"} & set(data)
     assert len(str(payload)) < 2000  # ids, names, scores and a box: nothing like a face
 
+    # The subscriber can get the message before the publisher's sink has its acknowledgement
+    # (and counts the delivery): the counter is waited for, within a bound.
+    deadline = time.monotonic() + 10.0
     metrics = app_client.get("/metrics").text
-    assert 'facerec_events_delivered_total{sink="mqtt"}' in metrics
+    while 'facerec_events_delivered_total{sink="mqtt"}' not in metrics:
+        assert time.monotonic() < deadline, "the mqtt delivery was never counted"
+        time.sleep(0.05)
+        metrics = app_client.get("/metrics").text
 
 
 def test_state_events_reach_the_broker(
