@@ -64,11 +64,14 @@ class Server:
 
 
 @contextmanager
-def running_server(env: dict[str, str] | None = None, timeout: float = 180.0) -> Iterator[Server]:
+def running_server(
+    env: dict[str, str] | None = None, timeout: float = 180.0, data_dir: Path | None = None
+) -> Iterator[Server]:
     """A ``facerec serve`` subprocess on a free localhost port with its own SQLite file, logs
-    and model dir (overridable through ``env``), ready when this yields."""
+    and model dir (overridable through ``env``), ready when this yields. ``data_dir``: start on
+    an earlier server's files (a restart) instead of new ones."""
     port = free_port()
-    tmp = Path(tempfile.mkdtemp(prefix="facerec-bench-"))
+    tmp = data_dir or Path(tempfile.mkdtemp(prefix="facerec-bench-"))
     full_env = dict(
         os.environ,
         FACEREC_DB__URL=f"sqlite+aiosqlite:///{tmp / 'bench.db'}",

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import threading
 
+import cv2
 import numpy as np
 import pytest
 
-from facerec.inference.detectors.decoding import letterbox, to_tensor
+from facerec.inference.detectors.decoding import letterbox, shrink, to_tensor
 from facerec.inference.detectors.retinaface import MEAN_BGR, input_tensor
 from facerec.inference.scratch import MAX_BYTES, scratch, scratch_bytes
 
@@ -93,3 +94,20 @@ def test_scratch_does_not_keep_arrays_over_the_limit() -> None:
     big = scratch("test-big", (MAX_BYTES // 4 + 1,), np.float32)
     assert big.nbytes > MAX_BYTES and scratch_bytes() == before
     assert not np.shares_memory(big, scratch("test-big", (MAX_BYTES // 4 + 1,), np.float32))
+
+
+@pytest.mark.parametrize(
+    ("source", "target", "interpolation"),
+    [
+        ((750, 1000), (480, 640), cv2.INTER_LINEAR),  # SCRFD on a 4000 px photo's 1/4 decode
+        ((720, 960), (480, 640), cv2.INTER_LINEAR),  # a 1920 px photo's 1/2 decode
+        ((1500, 2000), (768, 1024), cv2.INTER_AREA),  # RetinaFace on a 4000 px photo's 1/2
+        ((3000, 4000), (480, 640), cv2.INTER_AREA),  # a PNG, never reduced while decoded
+    ],
+)
+def test_shrink_is_bilinear_only_down_to_six_tenths(
+    source: tuple[int, int], target: tuple[int, int], interpolation: int
+) -> None:
+    image = np.random.default_rng(3).integers(0, 256, (*source, 3), np.uint8)
+    expected = cv2.resize(image, target[::-1], interpolation=interpolation)
+    assert np.array_equal(shrink(image, target[1], target[0]), expected)

@@ -11,7 +11,12 @@ from sqlalchemy import inspect, text
 
 from facerec.config import DatabaseSettings, Settings
 from facerec.storage.engine import create_engine
-from facerec.storage.migrate import alembic_config, database_revision, upgrade_database
+from facerec.storage.migrate import (
+    HEAD_REVISION,
+    alembic_config,
+    database_revision,
+    upgrade_database,
+)
 from facerec.storage.models import NewFace, NewPerson
 from facerec.storage.pgvector_search import PgVectorSearcher
 from facerec.storage.sql_repository import SqlGalleryRepository
@@ -20,6 +25,11 @@ from tests.storage.conftest import _drop_schema, _schema_engine
 from tests.storage.helpers import L2_SPACE, Backend, vec
 
 HEAD = ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def test_the_head_constant_is_alembics_head() -> None:
+    """A database at HEAD_REVISION skips Alembic: the constant must follow every new revision."""
+    assert HEAD_REVISION == HEAD
 
 
 async def test_upgrade_is_idempotent(backend: Backend) -> None:

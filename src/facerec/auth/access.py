@@ -11,8 +11,8 @@ import hmac
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from facerec.auth.audit import AuditLog
@@ -23,6 +23,9 @@ from facerec.auth.service import KeyService, utcnow
 from facerec.auth.store import SqlAuthStore
 from facerec.config import Settings
 from facerec.errors import UnauthorizedError
+
+if TYPE_CHECKING:  # imported only where Redis is configured
+    from redis.asyncio import Redis
 
 logger = logging.getLogger(__name__)
 

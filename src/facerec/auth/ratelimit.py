@@ -13,11 +13,10 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
+if TYPE_CHECKING:  # the redis package is imported only where Redis is configured (~6 MiB)
+    from redis.asyncio import Redis
 
 logger = logging.getLogger(__name__)
 
@@ -137,6 +136,10 @@ class RateLimiter:
 
 def redis_client(url: str, *, timeout: float = 0.25) -> Redis[bytes]:
     """A client that fails fast: short timeouts and no retries."""
+    from redis.asyncio import Redis
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+
     client: Redis[bytes] = Redis.from_url(
         url,
         socket_timeout=timeout,

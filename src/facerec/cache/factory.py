@@ -7,7 +7,6 @@ from collections.abc import Callable
 
 from facerec.cache.base import Cache
 from facerec.cache.memory import MemoryCache
-from facerec.cache.redis_cache import RedisCache
 from facerec.config import Settings
 
 MiB = 1024 * 1024
@@ -16,6 +15,8 @@ MiB = 1024 * 1024
 def create_cache(settings: Settings, *, on_error: Callable[[str], None] | None = None) -> Cache:
     """``on_error(operation)`` is called on each Redis failure (a Prometheus counter's inc)."""
     if settings.cache.redis_url:
+        from facerec.cache.redis_cache import RedisCache  # imported only where Redis is used
+
         return RedisCache(
             settings.cache.redis_url,
             default_ttl=float(settings.cache.ttl_seconds),
