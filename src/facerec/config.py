@@ -87,6 +87,11 @@ class MemorySettings(BaseModel):
     # back afterwards (e.g. 409600 = 640 x 640: ~35 MiB less RSS after large photos, ~20 ms more
     # per photo detected above that size); 0: the arena keeps its largest run (fastest).
     detector_arena_keep_pixels: int = Field(0, ge=0)
+    # RetinaFace runs in progress at once (other threads' runs, a shared batch's images) hold at
+    # most this many input pixels together; a larger batch runs in parts, and larger runs wait for
+    # one another. onnxruntime's arena keeps the activations of every run in progress (~50 MiB
+    # per 1024 x 768 input) for the process's life. 0: no bound.
+    detector_run_pixels: int = Field(1024 * 1024, ge=0)
 
 
 def default_model_dir() -> Path:

@@ -28,7 +28,10 @@ def build_model(entry: ModelEntry, settings: Settings) -> Model:
     model_dir = settings.models.model_dir
     match entry.implementation:
         case "retinaface":
-            return RetinaFaceDetector(arena_keep_pixels=settings.memory.detector_arena_keep_pixels)
+            return RetinaFaceDetector(
+                arena_keep_pixels=settings.memory.detector_arena_keep_pixels,
+                run_pixels=settings.memory.detector_run_pixels,
+            )
         case "hog":
             return HogDetector()
         case "scrfd":

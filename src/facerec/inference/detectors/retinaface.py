@@ -8,6 +8,9 @@ caller's policy (:mod:`facerec.domain.detection`); boxes come back in the pixels
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
 from typing import Any
 
@@ -95,10 +98,39 @@ def _shrinking() -> Any:
     return options
 
 
+class PixelBudget:
+    """Runs in progress hold at most ``limit`` input pixels together: a run that would pass it
+    waits until the others end (one larger than the whole budget runs alone). 0: no bound."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._held = 0
+        self._cond = threading.Condition()
+
+    @contextmanager
+    def hold(self, pixels: int) -> Iterator[None]:
+        if self.limit <= 0:
+            yield
+            return
+        with self._cond:
+            while self._held and self._held + pixels > self.limit:
+                self._cond.wait()
+            self._held += pixels
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._held -= pixels
+                self._cond.notify_all()
+
+
 class RetinaFaceDetector(FaceDetector):
-    def __init__(self, *, session: Any | None = None, arena_keep_pixels: int = 0) -> None:
+    def __init__(
+        self, *, session: Any | None = None, arena_keep_pixels: int = 0, run_pixels: int = 0
+    ) -> None:
         super().__init__(INFO, session=session)
         self.arena_keep_pixels = arena_keep_pixels  # see run; 0: the arena is kept
+        self.budget = PixelBudget(run_pixels)  # see run; 0: no bound
 
     def weights_bytes(self) -> int:
         from retinaface.weights import WEIGHTS
@@ -131,16 +163,31 @@ class RetinaFaceDetector(FaceDetector):
 
     def run(self, batch: NDArray[np.float32]) -> list[Any]:
         """The network's (loc, conf, landmarks) for a (N, 3, H, W) input, for one image and for
-        a shared (batched) run alike. onnxruntime's arena keeps the memory of the largest run for
-        the session's life (~60 MiB of activations after one 1024 px input); with
-        ``arena_keep_pixels`` > 0 a run on more pixels than that (a batch counts all of its
-        images) hands what it grew back at its end (``memory.enable_memory_arena_shrinkage``),
-        and the next large run maps and faults its pages in again (docs/memory.md has the
-        cost)."""
+        a shared (batched) run alike.
+
+        Memory: onnxruntime's arena keeps what the runs in progress at one time needed for the
+        session's life (~50 MiB of activations per 1024 x 768 input, twice that for two at
+        once). The runs of all threads hold at most ``run_pixels`` input pixels together (a
+        batch over it runs in parts), so two large photos are detected one after the other
+        (each run already uses every intra-op thread). With ``arena_keep_pixels`` > 0 a run on
+        more pixels than that hands what it grew back at its end
+        (``memory.enable_memory_arena_shrinkage``), and the next large run maps and faults its
+        pages in again (docs/memory.md has the cost)."""
+        count, _, height, width = batch.shape
+        limit = self.budget.limit
+        part = max(1, limit // (height * width)) if limit > 0 else count
+        if part >= count:
+            return self._run(batch)
+        runs = [self._run(batch[i : i + part]) for i in range(0, count, part)]
+        return [np.concatenate([run[k] for run in runs]) for k in range(len(runs[0]))]
+
+    def _run(self, batch: NDArray[np.float32]) -> list[Any]:
+        pixels = batch.shape[0] * batch.shape[2] * batch.shape[3]
         feed = {"input": batch}
-        if 0 < self.arena_keep_pixels < batch.shape[0] * batch.shape[2] * batch.shape[3]:
-            return list(self.session.run(None, feed, _shrinking()))
-        return list(self.session.run(None, feed))
+        with self.budget.hold(pixels):
+            if 0 < self.arena_keep_pixels < pixels:
+                return list(self.session.run(None, feed, _shrinking()))
+            return list(self.session.run(None, feed))
 
     @staticmethod
     def detections(
