@@ -58,7 +58,7 @@ from facerec.domain.detection import DetectionService, DetectOptions
 from facerec.domain.probes import AnalysisOptions, FaceChoice
 from facerec.domain.timing import StageTimer
 from facerec.inference.base import FaceDetector, FaceEmbedder
-from facerec.inference.detectors.decoding import shrink
+from facerec.inference.detectors.decoding import resize_for_detector
 from facerec.inference.images import decode_image
 from facerec.inference.manager import ModelManager
 from facerec.inference.registry import build_models
@@ -184,7 +184,7 @@ class Bench:
         small = pixels
         if factor < 1.0:
             size = (max(1, round(width * factor)), max(1, round(height * factor)))
-            small = shrink(pixels, *size)  # what the service's detection does
+            small = resize_for_detector(pixels, *size)  # what the service's detection does
         opts = DetectOptions()
         models = self.models[pair.mirror]
         with models.use(pair.detector, FaceDetector) as detector:

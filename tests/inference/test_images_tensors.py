@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from facerec.inference.detectors.decoding import letterbox, shrink, to_tensor
+from facerec.inference.detectors.decoding import letterbox, resize_for_detector, to_tensor
 from facerec.inference.detectors.retinaface import MEAN_BGR, input_tensor
 from facerec.inference.scratch import MAX_BYTES, scratch, scratch_bytes
 
@@ -103,6 +103,7 @@ def test_scratch_does_not_keep_arrays_over_the_limit() -> None:
         ((720, 960), (480, 640), cv2.INTER_LINEAR),  # a 1920 px photo's 1/2 decode
         ((1500, 2000), (768, 1024), cv2.INTER_AREA),  # RetinaFace on a 4000 px photo's 1/2
         ((3000, 4000), (480, 640), cv2.INTER_AREA),  # a PNG, never reduced while decoded
+        ((150, 200), (480, 640), cv2.INTER_LINEAR),  # letterbox(enlarge=True) of a face chip
     ],
 )
 def test_shrink_is_bilinear_only_down_to_six_tenths(
@@ -110,4 +111,4 @@ def test_shrink_is_bilinear_only_down_to_six_tenths(
 ) -> None:
     image = np.random.default_rng(3).integers(0, 256, (*source, 3), np.uint8)
     expected = cv2.resize(image, target[::-1], interpolation=interpolation)
-    assert np.array_equal(shrink(image, target[1], target[0]), expected)
+    assert np.array_equal(resize_for_detector(image, target[1], target[0]), expected)

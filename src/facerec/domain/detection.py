@@ -17,7 +17,7 @@ import numpy as np
 from facerec.config import LimitSettings
 from facerec.domain.timing import StageTimer
 from facerec.inference.base import FaceDetector
-from facerec.inference.detectors.decoding import shrink
+from facerec.inference.detectors.decoding import resize_for_detector
 from facerec.inference.images import DecodedImage, decode_image
 from facerec.inference.manager import ModelManager
 from facerec.inference.quality import QualityBar, QualityReport, assess
@@ -84,7 +84,7 @@ def detect_downscaled(
     if factor < 1.0:
         crop_h, crop_w = small.shape[:2]
         size = (max(1, round(crop_w * factor)), max(1, round(crop_h * factor)))
-        small = shrink(small, *size)
+        small = resize_for_detector(small, *size)
     faces = detector.detect(
         small,
         conf_threshold=options.conf_threshold,
