@@ -1,10 +1,14 @@
-"""The ``milvus`` index backend against a real milvus-lite file: search against exact search,
-erasure, restart and replicas following the change log, isolation, and the API end to end."""
+"""The ``milvus`` index backend against milvus-lite (a file per test) and against a real Milvus
+2.3.5 standalone server (one per module, tests/storage/milvus_server.py; each test its own
+collection prefix): search against exact search, erasure, restart and replicas following the
+change log, isolation."""
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
@@ -25,6 +29,7 @@ from facerec.storage.protocols import GallerySize
 from facerec.storage.sql_repository import SqlGalleryRepository
 from tests.conftest import unavailable
 from tests.storage.helpers import COS_SPACE, L2_SPACE, vec
+from tests.storage.milvus_server import start_milvus_server
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -48,15 +53,43 @@ async def repo(tmp_path: Path) -> AsyncIterator[SqlGalleryRepository]:
         await engine.dispose()
 
 
-def options(tmp_path: Path, **milvus: Any) -> IndexOptions:
-    uri = str(tmp_path / "milvus" / "faces.db")
-    return IndexOptions(backend="milvus", milvus=MilvusOptions(uri=uri, **milvus))
+# Tests of our own logic (or of milvus-lite's files) that a server would only make slower: each
+# Milvus collection a server creates takes ~2 s to load, and each flush ~2 s.
+LITE_ONLY = pytest.mark.parametrize("milvus_uri", ["lite"], indirect=True)
+
+
+@pytest.fixture(scope="module", params=["lite", "server"])
+def milvus_uri(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str | None]:
+    """None for milvus-lite; else the URI of a Milvus server started for this module."""
+    if request.param == "lite":
+        yield None
+        return
+    if find_spec("milvus") is None:
+        unavailable("the Milvus 2.3.5 server (PyPI milvus)", "pip install -e '.[test]'")
+    try:
+        server = start_milvus_server(tmp_path_factory.mktemp("milvus-server"))
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+    yield server.uri
+    server.stop()
+
+
+@pytest.fixture
+def target(milvus_uri: str | None, tmp_path: Path, request: pytest.FixtureRequest) -> MilvusOptions:
+    """Where this test's searchers keep their vectors (every searcher of a test: the same)."""
+    if milvus_uri is None:
+        return MilvusOptions(uri=str(tmp_path / "milvus" / "faces.db"))
+    prefix = "t" + hashlib.sha1(request.node.nodeid.encode()).hexdigest()[:16]
+    return MilvusOptions(uri=milvus_uri, collection_prefix=prefix)
 
 
 async def open_searcher(
-    repo: SqlGalleryRepository, tmp_path: Path, **milvus: Any
+    repo: SqlGalleryRepository, target: MilvusOptions, **milvus: Any
 ) -> MilvusSearcher:
-    searcher = await create_searcher(repo, options(tmp_path, **milvus))
+    options = IndexOptions(backend="milvus", milvus=dataclasses.replace(target, **milvus))
+    searcher = await create_searcher(repo, options)
     assert isinstance(searcher, MilvusSearcher)
     await searcher.warm()
     return searcher
@@ -91,14 +124,14 @@ def test_names_are_valid_milvus_names_and_distances_match_the_other_backends() -
 
 @pytest.mark.parametrize("space", [L2_SPACE, COS_SPACE], ids=["l2", "cosine"])
 async def test_search_agrees_with_exact_search(
-    repo: SqlGalleryRepository, tmp_path: Path, space: Any
+    repo: SqlGalleryRepository, target: MilvusOptions, space: Any
 ) -> None:
     rng = np.random.default_rng(7)
     vectors = rng.standard_normal((240, 8)).astype(np.float32)
     owners = []
     for i in range(0, 240, 2):  # 120 persons, two faces each
         owners += [await enroll(repo, f"p{i}", vectors[i], vectors[i + 1], space=space.name)] * 2
-    searcher = await open_searcher(repo, tmp_path)
+    searcher = await open_searcher(repo, target)
     try:
         assert await searcher.gallery_size("default", space.name) == GallerySize(120, 240)
         for q in rng.standard_normal((25, 8)).astype(np.float32):
@@ -122,7 +155,7 @@ async def test_search_agrees_with_exact_search(
 
 
 async def test_collections_spaces_and_tenants_are_isolated(
-    repo: SqlGalleryRepository, tmp_path: Path
+    repo: SqlGalleryRepository, target: MilvusOptions
 ) -> None:
     await repo.create_collection("other")
     await repo.create_collection("acme~staff")
@@ -131,7 +164,7 @@ async def test_collections_spaces_and_tenants_are_isolated(
     carol = await enroll(repo, "carol", vec(1), collection="other")  # same vector, elsewhere
     dave = await enroll(repo, "dave", vec(1), collection="acme~staff")
     cos_only = await enroll(repo, "cos", vec(4), space=COS_SPACE.name)
-    searcher = await open_searcher(repo, tmp_path)
+    searcher = await open_searcher(repo, target)
     try:
         hits = await searcher.search("default", L2_SPACE.name, near(1), k=5)
         assert [h.person_id for h in hits] == [alice, bob]  # one hit per person
@@ -153,13 +186,13 @@ async def test_collections_spaces_and_tenants_are_isolated(
 
 
 async def test_erasure_is_unreachable_once_synced(
-    repo: SqlGalleryRepository, tmp_path: Path
+    repo: SqlGalleryRepository, target: MilvusOptions
 ) -> None:
     await repo.create_collection("staff")
     alice = await enroll(repo, "alice", vec(1), vec(2))
     bob = await enroll(repo, "bob", vec(3))
     carol = await enroll(repo, "carol", vec(5), collection="staff")
-    searcher = await open_searcher(repo, tmp_path)
+    searcher = await open_searcher(repo, target)
     gateway = searcher.gateway
     name = gateway.name("default", L2_SPACE.name)
     try:
@@ -199,8 +232,9 @@ async def test_erasure_is_unreachable_once_synced(
         await searcher.close()
 
 
+@LITE_ONLY  # what a server keeps after a drop: docs/milvus.md
 async def test_a_deleted_collection_leaves_no_vector_bytes_in_milvus_lite_files(
-    repo: SqlGalleryRepository, tmp_path: Path
+    repo: SqlGalleryRepository, target: MilvusOptions
 ) -> None:
     """Dropping the Milvus collection is the erasure milvus-lite completes at once; a deleted
     face stays in its segment's files until a compaction rewrites it (docs/milvus.md)."""
@@ -210,7 +244,7 @@ async def test_a_deleted_collection_leaves_no_vector_bytes_in_milvus_lite_files(
     await enroll(repo, "canary", canary, collection="staff")
     for seed in range(40):
         await enroll(repo, f"p{seed}", vec(seed), collection="staff")
-    searcher = await open_searcher(repo, tmp_path)
+    searcher = await open_searcher(repo, target)
     root = Path(searcher.gateway.uri)
 
     def holding() -> list[Path]:
@@ -227,11 +261,11 @@ async def test_a_deleted_collection_leaves_no_vector_bytes_in_milvus_lite_files(
 
 
 async def test_a_restart_resumes_from_the_stored_position(
-    repo: SqlGalleryRepository, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    repo: SqlGalleryRepository, target: MilvusOptions, caplog: pytest.LogCaptureFixture
 ) -> None:
     alice = await enroll(repo, "alice", vec(1))
     with caplog.at_level(logging.INFO, logger="facerec.storage.milvus"):
-        first = await open_searcher(repo, tmp_path)
+        first = await open_searcher(repo, target)
     assert "rebuilt from the faces table" in caplog.text  # nothing stored yet
     bob = await enroll(repo, "bob", vec(2))
     assert [h.person_id for h in await first.search("default", L2_SPACE.name, vec(2))] == [bob]
@@ -243,7 +277,7 @@ async def test_a_restart_resumes_from_the_stored_position(
     await repo.delete_person(alice)
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="facerec.storage.milvus"):
-        second = await open_searcher(repo, tmp_path)
+        second = await open_searcher(repo, target)
     try:
         assert f"resumed from seq {at}" in caplog.text
         hits = await second.search("default", L2_SPACE.name, vec(1), k=5)
@@ -253,17 +287,18 @@ async def test_a_restart_resumes_from_the_stored_position(
         await second.close()
 
 
+@LITE_ONLY
 async def test_a_lost_state_or_another_database_rebuilds(
-    repo: SqlGalleryRepository, tmp_path: Path
+    repo: SqlGalleryRepository, target: MilvusOptions
 ) -> None:
     alice = await enroll(repo, "alice", vec(1))
-    first = await open_searcher(repo, tmp_path)
+    first = await open_searcher(repo, target)
     await first.gateway.drop(first.gateway.state_name)
     # A stale collection of ours that the database does not have any more.
     spec = await repo.get_space(L2_SPACE.name)
     await first.gateway.ensure_faces("gone", spec, m=16, ef=64)
     await first.close()
-    second = await open_searcher(repo, tmp_path)
+    second = await open_searcher(repo, target)
     try:
         assert list((await second.gateway.face_collections()).values()) == [
             ("default", L2_SPACE.name)
@@ -275,9 +310,11 @@ async def test_a_lost_state_or_another_database_rebuilds(
         await second.close()
 
 
-async def test_two_replicas_share_one_milvus(repo: SqlGalleryRepository, tmp_path: Path) -> None:
-    one = await open_searcher(repo, tmp_path)
-    two = await open_searcher(repo, tmp_path)
+async def test_two_replicas_share_one_milvus(
+    repo: SqlGalleryRepository, target: MilvusOptions
+) -> None:
+    one = await open_searcher(repo, target)
+    two = await open_searcher(repo, target)
     try:
         alice = await enroll(repo, "alice", vec(1), vec(2))
         assert [h.person_id for h in await one.search("default", L2_SPACE.name, vec(1))] == [alice]
@@ -297,10 +334,11 @@ async def test_two_replicas_share_one_milvus(repo: SqlGalleryRepository, tmp_pat
         await two.close()
 
 
+@LITE_ONLY
 async def test_a_face_erased_while_being_upserted_is_deleted_again(
-    repo: SqlGalleryRepository, tmp_path: Path
+    repo: SqlGalleryRepository, target: MilvusOptions
 ) -> None:
-    searcher = await open_searcher(repo, tmp_path)
+    searcher = await open_searcher(repo, target)
     try:
         alice = await enroll(repo, "alice", vec(1))
         face = (await repo.list_faces(alice))[0]
