@@ -65,11 +65,15 @@ class Server:
 
 @contextmanager
 def running_server(
-    env: dict[str, str] | None = None, timeout: float = 180.0, data_dir: Path | None = None
+    env: dict[str, str] | None = None,
+    timeout: float = 180.0,
+    data_dir: Path | None = None,
+    launcher: tuple[str, ...] = ("-m", "facerec.cli"),
 ) -> Iterator[Server]:
     """A ``facerec serve`` subprocess on a free localhost port with its own SQLite file, logs
     and model dir (overridable through ``env``), ready when this yields. ``data_dir``: start on
-    an earlier server's files (a restart) instead of new ones."""
+    an earlier server's files (a restart) instead of new ones. ``launcher``: the interpreter
+    arguments that run facerec's command line (a bench may wrap it)."""
     port = free_port()
     tmp = data_dir or Path(tempfile.mkdtemp(prefix="facerec-bench-"))
     full_env = dict(
@@ -82,7 +86,7 @@ def running_server(
     )
     full_env.update(env or {})
     process = subprocess.Popen(
-        [sys.executable, "-m", "facerec.cli", "serve", "--port", str(port), "--skip-checks"],
+        [sys.executable, *launcher, "serve", "--port", str(port), "--skip-checks"],
         env=full_env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
