@@ -172,7 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         model_dir: Path = args.model_dir
         converted = False
         if not MiniFASNetLiveness(model_dir).is_installed():
-            from facerec.inference.liveness.convert import convert_pack
+            from facerec.inference.liveness.minifasnet_pack import convert_pack
 
             model_dir = Path(tmp)
             convert_pack(args.convert_from, model_dir)

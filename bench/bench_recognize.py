@@ -25,8 +25,8 @@ from facerec.inference.base import RuntimeOptions
 from facerec.inference.detectors.retinaface import RetinaFaceDetector
 from facerec.inference.embedders.dlib_resnet import DlibResNetEmbedder
 from facerec.inference.images import decode_image
-from facerec.inference.liveness.convert import convert_pack
 from facerec.inference.liveness.minifasnet import MiniFASNetLiveness
+from facerec.inference.liveness.minifasnet_pack import convert_pack
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "models" / "minifasnet"
 

@@ -660,7 +660,7 @@ def install_liveness(model_dir: Path) -> bool:
     if not (SHARED_MODELS / "minifasnet").is_dir():
         return False
     from facerec.inference.catalogue import PACK_DIRNAME
-    from facerec.inference.liveness.convert import convert_pack
+    from facerec.inference.liveness.minifasnet_pack import convert_pack
 
     try:
         convert_pack(SHARED_MODELS / "minifasnet", model_dir / PACK_DIRNAME)

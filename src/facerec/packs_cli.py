@@ -31,7 +31,7 @@ from facerec.config import Settings
 from facerec.errors import FaceRecError
 from facerec.inference import catalogue
 from facerec.inference.catalogue import ModelEntry
-from facerec.inference.liveness.convert import convert_pack, pull_pack
+from facerec.inference.liveness.minifasnet_pack import convert_pack, pull_pack
 from facerec.inference.pack_install import (
     chmod_pack,
     install_from,

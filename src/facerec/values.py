@@ -113,6 +113,10 @@ class Erasure:
         return bool(self.person_ids or self.face_ids)
 
 
+# A mirror-sum embedder's vectors live in a space of their own: the model's space name and this.
+MIRROR_SUFFIX = "+mirror"
+
+
 # --- tenant-qualified keys ---------------------------------------------------------------------
 # Collections and persons are stored under keys qualified by their tenant: ``<tenant>~<name>``,
 # bare for the ``default`` tenant (which owns every gallery made before tenants existed). ``~`` is

@@ -49,7 +49,7 @@ def pack_model_dir(tmp_path_factory: pytest.TempPathFactory, shared_models: Path
     """A model dir with the MiniFASNet pack converted (needs torch) and MobileFaceNet imported,
     through the same code as ``facerec models import``."""
     from facerec.inference.catalogue import MOBILEFACENET, PACK_DIRNAME
-    from facerec.inference.liveness.convert import convert_pack
+    from facerec.inference.liveness.minifasnet_pack import convert_pack
     from facerec.inference.pack_install import install_pack_file
 
     model_dir = tmp_path_factory.mktemp("packs")

@@ -17,7 +17,7 @@ from numpy.typing import NDArray
 from PIL import Image, ImageOps
 
 from facerec.config import Settings
-from facerec.domain.analysis import Analyzer, mirror_detection
+from facerec.domain.analysis import Analyzer
 from facerec.domain.detection import (
     DetectionResult,
     DetectionService,
@@ -26,6 +26,7 @@ from facerec.domain.detection import (
 )
 from facerec.domain.probes import AnalysisOptions, FaceChoice, ProcessingMode
 from facerec.domain.timing import StageTimer
+from facerec.inference.align import mirror_detection
 from facerec.inference.base import FaceDetector, FaceEmbedder
 from facerec.inference.images import DecodedImage
 from facerec.inference.manager import ModelManager

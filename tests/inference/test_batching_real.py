@@ -34,8 +34,8 @@ from facerec.inference.embedders.onnx_embedder import (
     EmbedderSpec,
     OnnxArcFaceEmbedder,
 )
-from facerec.inference.liveness.convert import convert_pack
 from facerec.inference.liveness.minifasnet import MiniFASNetLiveness
+from facerec.inference.liveness.minifasnet_pack import convert_pack
 from facerec.inference.types import ImageBGR
 from facerec.values import Detection
 from tests.conftest import unavailable

@@ -356,7 +356,7 @@ def test_pull_records_an_unpinned_file_on_first_use(tmp_path: Path, shared_model
     # a later pull of the same bytes passes; changed bytes are refused and change nothing
     assert "matches" in "\n".join(pull_file_pack(W600K_MBF, model_dir, download=fake_download))
     served["bytes"] = fp32[:-1] + b"\0"
-    from facerec.inference.liveness.convert import ChecksumMismatchError
+    from facerec.inference.liveness.minifasnet_pack import ChecksumMismatchError
 
     with pytest.raises(ChecksumMismatchError, match="first pull"):
         pull_file_pack(W600K_MBF, model_dir, download=fake_download)
@@ -366,7 +366,7 @@ def test_pull_records_an_unpinned_file_on_first_use(tmp_path: Path, shared_model
 def test_install_refuses_unknown_file_without_writing(tmp_path: Path) -> None:
     bogus = tmp_path / "bogus.onnx"
     bogus.write_bytes(b"x")
-    from facerec.inference.liveness.convert import ChecksumMismatchError
+    from facerec.inference.liveness.minifasnet_pack import ChecksumMismatchError
 
     with pytest.raises(ChecksumMismatchError):
         install_pack_file(W600K_MBF_INT8, bogus, tmp_path / "models")

@@ -23,7 +23,6 @@ from facerec.inference.catalogue import MINIFASNET_PACK, PACK_DIRNAME
 from facerec.inference.liveness.convert import (
     ConverterMissingError,
     clean_state_dict,
-    convert_pack,
     require_torch,
 )
 from facerec.inference.liveness.minifasnet import (
@@ -34,6 +33,7 @@ from facerec.inference.liveness.minifasnet import (
     crop_face,
     expand_box,
 )
+from facerec.inference.liveness.minifasnet_pack import convert_pack
 from facerec.inference.types import ModelTask
 from facerec.values import BBox, Detection
 
@@ -236,7 +236,8 @@ def test_convert_pack_names_missing_sources(tmp_path: Path) -> None:
 
 def test_the_service_side_never_imports_torch() -> None:
     code = (
-        "import sys, facerec.inference.liveness, facerec.inference.liveness.convert; "
+        "import sys, facerec.inference.liveness, facerec.inference.liveness.convert, "
+        "facerec.inference.liveness.minifasnet_pack; "
         "assert 'torch' not in sys.modules, 'torch imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

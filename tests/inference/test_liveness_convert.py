@@ -21,14 +21,10 @@ from facerec.inference.catalogue import MINIFASNET_PACK
 from facerec.inference.catalogue import ConvertedFile as PackFile
 from facerec.inference.detectors.retinaface import RetinaFaceDetector
 from facerec.inference.liveness.convert import (
-    MANIFEST_NAME,
-    ChecksumMismatchError,
     ConversionError,
     ConvertReport,
     convert_minifasnet,
-    convert_pack,
     load_network,
-    pull_pack,
 )
 from facerec.inference.liveness.minifasnet import (
     DEFAULT_THRESHOLD,
@@ -36,6 +32,12 @@ from facerec.inference.liveness.minifasnet import (
     MiniFASNetLiveness,
     batch_crops,
     context_ratio,
+)
+from facerec.inference.liveness.minifasnet_pack import (
+    MANIFEST_NAME,
+    ChecksumMismatchError,
+    convert_pack,
+    pull_pack,
 )
 from facerec.inference.types import ImageBGR
 from facerec.values import Detection

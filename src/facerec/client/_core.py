@@ -1,5 +1,6 @@
-"""What the sync and async clients share: one request description (:class:`Call`), images in
-every accepted form, the typed error, and the retry rule for 429/503."""
+"""What the sync and async clients share: one request description (:class:`Call`) and its JSON
+and multipart forms (:func:`json_call`, :func:`upload_call`, used by every endpoint module), images
+in every accepted form, the typed error, and the retry rule for 429/503."""
 
 from __future__ import annotations
 
@@ -143,6 +144,17 @@ def multipart(
     data = {k: form_value(v) for k, v in compact(fields).items()}
     parts = [(name, (image_name(img, name), image_bytes(img))) for name, img in files.items()]
     return data, parts
+
+
+def json_call(method: str, path: str, model: Any, body: dict[str, Any], **kw: Any) -> Call[Any]:
+    return Call(method, path, model, json=compact(body), **kw)
+
+
+def upload_call(
+    path: str, model: Any, fields: dict[str, Any], files: dict[str, ImageInput], **kw: Any
+) -> Call[Any]:
+    data, parts = multipart(fields, files)
+    return Call("POST", path, model, data=data, files=parts, **kw)
 
 
 def retry_wait(response: httpx.Response | None, attempt: int) -> float:

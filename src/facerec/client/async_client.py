@@ -55,7 +55,7 @@ from facerec.api.schemas.recognition import (
     RecognizeAllResponse,
     RecognizeResponse,
 )
-from facerec.client import calls
+from facerec.client import calls, photo_calls, service_calls
 from facerec.client._core import (
     DEFAULT_RETRIES,
     DEFAULT_TIMEOUT_S,
@@ -243,30 +243,30 @@ class AsyncFaceRecClient:
         return await self._send(calls.delete_collection(name, force))
 
     async def add_photo(self, image: ImageInput, photo_id: str, **options: Any) -> PhotoResponse:
-        return await self._send(calls.add_photo(image, photo_id, options))
+        return await self._send(photo_calls.add_photo(image, photo_id, options))
 
     async def add_photo_upload(
         self, image: ImageInput, photo_id: str, **options: Any
     ) -> PhotoResponse:
-        return await self._send(calls.add_photo_upload(image, photo_id, options))
+        return await self._send(photo_calls.add_photo_upload(image, photo_id, options))
 
     async def get_photo(self, photo_id: str) -> PhotoResponse:
-        return await self._send(calls.get_photo(photo_id))
+        return await self._send(photo_calls.get_photo(photo_id))
 
     async def delete_photo(self, photo_id: str) -> PhotoDeletedResponse:
-        return await self._send(calls.delete_photo(photo_id))
+        return await self._send(photo_calls.delete_photo(photo_id))
 
     async def retag_photo(self, photo_id: str) -> PhotoResponse:
-        return await self._send(calls.retag_photo(photo_id))
+        return await self._send(photo_calls.retag_photo(photo_id))
 
     async def confirm_face(self, photo_id: str, index: int) -> PhotoResponse:
-        return await self._send(calls.confirm_face(photo_id, index))
+        return await self._send(photo_calls.confirm_face(photo_id, index))
 
     async def assign_face(self, photo_id: str, index: int, person_id: str) -> AssignResponse:
-        return await self._send(calls.assign_face(photo_id, index, person_id))
+        return await self._send(photo_calls.assign_face(photo_id, index, person_id))
 
     async def reject_face(self, photo_id: str, index: int, person_id: str) -> PhotoResponse:
-        return await self._send(calls.reject_face(photo_id, index, person_id))
+        return await self._send(photo_calls.reject_face(photo_id, index, person_id))
 
     async def person_photos(
         self, person_id: str, *, limit: int = 50, cursor: str | None = None
@@ -274,33 +274,33 @@ class AsyncFaceRecClient:
         return await self._send(calls.person_photos(person_id, {"limit": limit, "cursor": cursor}))
 
     async def list_suggestions(self, collection: str | None = None) -> SuggestionListResponse:
-        return await self._send(calls.list_suggestions(collection))
+        return await self._send(photo_calls.list_suggestions(collection))
 
     async def accept_suggestion(
         self, suggestion_id: str, person_name: str, **options: Any
     ) -> AcceptResponse:
-        return await self._send(calls.accept_suggestion(suggestion_id, person_name, options))
+        return await self._send(photo_calls.accept_suggestion(suggestion_id, person_name, options))
 
     async def dismiss_suggestion(self, suggestion_id: str) -> DismissResponse:
-        return await self._send(calls.dismiss_suggestion(suggestion_id))
+        return await self._send(photo_calls.dismiss_suggestion(suggestion_id))
 
     async def models(self) -> ModelsResponse:
-        return await self._send(calls.models())
+        return await self._send(service_calls.models())
 
     async def health(self) -> Health:
-        return await self._send(calls.health())
+        return await self._send(service_calls.health())
 
     async def ready(self) -> Readiness:
-        return await self._send(calls.ready())
+        return await self._send(service_calls.ready())
 
     async def create_key(self, scopes: list[str], **options: Any) -> KeyCreatedResponse:
-        return await self._send(calls.create_key(scopes, options))
+        return await self._send(service_calls.create_key(scopes, options))
 
     async def list_keys(self, tenant: str | None = None) -> KeyListResponse:
-        return await self._send(calls.list_keys(tenant))
+        return await self._send(service_calls.list_keys(tenant))
 
     async def revoke_key(self, key_id: str) -> KeyRevokedResponse:
-        return await self._send(calls.revoke_key(key_id))
+        return await self._send(service_calls.revoke_key(key_id))
 
     async def audit(
         self,
@@ -312,22 +312,22 @@ class AsyncFaceRecClient:
         cursor: str | None = None,
     ) -> AuditResponse:
         params = {"tenant": tenant, "action": action, "since": since, "cursor": cursor}
-        return await self._send(calls.audit(params | {"limit": limit}))
+        return await self._send(service_calls.audit(params | {"limit": limit}))
 
     async def start_migration(self, collection: str, to_model: str) -> MigrationResponse:
-        return await self._send(calls.start_migration(collection, to_model))
+        return await self._send(service_calls.start_migration(collection, to_model))
 
     async def list_migrations(self, collection: str | None = None) -> MigrationListResponse:
-        return await self._send(calls.list_migrations(collection))
+        return await self._send(service_calls.list_migrations(collection))
 
     async def get_migration(self, migration_id: str) -> MigrationResponse:
-        return await self._send(calls.get_migration(migration_id))
+        return await self._send(service_calls.get_migration(migration_id))
 
     async def cut_over(self, migration_id: str) -> MigrationResponse:
-        return await self._send(calls.migration_action(migration_id, "cut-over"))
+        return await self._send(service_calls.migration_action(migration_id, "cut-over"))
 
     async def rollback(self, migration_id: str) -> MigrationResponse:
-        return await self._send(calls.migration_action(migration_id, "rollback"))
+        return await self._send(service_calls.migration_action(migration_id, "rollback"))
 
     async def finish(self, migration_id: str, *, force: bool = False) -> MigrationResponse:
-        return await self._send(calls.migration_action(migration_id, "finish", force))
+        return await self._send(service_calls.migration_action(migration_id, "finish", force))

@@ -55,7 +55,7 @@ from facerec.api.schemas.recognition import (
     RecognizeAllResponse,
     RecognizeResponse,
 )
-from facerec.client import calls
+from facerec.client import calls, photo_calls, service_calls
 from facerec.client._core import (
     DEFAULT_RETRIES,
     DEFAULT_TIMEOUT_S,
@@ -240,28 +240,28 @@ class FaceRecClient:
         return self._send(calls.delete_collection(name, force))
 
     def add_photo(self, image: ImageInput, photo_id: str, **options: Any) -> PhotoResponse:
-        return self._send(calls.add_photo(image, photo_id, options))
+        return self._send(photo_calls.add_photo(image, photo_id, options))
 
     def add_photo_upload(self, image: ImageInput, photo_id: str, **options: Any) -> PhotoResponse:
-        return self._send(calls.add_photo_upload(image, photo_id, options))
+        return self._send(photo_calls.add_photo_upload(image, photo_id, options))
 
     def get_photo(self, photo_id: str) -> PhotoResponse:
-        return self._send(calls.get_photo(photo_id))
+        return self._send(photo_calls.get_photo(photo_id))
 
     def delete_photo(self, photo_id: str) -> PhotoDeletedResponse:
-        return self._send(calls.delete_photo(photo_id))
+        return self._send(photo_calls.delete_photo(photo_id))
 
     def retag_photo(self, photo_id: str) -> PhotoResponse:
-        return self._send(calls.retag_photo(photo_id))
+        return self._send(photo_calls.retag_photo(photo_id))
 
     def confirm_face(self, photo_id: str, index: int) -> PhotoResponse:
-        return self._send(calls.confirm_face(photo_id, index))
+        return self._send(photo_calls.confirm_face(photo_id, index))
 
     def assign_face(self, photo_id: str, index: int, person_id: str) -> AssignResponse:
-        return self._send(calls.assign_face(photo_id, index, person_id))
+        return self._send(photo_calls.assign_face(photo_id, index, person_id))
 
     def reject_face(self, photo_id: str, index: int, person_id: str) -> PhotoResponse:
-        return self._send(calls.reject_face(photo_id, index, person_id))
+        return self._send(photo_calls.reject_face(photo_id, index, person_id))
 
     def person_photos(
         self, person_id: str, *, limit: int = 50, cursor: str | None = None
@@ -269,33 +269,33 @@ class FaceRecClient:
         return self._send(calls.person_photos(person_id, {"limit": limit, "cursor": cursor}))
 
     def list_suggestions(self, collection: str | None = None) -> SuggestionListResponse:
-        return self._send(calls.list_suggestions(collection))
+        return self._send(photo_calls.list_suggestions(collection))
 
     def accept_suggestion(
         self, suggestion_id: str, person_name: str, **options: Any
     ) -> AcceptResponse:
-        return self._send(calls.accept_suggestion(suggestion_id, person_name, options))
+        return self._send(photo_calls.accept_suggestion(suggestion_id, person_name, options))
 
     def dismiss_suggestion(self, suggestion_id: str) -> DismissResponse:
-        return self._send(calls.dismiss_suggestion(suggestion_id))
+        return self._send(photo_calls.dismiss_suggestion(suggestion_id))
 
     def models(self) -> ModelsResponse:
-        return self._send(calls.models())
+        return self._send(service_calls.models())
 
     def health(self) -> Health:
-        return self._send(calls.health())
+        return self._send(service_calls.health())
 
     def ready(self) -> Readiness:
-        return self._send(calls.ready())
+        return self._send(service_calls.ready())
 
     def create_key(self, scopes: list[str], **options: Any) -> KeyCreatedResponse:
-        return self._send(calls.create_key(scopes, options))
+        return self._send(service_calls.create_key(scopes, options))
 
     def list_keys(self, tenant: str | None = None) -> KeyListResponse:
-        return self._send(calls.list_keys(tenant))
+        return self._send(service_calls.list_keys(tenant))
 
     def revoke_key(self, key_id: str) -> KeyRevokedResponse:
-        return self._send(calls.revoke_key(key_id))
+        return self._send(service_calls.revoke_key(key_id))
 
     def audit(
         self,
@@ -307,22 +307,22 @@ class FaceRecClient:
         cursor: str | None = None,
     ) -> AuditResponse:
         params = {"tenant": tenant, "action": action, "since": since, "cursor": cursor}
-        return self._send(calls.audit(params | {"limit": limit}))
+        return self._send(service_calls.audit(params | {"limit": limit}))
 
     def start_migration(self, collection: str, to_model: str) -> MigrationResponse:
-        return self._send(calls.start_migration(collection, to_model))
+        return self._send(service_calls.start_migration(collection, to_model))
 
     def list_migrations(self, collection: str | None = None) -> MigrationListResponse:
-        return self._send(calls.list_migrations(collection))
+        return self._send(service_calls.list_migrations(collection))
 
     def get_migration(self, migration_id: str) -> MigrationResponse:
-        return self._send(calls.get_migration(migration_id))
+        return self._send(service_calls.get_migration(migration_id))
 
     def cut_over(self, migration_id: str) -> MigrationResponse:
-        return self._send(calls.migration_action(migration_id, "cut-over"))
+        return self._send(service_calls.migration_action(migration_id, "cut-over"))
 
     def rollback(self, migration_id: str) -> MigrationResponse:
-        return self._send(calls.migration_action(migration_id, "rollback"))
+        return self._send(service_calls.migration_action(migration_id, "rollback"))
 
     def finish(self, migration_id: str, *, force: bool = False) -> MigrationResponse:
-        return self._send(calls.migration_action(migration_id, "finish", force))
+        return self._send(service_calls.migration_action(migration_id, "finish", force))

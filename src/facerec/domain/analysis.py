@@ -4,7 +4,8 @@
 the faces (all, the subject, or the enrollment subject; :mod:`facerec.domain.selection`) → quality
 and liveness gates → liveness of the kept faces in one call → embed the kept faces in one batched
 call. Every endpoint that looks at faces goes through it; each step records its time. Blocking:
-runs in the inference executor.
+runs in the inference executor. The refusals of the subject and liveness steps are written in
+:mod:`facerec.domain.analysis_gates`.
 
 Decoding follows the faces, not the megapixels: without liveness, a large JPEG is decoded once at
 the scale detection needs (:func:`~facerec.inference.images.decode_image` ``reduce_to``), and the
@@ -22,6 +23,7 @@ from dataclasses import replace
 import numpy as np
 from numpy.typing import NDArray
 
+from facerec.domain.analysis_gates import LivenessGate, subject_probe
 from facerec.domain.detection import (
     DetectedFace,
     DetectionResult,
@@ -35,24 +37,20 @@ from facerec.domain.probes import (
     FaceChoice,
     FaceProbe,
     ImageMeta,
-    LivenessVerdict,
     ProcessingMode,
     image_digest,
 )
-from facerec.domain.selection import competing_faces, rank_faces
 from facerec.domain.timing import StageTimer
 from facerec.errors import FaceRejectedError
-from facerec.inference.align import chip_scale, mirror_detection, mirrored_faces
-from facerec.inference.base import AlignedChip, FaceEmbedder, LivenessModel
+from facerec.inference.align import chip_scale, mirrored_faces
+from facerec.inference.base import AlignedChip, FaceEmbedder
 from facerec.inference.images import DecodedImage
-from facerec.inference.liveness.minifasnet import context_ratio
 from facerec.inference.manager import ModelManager
 from facerec.inference.quality import assess
-from facerec.values import Detection
+from facerec.values import MIRROR_SUFFIX, Detection
 
-__all__ = ["CHIP_DETAIL", "MIRROR_SUFFIX", "Analyzer", "mirror_detection"]
+__all__ = ["CHIP_DETAIL", "Analyzer"]
 
-MIRROR_SUFFIX = "+mirror"
 # A reduced decode serves a face's chip when the chip takes at most this many chip pixels per
 # decoded pixel: ``warp_chip`` area-averages any finer image down to this sampling anyway.
 CHIP_DETAIL = 0.5
@@ -68,8 +66,7 @@ class Analyzer:
     ) -> None:
         self._models = models
         self._detection = detection
-        self.liveness_threshold = liveness_threshold
-        self.min_context_ratio = min_context_ratio
+        self._liveness = LivenessGate(models, liveness_threshold, min_context_ratio)
 
     def analyse(
         self, data: bytes, options: AnalysisOptions, timer: StageTimer, digest: str | None = None
@@ -101,7 +98,7 @@ class Analyzer:
             found, probes = self._faces(image, options, timer)
         faces_in_image = len(found.faces) + found.filtered_low_quality
         if options.liveness and probes:
-            probes = self._with_liveness(image, probes, options, timer)
+            probes = self._liveness.apply(image, probes, options, timer)
         space = None
         if options.embedder and probes:
             in_pixels = [_in_pixels(p.detection, image) for p in probes]
@@ -139,7 +136,7 @@ class Analyzer:
         if options.choice is FaceChoice.ALL:
             probes = [FaceProbe(f.detection, f.quality, index=i) for i, f in enumerate(found.faces)]
         else:
-            probes = [self._subject(found.faces, image, options)]
+            probes = [subject_probe(found.faces, image, options)]
         return found, probes
 
     def _reassessed(
@@ -160,7 +157,7 @@ class Analyzer:
                 )
                 for f in found.faces
             ]
-        return replace(found, faces=faces, image=image), [self._subject(faces, image, options)]
+        return replace(found, faces=faces, image=image), [subject_probe(faces, image, options)]
 
     def _chip_side(self, image: DecodedImage, probes: list[FaceProbe], name: str) -> int | None:
         """The longer side of a decode that holds all the detail the embedder's chips of
@@ -189,108 +186,6 @@ class Analyzer:
         mirrored = mode is ProcessingMode.ACCURATE and not model.mirror_averaged
         return model.space + (MIRROR_SUFFIX if mirrored else "")
 
-    def _subject(
-        self, faces: list[DetectedFace], image: DecodedImage, options: AnalysisOptions
-    ) -> FaceProbe:
-        if not faces:
-            raise FaceRejectedError("no face was found in the image", code="no_face")
-        ranked = rank_faces(
-            [f.detection for f in faces], [f.quality for f in faces], image.width, image.height
-        )
-        subject = ranked[0]
-        if options.choice is FaceChoice.ENROLL:
-            competing = competing_faces(ranked)
-            if competing:
-                raise FaceRejectedError(
-                    f"{len(competing) + 1} faces compete to be the subject of this photo; "
-                    "send a photo where one person is clearly the subject",
-                    code="multiple_faces",
-                    faces=len(faces),
-                    competing=[_face_brief(r.detection, r.prominence) for r in competing],
-                    subject=_face_brief(subject.detection, subject.prominence),
-                )
-        quality = subject.quality
-        if options.mode is not ProcessingMode.FAST:
-            if options.quality_bar and quality.reasons:
-                raise FaceRejectedError(
-                    "the face is not good enough: " + ", ".join(quality.reasons),
-                    code="low_quality",
-                    reasons=list(quality.reasons),
-                    quality_score=quality.score,
-                )
-            if quality.score < options.min_quality:
-                raise FaceRejectedError(
-                    f"face quality {quality.score} is below {options.min_quality}",
-                    code="low_quality",
-                    reasons=list(quality.reasons) or ["below_min_quality"],
-                    quality_score=quality.score,
-                )
-        return FaceProbe(
-            subject.detection, quality, index=subject.index, prominence=subject.prominence
-        )
-
-    def _with_liveness(
-        self,
-        image: DecodedImage,
-        probes: list[FaceProbe],
-        options: AnalysisOptions,
-        timer: StageTimer,
-    ) -> list[FaceProbe]:
-        verdicts = self.liveness(
-            image, [p.detection for p in probes], options.liveness or "", options, timer
-        )
-        gate = options.gate_liveness and options.choice is not FaceChoice.ALL
-        if gate:
-            verdict = verdicts[0]
-            if verdict.reason == "insufficient_context":
-                raise FaceRejectedError(
-                    "liveness cannot be judged on a tight face crop: send the whole camera frame",
-                    code="liveness_insufficient_context",
-                    live_score=round(verdict.live_score, 4),
-                    model=verdict.model,
-                )
-            if not verdict.is_live:
-                raise FaceRejectedError(
-                    "the face looks like a spoof (photo, screen or mask)",
-                    code="spoof_detected",
-                    live_score=round(verdict.live_score, 4),
-                    threshold=verdict.threshold,
-                    model=verdict.model,
-                )
-        return [replace(p, liveness=v) for p, v in zip(probes, verdicts, strict=True)]
-
-    def liveness(
-        self,
-        image: DecodedImage,
-        faces: list[Detection],
-        model_name: str,
-        options: AnalysisOptions,
-        timer: StageTimer,
-    ) -> list[LivenessVerdict]:
-        threshold = options.liveness_threshold
-        if threshold is None:
-            threshold = self.liveness_threshold
-        with (
-            self._models.use(model_name, LivenessModel) as model,
-            timer.stage("liveness", model_name),
-        ):
-            scores = model.score(image.pixels, faces)
-        height, width = image.pixels.shape[:2]
-        verdicts = []
-        for face, s in zip(faces, scores, strict=True):
-            tight = context_ratio(face.bbox, width, height) < self.min_context_ratio
-            verdicts.append(
-                LivenessVerdict(
-                    is_live=s.live_score >= threshold and not tight,
-                    live_score=s.live_score,
-                    threshold=threshold,
-                    model=model_name,
-                    per_model=dict(s.per_model),
-                    reason="insufficient_context" if tight else None,
-                )
-            )
-        return verdicts
-
     def _embed(
         self,
         image: DecodedImage,
@@ -311,15 +206,6 @@ class Analyzer:
                 # Mirror-averaged vectors are made differently: they live in their own space.
                 space = f"{space}{MIRROR_SUFFIX}"
         return np.asarray(vectors, dtype=np.float32), space, chips
-
-
-def _face_brief(face: Detection, prominence: float) -> dict[str, object]:
-    box = face.bbox
-    return {
-        "bbox": [round(box.x1, 1), round(box.y1, 1), round(box.x2, 1), round(box.y2, 1)],
-        "confidence": round(face.score, 4),
-        "prominence": round(prominence, 4),
-    }
 
 
 def _longer_side(image: DecodedImage) -> int:

@@ -26,7 +26,7 @@ from facerec.errors import FaceRecError
 from facerec.inference import catalogue
 from facerec.inference.catalogue import ModelEntry, PackFile
 from facerec.inference.downloads import Downloader, download_url, sha256_file
-from facerec.inference.liveness.convert import ChecksumMismatchError
+from facerec.inference.liveness.minifasnet_pack import ChecksumMismatchError
 from facerec.inference.pack_validation import (
     MANIFEST_NAME,
     check_graph,

@@ -1,103 +1,45 @@
-"""Storage of gallery migrations: each collection's active embedding space, kept chips, and the
-persisted progress of re-embedding a collection into another space.
+"""Storage of gallery migrations: each collection's active embedding space, and the persisted
+progress of re-embedding a collection into another space.
 
 The re-embedded faces are the progress: a face of the old space whose kept chip (same
 ``origin_id``) has no face in the new space yet is still to do, so a restarted process continues
 where the last committed batch ended. Every batch is one transaction (its faces, their chip copies
 and the counters), taken only while the caller holds the migration's lease.
+
+This module holds a migration's record, its lease, its status and the switches of the active
+space; the values are in :mod:`.gallery_migration_records`, the faces to re-embed and the batch
+writes in :mod:`.gallery_migration_faces`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, func, insert, or_, select, update
+from sqlalchemy import and_, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-from sqlalchemy.sql.elements import ColumnElement
 
-from facerec.errors import ConflictError, NotFoundError
-from facerec.storage.models import NewFace, StoredChip
-from facerec.storage.schema import (
-    collection_spaces,
-    face_chips,
-    faces,
-    gallery_migrations,
-    persons,
+from facerec.errors import ConflictError
+from facerec.storage.gallery_migration_faces import SqlMigrationFaces
+from facerec.storage.gallery_migration_records import (
+    ActiveSpace,
+    MigrationRecord,
+    migration_not_found,
+    source_spaces,
 )
-from facerec.storage.sealing import CHIP_COLUMN, Sealer, open_blob
+from facerec.storage.schema import collection_spaces, faces, gallery_migrations
+from facerec.storage.sealing import Sealer
 from facerec.storage.sql_support import (
     insert_ignore,
     read_connection,
-    to_face,
     utcnow,
     write_transaction,
 )
-from facerec.storage.sql_writes import SqlWrites
-from facerec.values import Erasure, Face
-
-MIRROR_SUFFIX = "+mirror"
-# Statuses: running → complete → cut_over ⇄ rolled_back → finished; failed (given up).
-OPEN_STATUSES = ("running", "complete", "cut_over", "rolled_back")
+from facerec.values import Erasure
 
 
-@dataclass(frozen=True)
-class ActiveSpace:
-    collection: str
-    embedder: str
-    space: str
-    previous_embedder: str | None = None
-    previous_space: str | None = None
-    migration_id: str | None = None
-
-
-@dataclass(frozen=True)
-class MigrationRecord:
-    id: str
-    collection: str
-    from_embedder: str
-    from_space: str
-    to_embedder: str
-    to_space: str
-    status: str
-    total: int
-    done: int
-    without_chip: int
-    batches: int
-    batch_size: int
-    error: str | None
-    report: dict[str, Any] | None
-    lease_owner: str | None
-    lease_until: datetime | None
-    created_at: datetime
-    updated_at: datetime
-
-
-@dataclass(frozen=True)
-class PendingFace:
-    """A face still to re-embed: where it belongs and its kept chip (opened)."""
-
-    face: Face
-    origin_id: str
-    chip: StoredChip
-
-
-def source_spaces(space: str) -> list[str]:
-    """The stored spaces of one embedder's vectors: its space and its mirror-averaged one."""
-    return [space, space + MIRROR_SUFFIX]
-
-
-def migration_not_found(migration_id: str) -> NotFoundError:
-    return NotFoundError(
-        f"migration {migration_id!r} not found",
-        code="migration_not_found",
-        migration_id=migration_id,
-    )
-
-
-class SqlMigrationStore(SqlWrites):
+class SqlMigrationStore(SqlMigrationFaces):
     def __init__(self, engine: AsyncEngine, sealer: Sealer | None = None) -> None:
         super().__init__(engine, sealer)
 
@@ -259,138 +201,6 @@ class SqlMigrationStore(SqlWrites):
             .values(migration_id=None, updated_at=utcnow())
         )
 
-    # ---- the faces to re-embed -----------------------------------------------------------------
-
-    def _todo(self, record: MigrationRecord, source: str, target: str) -> ColumnElement[bool]:
-        """Faces of ``source`` (and its mirror space) whose chip has no copy in ``target``."""
-        copy = face_chips.alias("copy")
-        target_face = faces.alias("target_face")
-        copied = (
-            select(copy.c.face_id)
-            .select_from(copy.join(target_face, copy.c.face_id == target_face.c.id))
-            .where(copy.c.origin_id == face_chips.c.origin_id, target_face.c.space == target)
-        )
-        return and_(
-            faces.c.collection == record.collection,
-            faces.c.space.in_(source_spaces(source)),
-            ~exists(copied),
-        )
-
-    async def pending(
-        self, record: MigrationRecord, limit: int, *, reverse: bool = False
-    ) -> list[PendingFace]:
-        """Up to ``limit`` faces still to re-embed (``reverse``: from the new space back into
-        the old one, for a rollback after faces were enrolled in the new space)."""
-        source, target = (
-            (record.to_space, record.from_space)
-            if reverse
-            else (record.from_space, record.to_space)
-        )
-        query = (
-            select(*faces.c, face_chips.c.origin_id, face_chips.c.format, face_chips.c.landmarks)
-            .add_columns(face_chips.c.chip)
-            .select_from(faces.join(face_chips, face_chips.c.face_id == faces.c.id))
-            .where(self._todo(record, source, target))
-            .order_by(faces.c.created_at, faces.c.id)
-            .limit(limit)
-        )
-        async with read_connection(self._engine) as conn:
-            rows = (await conn.execute(query)).all()
-        result = []
-        for row in rows:
-            m = row._mapping
-            data = open_blob(self._sealer, m["chip"], column=CHIP_COLUMN, row_id=m["id"])
-            landmarks = tuple((float(x), float(y)) for x, y in m["landmarks"])
-            chip = StoredChip(data, m["format"], landmarks, origin_id=m["origin_id"])
-            result.append(PendingFace(to_face(row, self._sealer), m["origin_id"], chip))
-        return result
-
-    async def count_pending(self, record: MigrationRecord, *, reverse: bool = False) -> int:
-        source, target = (
-            (record.to_space, record.from_space)
-            if reverse
-            else (record.from_space, record.to_space)
-        )
-        query = (
-            select(func.count())
-            .select_from(faces.join(face_chips, face_chips.c.face_id == faces.c.id))
-            .where(self._todo(record, source, target))
-        )
-        async with read_connection(self._engine) as conn:
-            return int((await conn.execute(query)).scalar() or 0)
-
-    async def source_counts(self, record: MigrationRecord) -> tuple[int, list[tuple[str, str]]]:
-        """(faces of the old space, [(person id, face id)] of those without a kept chip)."""
-        where = and_(
-            faces.c.collection == record.collection,
-            faces.c.space.in_(source_spaces(record.from_space)),
-        )
-        chipless = (
-            select(faces.c.person_id, faces.c.id)
-            .select_from(faces.outerjoin(face_chips, face_chips.c.face_id == faces.c.id))
-            .where(where, face_chips.c.face_id.is_(None))
-            .order_by(faces.c.person_id, faces.c.id)
-        )
-        async with read_connection(self._engine) as conn:
-            total = (await conn.execute(select(func.count()).where(where))).scalar()
-            missing = [(r[0], r[1]) for r in await conn.execute(chipless)]
-        return int(total or 0), missing
-
-    async def write_batch(
-        self,
-        record: MigrationRecord,
-        owner: str | None,
-        done: Sequence[tuple[PendingFace, NewFace]],
-        *,
-        count: bool = True,
-    ) -> int | None:
-        """One batch in one transaction: the new faces (with their chip copies) of the sources
-        that still exist, and the counters; nothing when ``owner`` lost the lease. Returns the
-        faces written, None when the lease was lost."""
-        async with write_transaction(self._engine) as conn:
-            if owner is not None:
-                renewed = await conn.execute(
-                    update(gallery_migrations)
-                    .where(
-                        gallery_migrations.c.id == record.id,
-                        gallery_migrations.c.lease_owner == owner,
-                        gallery_migrations.c.status == "running",
-                    )
-                    .values(updated_at=utcnow())
-                )
-                if renewed.rowcount != 1:
-                    return None
-            sources = [p.face.id for p, _ in done]
-            alive = set(
-                (
-                    await conn.execute(
-                        select(faces.c.id)
-                        .join(persons, persons.c.id == faces.c.person_id)
-                        .where(faces.c.id.in_(sources))
-                        .with_for_update()
-                    )
-                ).scalars()
-            )
-            written = 0
-            for pending, new_face in done:
-                if pending.face.id not in alive:  # erased meanwhile: never copy it
-                    continue
-                await self._insert_faces(
-                    conn, pending.face.person_id, record.collection, [new_face]
-                )
-                written += 1
-            if count:
-                await conn.execute(
-                    update(gallery_migrations)
-                    .where(gallery_migrations.c.id == record.id)
-                    .values(
-                        done=gallery_migrations.c.done + written,
-                        batches=gallery_migrations.c.batches + 1,
-                        updated_at=utcnow(),
-                    )
-                )
-            return written
-
     # ---- cut-over, rollback, finish -------------------------------------------------------------
 
     async def switch(
@@ -463,18 +273,6 @@ class SqlMigrationStore(SqlWrites):
                 )
             )
             return await self._get(conn, record.id), removed
-
-    async def faces_in(self, collection: str, spaces: Sequence[str]) -> list[tuple[Face, str]]:
-        """Every face of these spaces that has a kept chip, with its chip's origin id."""
-        query = (
-            select(*faces.c, face_chips.c.origin_id)
-            .select_from(faces.join(face_chips, face_chips.c.face_id == faces.c.id))
-            .where(faces.c.collection == collection, faces.c.space.in_(list(spaces)))
-            .order_by(faces.c.id)
-        )
-        async with read_connection(self._engine) as conn:
-            rows = (await conn.execute(query)).all()
-        return [(to_face(r, self._sealer), r._mapping["origin_id"]) for r in rows]
 
 
 def _wrong_status(record: MigrationRecord, action: str) -> ConflictError:

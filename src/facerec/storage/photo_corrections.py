@@ -22,7 +22,8 @@ from facerec.storage.photo_records import (
     StoredCandidate,
     candidate_row,
 )
-from facerec.storage.schema import persons, photo_face_candidates, photo_faces, photo_rejections
+from facerec.storage.photo_schema import photo_face_candidates, photo_faces, photo_rejections
+from facerec.storage.schema import persons
 from facerec.storage.sql_support import (
     change,
     insert_ignore,

@@ -16,7 +16,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from facerec.storage.photo_reads import PhotoReads
 from facerec.storage.photo_records import CONFIRMED, UNKNOWN, PhotoErasure, photo_not_found
-from facerec.storage.schema import photo_face_candidates, photo_faces, photo_rejections, photos
+from facerec.storage.photo_schema import (
+    photo_face_candidates,
+    photo_faces,
+    photo_rejections,
+    photos,
+)
 from facerec.storage.sql_support import mark_erasure, write_transaction
 
 

@@ -28,7 +28,12 @@ from facerec.storage.photo_records import (
     photo_not_found,
     to_candidate,
 )
-from facerec.storage.schema import photo_face_candidates, photo_faces, photo_rejections, photos
+from facerec.storage.photo_schema import (
+    photo_face_candidates,
+    photo_faces,
+    photo_rejections,
+    photos,
+)
 from facerec.storage.sealing import open_blob
 from facerec.storage.sql_support import (
     AnyRow,

@@ -11,7 +11,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from facerec.storage.photo_reads import PhotoReads
 from facerec.storage.photo_records import PhotoFace
-from facerec.storage.schema import photo_faces
+from facerec.storage.photo_schema import photo_faces
 from facerec.storage.sql_support import read_connection, write_transaction
 
 

@@ -34,8 +34,13 @@ from facerec.storage.photo_records import (
     Photo,
     candidate_row,
 )
+from facerec.storage.photo_schema import (
+    photo_face_candidates,
+    photo_faces,
+    photo_rejections,
+    photos,
+)
 from facerec.storage.photo_suggestions import PhotoSuggestions
-from facerec.storage.schema import photo_face_candidates, photo_faces, photo_rejections, photos
 from facerec.storage.sealing import seal_blob
 from facerec.storage.sql_support import mark_erasure, utcnow, write_transaction
 

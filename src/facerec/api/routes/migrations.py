@@ -16,7 +16,7 @@ from facerec.api.schemas.common import ACCESS_ERRORS, GALLERY_RESPONSES
 from facerec.domain.migration import GalleryMigrations
 from facerec.domain.tenancy import TenantScope
 from facerec.state import AppState
-from facerec.storage.gallery_migration import MigrationRecord, migration_not_found
+from facerec.storage.gallery_migration_records import MigrationRecord, migration_not_found
 
 router = APIRouter(prefix="/api/admin/migrations", tags=["Admin"], responses=GALLERY_RESPONSES)
 

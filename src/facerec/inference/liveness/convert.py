@@ -1,11 +1,8 @@
 """MiniFASNet PyTorch state dicts → ONNX, checked against PyTorch before they are installed.
 
-``convert_minifasnet`` converts one file; ``convert_pack`` (CLI ``facerec models convert
-minifasnet --src DIR --dest DIR``) converts the pack from local files; ``pull_pack`` (CLI
-``facerec models pull minifasnet``) downloads them from the pinned upstream commit first. Every
-source file's SHA-256 is checked against :data:`~facerec.inference.catalogue.MINIFASNET`
-and a pack directory only ever holds a complete, verified set: files are written to a temporary
-directory and moved into place at the end.
+``convert_minifasnet`` converts one file; the pack of them (checksums, download, manifest) is
+:mod:`.minifasnet_pack`. :func:`export_verified`, the export and its check against PyTorch, is
+shared with the FaceNet converter.
 
 State-dict keys, handled explicitly (everything else must match the network, ``strict=True``):
 
@@ -20,13 +17,11 @@ CLI can import this module without it.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import tempfile
 import warnings
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -36,12 +31,7 @@ from numpy.typing import NDArray
 
 from facerec.errors import FaceRecError, ModelLoadError
 from facerec.inference.base import RuntimeOptions, onnx_session
-from facerec.inference.catalogue import MINIFASNET, ConvertedFile, ModelEntry
-from facerec.inference.downloads import (
-    Downloader,
-    download_url,
-    sha256_file,
-)
+from facerec.inference.downloads import sha256_file
 from facerec.inference.liveness.minifasnet import softmax
 
 logger = logging.getLogger(__name__)
@@ -51,7 +41,6 @@ INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
 # ONNX Runtime vs PyTorch, max |Δ logit| beyond which the export is refused (measured ~2e-6).
 DEFAULT_TOLERANCE = 1e-3
-MANIFEST_NAME = "manifest.json"
 TORCH_HINT = "pip install 'facerec[convert]' (torch==2.13.0)"
 
 
@@ -65,10 +54,6 @@ class ConversionError(ModelLoadError):
     """The weights do not fit the network, or the ONNX graph disagrees with PyTorch."""
 
     default_code = "conversion_failed"
-
-
-class ChecksumMismatchError(ModelLoadError):
-    default_code = "checksum_mismatch"
 
 
 @dataclass(frozen=True)
@@ -269,81 +254,3 @@ def convert_minifasnet(
     )
     logger.info("converted %s", report.summary())
     return report
-
-
-def _check_sha256(path: Path, spec: ConvertedFile) -> None:
-    actual = sha256_file(path)
-    if actual != spec.sha256:
-        raise ChecksumMismatchError(
-            f"{path.name}: SHA-256 {actual} is not the published {spec.sha256}",
-            file=spec.source_name,
-        )
-
-
-def convert_pack(
-    src_dir: Path,
-    dest_dir: Path,
-    *,
-    pack: ModelEntry = MINIFASNET,
-    verify_sha256: bool = True,
-    sample_inputs: NDArray[np.float32] | None = None,
-) -> list[ConvertReport]:
-    """Convert every file of ``pack`` found in ``src_dir`` (upstream file names) into
-    ``dest_dir``, which is filled only when all of them convert; writes ``manifest.json``."""
-    src_dir, dest_dir = Path(src_dir), Path(dest_dir)
-    sources = [src_dir / spec.source_name for spec in pack.converted_files]
-    missing = [path.name for path in sources if not path.is_file()]
-    if missing:
-        raise FileNotFoundError(f"{src_dir} lacks {', '.join(missing)}")
-    require_torch()
-    dest_dir.mkdir(parents=True, exist_ok=True)
-    reports: list[ConvertReport] = []
-    with tempfile.TemporaryDirectory(dir=dest_dir, prefix=".convert-") as work:
-        staging = Path(work)
-        for spec, source in zip(pack.converted_files, sources, strict=True):
-            if verify_sha256:
-                _check_sha256(source, spec)
-            reports.append(
-                convert_minifasnet(
-                    source,
-                    staging / spec.onnx_name,
-                    spec.variant,
-                    input_size=spec.input_size,
-                    sample_inputs=sample_inputs,
-                )
-            )
-        installed = []
-        for spec, report in zip(pack.converted_files, reports, strict=True):
-            os.replace(staging / spec.onnx_name, dest_dir / spec.onnx_name)
-            installed.append(_with_path(report, dest_dir / spec.onnx_name))
-    manifest = {"pack": pack.as_dict(), "converted": [asdict(r) for r in installed]}
-    (dest_dir / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
-    return installed
-
-
-def _with_path(report: ConvertReport, path: Path) -> ConvertReport:
-    return ConvertReport(**{**asdict(report), "onnx_path": str(path)})
-
-
-def pull_pack(
-    dest_dir: Path,
-    *,
-    pack: ModelEntry = MINIFASNET,
-    download: Downloader | None = None,
-) -> list[ConvertReport]:
-    """Download the pack's upstream files, check their SHA-256, convert into ``dest_dir``.
-
-    ``download(url, path)`` is injectable (tests, mirrors); the default streams over HTTPS.
-    """
-    require_torch()
-    fetch = download or download_url
-    dest_dir = Path(dest_dir)
-    dest_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=dest_dir, prefix=".download-") as work:
-        staging = Path(work)
-        for spec in pack.converted_files:
-            target = staging / spec.source_name
-            logger.info("downloading %s", spec.url)
-            fetch(spec.url, target)
-            _check_sha256(target, spec)
-        return convert_pack(staging, dest_dir, pack=pack)
