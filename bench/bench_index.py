@@ -19,6 +19,7 @@ import asyncio
 import gc
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -37,7 +38,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run as a script: make ``bench`` importable
     sys.path.insert(0, str(REPO))
 
-from bench.report import percentile, write_section  # noqa: E402
+from bench.report import BENCHMARKS, percentile, write_section  # noqa: E402
 from facerec.storage.vector_index import ExactIndex, HnswIndex  # noqa: E402
 
 DIM = 128
@@ -496,6 +497,7 @@ def sweep_config(
     dtype: str,
     rescore: int,
     threads: int,
+    expansion_add: int = 128,
 ) -> list[SweepRow]:
     dim = data.shape[1]
     metric = "cosine" if dim > 128 else "l2"
@@ -510,6 +512,7 @@ def sweep_config(
         dtype=scalar,  # type: ignore[arg-type]
         rescore=rescore,
         graph_dim=graph_dim,
+        expansion_add=expansion_add,
     )
     index.add(ids, data)
     build = time.perf_counter() - t0
@@ -554,6 +557,8 @@ def sweep_config(
                 f"{scalar}p{graph_dim} refused by its self-check: {scalar} + f32 re-rank of "
                 f"top {rescore}"
             )
+        if expansion_add != 128:
+            graph += f", efC {expansion_add}"
         result = SweepRow(
             size,
             dim,
@@ -587,7 +592,9 @@ def run_sweep(args: argparse.Namespace) -> None:
     section is rewritten after every gallery size."""
     saved = Path(args.rows_json) if args.rows_json else None
     rows = (
-        [SweepRow(**r) for r in json.loads(saved.read_text())] if saved and saved.exists() else []
+        [SweepRow(**r) for r in json.loads(saved.read_text())]
+        if saved and saved.exists()
+        else rows_in_benchmarks()
     )
     graphs = [g for g in SWEEP_GRAPHS if g in args.graphs.split(",")]
     for dim in (int(d) for d in args.dims.split(",")):
@@ -598,7 +605,8 @@ def run_sweep(args: argparse.Namespace) -> None:
                 truth = sweep_truth(data, qs, "cosine" if dim > 128 else "l2")
                 for dtype in graphs:
                     rescore = args.rescore if dtype != "f32" else 1
-                    new = sweep_config(size, kind, data, qs, truth, dtype, rescore, args.threads)
+                    threads, efc = args.threads, args.expansion_add
+                    new = sweep_config(size, kind, data, qs, truth, dtype, rescore, threads, efc)
                     rows = [r for r in rows if (r.size, r.dim, r.data, r.graph) != new[0].key()]
                     rows += new
                     if saved:
@@ -609,6 +617,23 @@ def run_sweep(args: argparse.Namespace) -> None:
                 write_sweep(rows, args)
     if not args.sizes:  # only rewrite the section from --rows-json
         write_sweep(rows, args)
+
+
+def rows_in_benchmarks() -> list[SweepRow]:
+    """The rows of the index_sweep section now in BENCHMARKS.md, so that a run without
+    ``--rows-json`` adds its rows to them (a row of the same size, dim, data and graph is
+    replaced)."""
+    text = BENCHMARKS.read_text(encoding="utf-8") if BENCHMARKS.exists() else ""
+    section = re.search(r"<!-- bench:index_sweep -->(.*?)<!-- /bench:index_sweep -->", text, re.S)
+    rows = []
+    for line in (section.group(1) if section else "").splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) != 14 or not cells[0].replace(",", "").isdigit():
+            continue
+        size, dim, data, graph, ef = cells[:5]
+        numbers = [float(c) for c in cells[5:]]
+        rows.append(SweepRow(int(size.replace(",", "")), int(dim), data, graph, int(ef), *numbers))
+    return rows
 
 
 def write_sweep(rows: list[SweepRow], args: argparse.Namespace) -> None:
@@ -627,7 +652,8 @@ def write_sweep(rows: list[SweepRow], args: argparse.Namespace) -> None:
         for r in rows
     ]
     body = (
-        "`HnswIndex` (usearch, M=16, ef_construction=128) by graph type; 128-D is L2 "
+        "`HnswIndex` (usearch, M=16, ef_construction=128 unless the graph says efC) by graph "
+        "type; 128-D is L2 "
         "(dlib-like), 512-D cosine (ArcFace-like); `clustered`: identities with "
         f"{args.faces_per_id} faces each, queries new faces of enrolled identities; `random`: "
         "Gaussian vectors and queries (worst case). recall@1 = share of "
@@ -664,7 +690,12 @@ def main() -> None:
     parser.add_argument("--data", default="clustered", help="--sweep: clustered,random")
     parser.add_argument("--graphs", default="f32,f16,i8", help="--sweep: graph dtypes")
     parser.add_argument("--rescore", type=int, default=4, help="--sweep: re-rank top k×R")
-    parser.add_argument("--rows-json", default="", help="--sweep: rows kept across runs")
+    parser.add_argument(
+        "--rows-json", default="", help="--sweep: rows kept across runs (else BENCHMARKS.md's)"
+    )
+    parser.add_argument(
+        "--expansion-add", type=int, default=128, help="--sweep: ef_construction of the graphs"
+    )
     args = parser.parse_args()
     if args.sweep:
         run_sweep(args)

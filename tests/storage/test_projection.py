@@ -185,3 +185,34 @@ def test_a_snapshot_of_another_projection_setting_is_deleted(tmp_path: Path) -> 
     assert same is not None and same.index.projection is not None
     assert SnapshotStore(tmp_path, dtype="i8", graph_dim=0).read("default", space, 0, 9) is None
     assert not written.path("default", space.name).exists()
+
+
+def test_a_restored_graph_searches_as_configured_now(tmp_path: Path) -> None:
+    """``HNSW_EXPANSION_SEARCH`` applies to a graph restored from a snapshot saved with another
+    value (it used to keep the saved one until a rebuild); unset (None), the saved value."""
+    space = EmbeddingSpace("s@1", DIM, "cosine")
+    data, queries = faces(300, 4)
+    index = HnswIndex(DIM, "cosine", threads=1, dtype="i8", graph_dim=32, expansion_search=64)
+    index.add(ids_of(data), data)
+    SnapshotStore(tmp_path, dtype="i8", graph_dim=32).write("default", space.name, index, 5, {})
+    narrower = SnapshotStore(tmp_path, dtype="i8", graph_dim=32, expansion_search=24)
+    restored = narrower.read("default", space, 0, 9)
+    assert restored is not None and restored.index.expansion_search == 24
+    assert restored.index.search(queries[0], 3)[0] == index.search(queries[0], 3)[0]
+    as_saved = SnapshotStore(tmp_path, dtype="i8", graph_dim=32).read("default", space, 0, 9)
+    assert as_saved is not None and as_saved.index.expansion_search == 64
+
+
+def test_graphs_are_built_with_the_configured_breadth() -> None:
+    options = IndexOptions.from_settings(Settings(index={"hnsw_expansion_add": 256}))
+    assert (options.expansion_add, IndexOptions().expansion_add) == (256, 128)
+    builds = IndexBuilds(
+        None,  # type: ignore[arg-type]  # hnsw_from reads no rows
+        options,
+        {},
+        asyncio.Lock(),
+        on_swapped=lambda: None,
+    )
+    data, _ = faces(300, 4)
+    index = builds.hnsw_from(EmbeddingSpace("s@1", DIM, "cosine"), ids_of(data), data)
+    assert index.expansion_add == 256

@@ -61,6 +61,7 @@ class IndexOptions:
             rescore=index.hnsw_rescore,
             graph_dim=index.hnsw_graph_dim,
             expansion_search=index.hnsw_expansion_search,
+            expansion_add=index.hnsw_expansion_add,
             mmap_snapshots=index.hnsw_mmap_snapshots,
             milvus=MilvusOptions(
                 uri=index.milvus_uri,

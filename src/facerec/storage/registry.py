@@ -72,6 +72,7 @@ class IndexRegistry(SyncedSearch):
             self._options.index_dir,
             dtype=self._options.dtype,
             graph_dim=self._options.graph_dim,
+            expansion_search=self._options.expansion_search,
             mmap=self._options.mmap_snapshots,
         )
         self._lock = asyncio.Lock()

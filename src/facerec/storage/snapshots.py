@@ -31,8 +31,9 @@ class Snapshot:
 
 class SnapshotStore:
     """``dtype`` and ``graph_dim``: the graph wanted (a snapshot of another type or projection
-    setting is deleted, so the index is rebuilt as configured); ``mmap``: map the exact rows
-    copy-on-write (see ``hnsw_snapshot``)."""
+    setting is deleted, so the index is rebuilt as configured); ``expansion_search``: the
+    search breadth of a restored graph (the configured one, not the one it was saved with;
+    None: as saved); ``mmap``: map the exact rows copy-on-write (see ``hnsw_snapshot``)."""
 
     def __init__(
         self,
@@ -40,11 +41,13 @@ class SnapshotStore:
         *,
         dtype: DtypeSetting = "auto",
         graph_dim: int = 0,
+        expansion_search: int | None = None,
         mmap: bool = False,
     ) -> None:
         self.directory = directory
         self.dtype: DtypeSetting = dtype
         self.graph_dim = graph_dim
+        self.expansion_search = expansion_search
         self.mmap = mmap
         self.instance = 0  # set once the database's instance id is known
 
@@ -88,6 +91,8 @@ class SnapshotStore:
         ):
             path.unlink(missing_ok=True)  # unusable, and it may hold faces erased since
             return None
+        if self.expansion_search is not None:
+            index.expansion_search = self.expansion_search
         return snapshot
 
     def forget(self, collection: str, space: str | None = None) -> None:
