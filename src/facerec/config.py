@@ -129,9 +129,9 @@ class IndexSettings(BaseModel):
     # HNSW search breadth (ef); higher: better recall, slower. ef 24-32 already reached
     # recall@1 1.000 at 100k faces (BENCHMARKS.md, index_sweep); 64 leaves room for 1M.
     hnsw_expansion_search: int = Field(64, ge=1, le=4096)
-    # HNSW build breadth (ef_construction) of graphs built from now on: a better graph finds
-    # as much at a smaller ef (1M 512-D faces: 256 with ef 40 as good as 128 with ef 64) and
-    # takes ~1.4-2x as long to build, in the background.
+    # HNSW build breadth (ef_construction) of graphs built from now on. 256 finds more at a
+    # given ef (1M 512-D faces, ef 40: recall@1 0.999 against 0.996) but builds ~1.9x as long
+    # and each hop costs more: no faster at equal recall (BENCHMARKS.md, index_sweep).
     hnsw_expansion_add: int = Field(128, ge=8, le=4096)
     # Map the float32 rows of a snapshot copy-on-write instead of reading them at start-up.
     hnsw_mmap_snapshots: bool = False
