@@ -8,6 +8,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
+import os
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from importlib.util import find_spec
 from pathlib import Path
@@ -58,13 +60,25 @@ async def repo(tmp_path: Path) -> AsyncIterator[SqlGalleryRepository]:
 LITE_ONLY = pytest.mark.parametrize("milvus_uri", ["lite"], indirect=True)
 
 
+# A Milvus server or cluster of your own (e.g. 2.4+ on Kubernetes) instead of the 2.3.5 server
+# the tests start: its URI and token. Each test works under a prefix of its own and drops what it
+# created.
+EXTERNAL_URI = os.environ.get("FACEREC_TEST_MILVUS_URI")
+EXTERNAL_TOKEN = os.environ.get("FACEREC_TEST_MILVUS_TOKEN")
+RUN_ID = uuid.uuid4().hex  # collection prefixes differ between runs against one server
+
+
 @pytest.fixture(scope="module", params=["lite", "server"])
 def milvus_uri(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str | None]:
-    """None for milvus-lite; else the URI of a Milvus server started for this module."""
+    """None for milvus-lite; else the URI of a Milvus server: ``FACEREC_TEST_MILVUS_URI``, or
+    one started for this module."""
     if request.param == "lite":
         yield None
+        return
+    if EXTERNAL_URI:
+        yield EXTERNAL_URI
         return
     if find_spec("milvus") is None:
         unavailable("the Milvus 2.3.5 server (PyPI milvus)", "pip install -e '.[test]'")
@@ -77,12 +91,27 @@ def milvus_uri(
 
 
 @pytest.fixture
-def target(milvus_uri: str | None, tmp_path: Path, request: pytest.FixtureRequest) -> MilvusOptions:
-    """Where this test's searchers keep their vectors (every searcher of a test: the same)."""
+def target(
+    milvus_uri: str | None, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[MilvusOptions]:
+    """Where this test's searchers keep their vectors (every searcher of a test: the same). On a
+    server, the Milvus collections of the test's prefix are dropped afterwards."""
     if milvus_uri is None:
-        return MilvusOptions(uri=str(tmp_path / "milvus" / "faces.db"))
-    prefix = "t" + hashlib.sha1(request.node.nodeid.encode()).hexdigest()[:16]
-    return MilvusOptions(uri=milvus_uri, collection_prefix=prefix)
+        yield MilvusOptions(uri=str(tmp_path / "milvus" / "faces.db"))
+        return
+    digest = hashlib.sha1(f"{RUN_ID} {request.node.nodeid}".encode()).hexdigest()[:16]
+    prefix = "t" + digest
+    token = EXTERNAL_TOKEN if milvus_uri == EXTERNAL_URI else None
+    yield MilvusOptions(uri=milvus_uri, token=token, collection_prefix=prefix)
+    from pymilvus import MilvusClient
+
+    client = MilvusClient(uri=milvus_uri, token=token or "")
+    try:
+        for name in client.list_collections():
+            if name.startswith(prefix + "_"):
+                client.drop_collection(name)
+    finally:
+        client.close()
 
 
 async def open_searcher(
