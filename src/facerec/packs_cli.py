@@ -36,9 +36,9 @@ from facerec.inference.pack_install import (
     chmod_pack,
     install_from,
     licence_note,
-    pull_file_pack,
     remove_pack,
 )
+from facerec.inference.pack_pull import pull_file_pack
 from facerec.inference.pack_validation import (
     verify_pack,
 )

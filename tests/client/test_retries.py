@@ -56,7 +56,7 @@ class Script:
 @pytest.fixture
 def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     waited: list[float] = []
-    monkeypatch.setattr("facerec.client.sync.time.sleep", waited.append)
+    monkeypatch.setattr("facerec.client.senders.time.sleep", waited.append)
     return waited
 
 
@@ -108,7 +108,7 @@ async def test_async_client_retries_503_too(monkeypatch: pytest.MonkeyPatch) -> 
     async def sleep(seconds: float) -> None:
         waited.append(seconds)
 
-    monkeypatch.setattr("facerec.client.async_client.asyncio.sleep", sleep)
+    monkeypatch.setattr("facerec.client.senders.asyncio.sleep", sleep)
     unready = httpx.Response(
         503,
         json={"success": False, "error": {"code": "not_ready", "message": "", "details": {}}},

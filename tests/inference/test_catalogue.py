@@ -31,12 +31,9 @@ from facerec.inference.embedders.onnx_embedder import (
     OnnxArcFaceEmbedder,
 )
 from facerec.inference.manager import ModelManager
-from facerec.inference.pack_install import (
-    MANIFEST_NAME,
-    install_pack_file,
-    pull_file_pack,
-    read_manifest,
-)
+from facerec.inference.pack_install import install_pack_file
+from facerec.inference.pack_pull import pull_file_pack
+from facerec.inference.pack_validation import MANIFEST_NAME, read_manifest
 from facerec.inference.registry import build_models
 from facerec.inference.types import ModelTask
 from facerec.values import Detection

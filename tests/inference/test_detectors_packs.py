@@ -24,7 +24,8 @@ from facerec.inference import catalogue
 from facerec.inference.base import FaceDetector, RuntimeOptions
 from facerec.inference.detectors.retinaface import RetinaFaceDetector
 from facerec.inference.manager import ModelManager
-from facerec.inference.pack_install import install_pack_file, read_manifest
+from facerec.inference.pack_install import install_pack_file
+from facerec.inference.pack_validation import read_manifest
 from facerec.inference.registry import build_models
 from facerec.inference.types import ModelTask
 from facerec.values import BBox, Detection

@@ -29,8 +29,7 @@ from facerec.inference.base import RuntimeOptions
 from facerec.inference.catalogue import ADAFACE, FACENET, ModelEntry
 from facerec.inference.detectors.retinaface import RetinaFaceDetector
 from facerec.inference.embedders.onnx_embedder import OnnxArcFaceEmbedder
-from facerec.inference.pack_install import read_manifest
-from facerec.inference.pack_validation import GraphMismatchError, check_graph
+from facerec.inference.pack_validation import GraphMismatchError, check_graph, read_manifest
 from facerec.inference.registry import build_model
 from tests.images import grace_hopper_rgb
 

@@ -24,8 +24,14 @@ from facerec.inference.catalogue import (
     PackFile,
     TensorSignature,
 )
-from facerec.inference.pack_install import install_pack_file, pull_file_pack, read_manifest
-from facerec.inference.pack_validation import GraphMismatchError, check_graph, verify_pack
+from facerec.inference.pack_install import install_pack_file
+from facerec.inference.pack_pull import pull_file_pack
+from facerec.inference.pack_validation import (
+    GraphMismatchError,
+    check_graph,
+    read_manifest,
+    verify_pack,
+)
 from facerec.inference.types import ModelTask
 from tests.inference.test_facenet_adaface import embedder_graph
 

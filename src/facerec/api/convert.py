@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from facerec.api.schemas.common import (
     BoundingBox,
     ImageInfo,
@@ -11,7 +13,7 @@ from facerec.api.schemas.common import (
     QualityOut,
 )
 from facerec.api.schemas.detection import DetectedFaceOut
-from facerec.api.schemas.enrollment import WarningOut
+from facerec.api.schemas.enrollment import ImageResult, WarningOut
 from facerec.api.schemas.persons import CollectionOut, FaceOut, PersonOut
 from facerec.api.schemas.recognition import (
     FaceIdentityOut,
@@ -20,12 +22,13 @@ from facerec.api.schemas.recognition import (
     OperatingPointOut,
     TagOptionsIn,
 )
-from facerec.domain.enrollment import EnrollmentWarning
+from facerec.domain.enrollment_values import EnrollmentWarning, ImageOutcome
 from facerec.domain.identification import Match
 from facerec.domain.open_set import OperatingPoint
 from facerec.domain.probes import Analysis, FaceProbe, ImageMeta, LivenessVerdict
 from facerec.domain.tagging import FaceTag, TagOptions
 from facerec.domain.tenancy import TenantScope
+from facerec.errors import FaceRecError
 from facerec.inference.quality import QualityReport
 from facerec.values import BBox, Collection, Detection, Face, Person
 
@@ -214,3 +217,46 @@ def tag_options(body: TagOptionsIn, collection: str) -> TagOptions:
         min_quality=body.min_quality,
         mode=body.processing_mode,
     )
+
+
+def error_details(error: FaceRecError, scope: TenantScope) -> dict[str, Any]:
+    """An error's details as the caller's tenant names things (a person id without its key)."""
+    details = dict(error.details)
+    if isinstance(details.get("person_id"), str):
+        details["person_id"] = scope.person_id(details["person_id"])
+    return details
+
+
+def image_results(
+    photos: list[ImageOutcome], face_ids: list[str], scope: TenantScope
+) -> list[ImageResult]:
+    """Each photo's outcome of an enrollment (``face_ids``: those of the accepted photos, in
+    order), errors in the caller's tenant's names."""
+    ids = iter(face_ids)
+    results = []
+    for photo in photos:
+        warnings = [warning_out(w, scope) for w in photo.warnings]
+        if photo.analysis is not None:
+            quality = photo.analysis.subject.quality.score
+            results.append(
+                ImageResult(
+                    index=photo.index,
+                    accepted=True,
+                    face_id=next(ids),
+                    face_quality=quality,
+                    warnings=warnings,
+                )
+            )
+        elif photo.error is not None:
+            error = photo.error
+            results.append(
+                ImageResult(
+                    index=photo.index,
+                    accepted=False,
+                    reason=error.code,
+                    message=error.message,
+                    details=error_details(error, scope),
+                    warnings=warnings,
+                )
+            )
+    return results

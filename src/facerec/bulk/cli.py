@@ -3,8 +3,9 @@
 With ``--url`` (and ``--api-key``) the commands talk to a running service through
 :class:`~facerec.client.AsyncFaceRecClient`; without it they work on the configured database
 (``FACEREC_*`` settings): ``enroll`` through the enrollment service the app builds (no HTTP),
-``recognize``/``compare`` through the app itself in-process, ``export``/``import`` on the storage.
-Every command takes ``--json`` for scripts; long operations show a progress bar on stderr.
+``recognize``/``compare`` through the app itself in-process, ``export``/``import`` on the storage
+(:mod:`.gallery_file_cli`). Every command takes ``--json`` for scripts; long operations show a
+progress bar on stderr (:mod:`.output`).
 """
 
 from __future__ import annotations
@@ -17,40 +18,15 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from facerec.bulk import gallery_file_cli
 from facerec.bulk.folders import FolderError, scan
+from facerec.bulk.output import fail, progress_bar, results_console
 from facerec.client import AsyncFaceRecClient, FaceRecApiError
 from facerec.config import Settings
 
 READY_TIMEOUT_S = 300.0
-
-
-def _out(args: argparse.Namespace) -> Console:
-    return Console(soft_wrap=True, highlight=False)
-
-
-def _progress(total: int, label: str, quiet: bool) -> Progress:
-    progress = Progress(
-        TextColumn(label),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        disable=quiet,
-        transient=False,
-    )
-    return progress
-
-
-def _fail(message: str, as_json: bool) -> int:
-    if as_json:
-        print(json.dumps({"success": False, "error": message}))
-    else:
-        Console(stderr=True).print(f"[red]facerec: {message}[/red]")
-    return 1
 
 
 @asynccontextmanager
@@ -92,9 +68,9 @@ def cmd_enroll(args: argparse.Namespace) -> int:
     try:
         persons = scan(root)
     except FolderError as exc:
-        return _fail(str(exc), args.json)
+        return fail(str(exc), args.json)
     total = sum(len(p.photos) for p in persons)
-    progress = _progress(total, "enrolling", args.json or args.no_progress)
+    progress = progress_bar(total, "enrolling", args.json or args.no_progress)
 
     async def run() -> Any:
         with progress:
@@ -132,7 +108,7 @@ def cmd_enroll(args: argparse.Namespace) -> int:
     try:
         summary = asyncio.run(run())
     except (FaceRecApiError, OSError, RuntimeError) as exc:
-        return _fail(str(exc), args.json)
+        return fail(str(exc), args.json)
     refused = write_rejections(Path(args.report), summary.results) if args.report else None
     if args.json:
         print(json.dumps(summary.as_dict() | {"report": args.report}, default=str))
@@ -146,7 +122,7 @@ def cmd_enroll(args: argparse.Namespace) -> int:
                 detail += f" (warnings: {', '.join(r.warnings)})"
             style = {"enrolled": "green", "rejected": "red", "duplicate": "yellow"}.get(r.status)
             table.add_row(r.person, r.file, r.status, detail, style=style)
-        console = _out(args)
+        console = results_console(args)
         console.print(table)
         counts = summary.as_dict()
         console.print(
@@ -166,7 +142,7 @@ def cmd_recognize(args: argparse.Namespace) -> int:
     async def run() -> list[dict[str, Any]]:
         out = []
         async with api_client(args) as client:
-            with _progress(len(paths), "recognizing", args.json or len(paths) < 3) as progress:
+            with progress_bar(len(paths), "recognizing", args.json or len(paths) < 3) as progress:
                 task = progress.add_task("recognize", total=len(paths))
                 for path in paths:
                     try:
@@ -183,7 +159,7 @@ def cmd_recognize(args: argparse.Namespace) -> int:
     try:
         results = asyncio.run(run())
     except (FaceRecApiError, RuntimeError) as exc:
-        return _fail(str(exc), args.json)
+        return fail(str(exc), args.json)
     if args.json:
         print(json.dumps(results))
     else:
@@ -201,7 +177,7 @@ def cmd_recognize(args: argparse.Namespace) -> int:
                 who = f"{best['person_name']} ({best['person_id']})" if best else "unknown"
                 score = f"{best['similarity']:.3f}" if best else ""
                 table.add_row(item["file"], str(face["index"]), where, who, score)
-        _out(args).print(table)
+        results_console(args).print(table)
     return 0 if all("error" not in r for r in results) else 1
 
 
@@ -214,62 +190,15 @@ def cmd_compare(args: argparse.Namespace) -> int:
     try:
         result = asyncio.run(run())
     except (FaceRecApiError, OSError, RuntimeError) as exc:
-        return _fail(str(exc), args.json)
+        return fail(str(exc), args.json)
     if args.json:
         print(json.dumps(result))
     else:
         verdict = "same person" if result["is_same_person"] else "different persons"
-        _out(args).print(
+        results_console(args).print(
             f"{verdict}: similarity {result['similarity_score']:.3f}, distance "
             f"{result['distance']:.3f} (threshold {result['threshold']:.3f}, "
             f"{result['model_used']})"
-        )
-    return 0
-
-
-# --- export, import ---------------------------------------------------------------------------
-
-
-def cmd_export(args: argparse.Namespace) -> int:
-    from facerec.bulk.gallery_io import export_gallery
-
-    try:
-        summary = asyncio.run(
-            export_gallery(Settings(), args.collection, Path(args.file), quiet=args.json)
-        )
-    except (ValueError, OSError) as exc:
-        return _fail(str(exc), args.json)
-    if args.json:
-        print(json.dumps(summary))
-    else:
-        _out(args).print(
-            f"exported {summary['persons']} persons, {summary['faces']} faces "
-            f"({summary['chips']} chips) of {args.collection!r} to {args.file}"
-        )
-    return 0
-
-
-def cmd_import(args: argparse.Namespace) -> int:
-    from facerec.bulk.gallery_io import GalleryFileError, import_gallery
-
-    try:
-        summary = asyncio.run(
-            import_gallery(
-                Settings(),
-                Path(args.file),
-                collection=args.collection,
-                migrate=args.migrate,
-                quiet=args.json,
-            )
-        )
-    except (GalleryFileError, OSError) as exc:
-        return _fail(str(exc), args.json)
-    if args.json:
-        print(json.dumps(summary))
-    else:
-        _out(args).print(
-            f"imported {summary['persons']} persons, {summary['faces']} faces into "
-            f"{summary['collection']!r} ({summary['skipped']} persons already there)"
         )
     return 0
 
@@ -315,17 +244,4 @@ def register(sub: Any) -> None:
     _remote_options(compare)
     compare.set_defaults(func=cmd_compare)
 
-    export = sub.add_parser("export", help="write a collection to a portable gallery file")
-    export.add_argument("file")
-    export.add_argument("--collection", default="default")
-    export.add_argument("--json", action="store_true")
-    export.set_defaults(func=cmd_export)
-
-    imp = sub.add_parser("import", help="read a gallery file into the configured database")
-    imp.add_argument("file")
-    imp.add_argument("--collection", help="default: the collection named in the file")
-    imp.add_argument(
-        "--migrate", action="store_true", help="re-embed into the target's space (not supported)"
-    )
-    imp.add_argument("--json", action="store_true")
-    imp.set_defaults(func=cmd_import)
+    gallery_file_cli.register(sub)

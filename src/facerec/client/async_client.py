@@ -3,7 +3,7 @@
 Method names are the API's; answers are the API's own pydantic models; any error is
 :class:`~facerec.client.FaceRecApiError`. 429 and 503 are retried (``retries`` times) after the
 service's ``Retry-After`` (at most 30 s each); enrollment carries an automatic ``Idempotency-Key``,
-so a retried enrollment never enrolls twice.
+so a retried enrollment never enrolls twice: the sending is :class:`~.senders.AsyncSender`'s.
 
     async with AsyncFaceRecClient("http://127.0.0.1:8000", api_key="fk_...") as client:
         await client.add_face_upload("grace.jpg", "Grace Hopper", collection="staff")
@@ -12,14 +12,9 @@ so a retried enrollment never enrolls twice.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from datetime import datetime
-from types import TracebackType
-from typing import Any, TypeVar
-
-import httpx
-from pydantic import BaseModel
+from typing import Any
 
 from facerec.api.routes.admin import (
     AuditResponse,
@@ -56,83 +51,13 @@ from facerec.api.schemas.recognition import (
     RecognizeResponse,
 )
 from facerec.client import calls, photo_calls, service_calls
-from facerec.client._core import (
-    DEFAULT_RETRIES,
-    DEFAULT_TIMEOUT_S,
-    BatchPerson,
-    Call,
-    ImageInput,
-    auth_headers,
-    retry_wait,
-    should_retry,
-)
-
-M = TypeVar("M", bound=BaseModel)
+from facerec.client._core import BatchPerson, ImageInput
+from facerec.client.senders import AsyncSender
 
 
-class AsyncFaceRecClient:
-    def __init__(
-        self,
-        base_url: str = "http://127.0.0.1:8000",
-        *,
-        api_key: str | None = None,
-        timeout: float = DEFAULT_TIMEOUT_S,
-        retries: int = DEFAULT_RETRIES,
-        transport: httpx.AsyncBaseTransport | None = None,
-        http: httpx.AsyncClient | None = None,
-    ) -> None:
-        """``http``: an httpx client to send through instead (a test app's, a tuned pool); the
-        key is added to its headers and ``base_url``/``timeout``/``transport`` are not used."""
-        self.retries = retries
-        if http is not None:
-            http.headers.update(auth_headers(api_key))
-            self._http = http
-            return
-        self._http = httpx.AsyncClient(
-            base_url=base_url, timeout=timeout, headers=auth_headers(api_key), transport=transport
-        )
-
-    async def close(self) -> None:
-        await self._http.aclose()
-
-    async def __aenter__(self) -> AsyncFaceRecClient:
-        return self
-
-    async def __aexit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        trace: TracebackType | None,
-    ) -> None:
-        await self.close()
-
-    async def _send(self, call: Call[M]) -> M:
-        headers = call.headers()  # one Idempotency-Key for every attempt
-        attempt = 0
-        while True:
-            try:
-                response = await self._http.request(
-                    call.method,
-                    call.path,
-                    json=call.json,
-                    data=call.data,
-                    files=call.files,
-                    params=call.params,
-                    headers=headers,
-                )
-            except httpx.TransportError:
-                if attempt >= self.retries or not call.retry_on_transport_error():
-                    raise
-                await asyncio.sleep(retry_wait(None, attempt))
-                attempt += 1
-                continue
-            if attempt < self.retries and should_retry(call, response):
-                await asyncio.sleep(retry_wait(response, attempt))
-                attempt += 1
-                continue
-            return call.parse(response)
-
-    # --- endpoints (the same as FaceRecClient's) ----------------------------
+class AsyncFaceRecClient(AsyncSender):
+    """Every endpoint of the API, for asyncio: the same as
+    :class:`~facerec.client.FaceRecClient`'s, awaited."""
 
     async def detect(self, image: ImageInput, **options: Any) -> DetectionResponse:
         return await self._send(calls.detect(image, options))

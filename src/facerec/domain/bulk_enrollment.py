@@ -27,12 +27,12 @@ from enum import StrEnum
 from typing import Any
 
 from facerec.domain.bulk_enrollment_analysis import BatchAnalyzer, PhotoAnalysis, PhotoInput
-from facerec.domain.enrollment import (
-    EnrollmentService,
+from facerec.domain.enrollment import EnrollmentService
+from facerec.domain.enrollment_values import (
     EnrollmentWarning,
     GuardPolicy,
     ImageOutcome,
-    _new_face,
+    new_face,
     no_usable_images,
 )
 from facerec.domain.probes import Analysis, ProcessingMode
@@ -226,7 +226,7 @@ class BulkEnrollmentService:
                 if options.on_duplicate is GuardPolicy.REJECT:
                     raise ConflictError(found.message, code=found.code, **found.details)
                 warnings.append(EnrollmentWarning(found.code, found.message, dict(found.details)))
-        faces = [_new_face(space.name, a, a.subject.vector) for a in accepted]
+        faces = [new_face(space.name, a, a.subject.vector) for a in accepted]
         repository = service.repository
         if existing is not None:
             with timer.stage("store"):

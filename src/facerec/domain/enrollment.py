@@ -8,34 +8,36 @@ the request says ``reject``:
   someone else, and it would poison the template;
 - ``possible_duplicate``: a *new* person whose face already matches another person of the
   collection at a strict false-match rate (:data:`DUPLICATE_FMR`): probably enrolled twice.
+
+The guards are in :mod:`.enrollment_guards`; what enrollment takes and answers in
+:mod:`.enrollment_values`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from dataclasses import replace as dataclass_replace
-from enum import StrEnum
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from facerec.domain.chips import encode_chip
 from facerec.domain.enrollment_guards import GuardResult, Guards
-from facerec.domain.probes import Analysis, ProcessingMode
+from facerec.domain.enrollment_values import (
+    Enrollment,
+    EnrollmentWarning,
+    FaceEnrollment,
+    GuardPolicy,
+    ImageOutcome,
+    new_face,
+    no_usable_images,
+)
+from facerec.domain.probes import ProcessingMode
 from facerec.domain.queries import QueryRunner
 from facerec.domain.timing import StageTimer
-from facerec.errors import (
-    ConflictError,
-    FaceRecError,
-    FaceRejectedError,
-    InvalidInputError,
-    NotFoundError,
-)
+from facerec.errors import ConflictError, InvalidInputError, NotFoundError
 from facerec.storage.models import (
     EmbeddingSpace,
-    NewFace,
     NewPerson,
     check_collection_key,
     check_id_key,
@@ -43,60 +45,6 @@ from facerec.storage.models import (
 )
 from facerec.storage.protocols import GalleryRepository
 from facerec.values import Erasure, Metric, Person
-
-
-class GuardPolicy(StrEnum):
-    WARN = "warn"
-    REJECT = "reject"
-
-
-@dataclass(frozen=True)
-class EnrollmentWarning:
-    code: str  # inconsistent_with_person | possible_duplicate
-    message: str
-    details: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class FaceEnrollment:
-    person: Person
-    face_id: str
-    analysis: Analysis
-    warnings: list[EnrollmentWarning]
-
-
-@dataclass(frozen=True)
-class ImageOutcome:
-    index: int
-    analysis: Analysis | None = None
-    error: FaceRecError | None = None
-    warnings: list[EnrollmentWarning] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class Enrollment:
-    person: Person
-    face_ids: list[str]
-    created: bool
-    outcomes: list[ImageOutcome] = field(default_factory=list)
-    embedder: str = ""
-    warnings: list[EnrollmentWarning] = field(default_factory=list)
-
-
-def no_usable_images(outcomes: list[ImageOutcome]) -> FaceRejectedError:
-    """Not one photo of a person had a usable face: each photo's reason, nothing written."""
-    return FaceRejectedError(
-        "no image had a usable face; nothing was registered",
-        code="no_usable_images",
-        results=[
-            {
-                "index": o.index,
-                "reason": o.error.code if o.error else "",
-                "message": o.error.message if o.error else "",
-            }
-            for o in outcomes
-        ],
-    )
 
 
 def _warning(result: GuardResult) -> EnrollmentWarning:
@@ -192,7 +140,7 @@ class EnrollmentService:
             if policy is GuardPolicy.REJECT:
                 raise _refuse(found)
             warnings.append(_warning(found))
-        new_face = _new_face(space.name, analysis, vector)
+        face = new_face(space.name, analysis, vector)
         # The person (when new) and its face are written in one transaction: no failure can
         # leave a person without faces.
         target_id = person_id or new_id()
@@ -200,7 +148,7 @@ class EnrollmentService:
             name=person_name, collection=collection, id=target_id, metadata=dict(metadata or {})
         )
         with timer.stage("store"):
-            faces = await self.repository.add_faces(target_id, [new_face], create=create)
+            faces = await self.repository.add_faces(target_id, [face], create=create)
             person = await self.repository.get_person(faces[0].person_id)
         await self._adopt(collection, embedder)
         await self._purge(Erasure(updated_person_ids=(person.id,)))
@@ -260,7 +208,7 @@ class EnrollmentService:
             if on_duplicate is GuardPolicy.REJECT:
                 raise _refuse(found)
             warnings.append(_warning(found))
-        faces = [_new_face(space.name, a, a.subject.vector) for a in accepted]
+        faces = [new_face(space.name, a, a.subject.vector) for a in accepted]
         with timer.stage("store"):
             registration = await self.repository.register_person(person, faces, replace=replace)
         await self._adopt(person.collection, embedder)
@@ -316,15 +264,3 @@ class EnrollmentService:
                 )
             result[result.index(outcome)] = replaced
         return result
-
-
-def _new_face(space: str, analysis: Analysis, vector: NDArray[np.float32]) -> NewFace:
-    probe = analysis.subject
-    return NewFace(
-        space=space,
-        embedding=vector,
-        quality=probe.quality.score,
-        bbox=probe.detection.bbox,
-        image_sha256=analysis.image_sha256,
-        chip=encode_chip(probe.chip) if probe.chip is not None else None,
-    )

@@ -9,32 +9,24 @@ is its own result, never the batch's failure. Takes an optional ``Idempotency-Ke
 from __future__ import annotations
 
 import time
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Response, UploadFile
 
 from facerec.api.auth import PrincipalDep
-from facerec.api.convert import person_out, warning_out
+from facerec.api.bulk_convert import bulk_person, person_result
 from facerec.api.deps import ScopeDep, StateDep
 from facerec.api.idempotency import IdempotencyKey, idempotent
 from facerec.api.schemas.bulk_enrollment import (
     BatchOptions,
-    BatchPersonFields,
-    BatchPersonResult,
     EnrollBatchRequest,
     EnrollBatchResponse,
     persons_form,
 )
 from facerec.api.schemas.common import GALLERY_RESPONSES, IMAGE_ERRORS
-from facerec.api.schemas.enrollment import ImageResult
 from facerec.api.uploads import ImageSource, OffloadedJSONRoute, image_bytes
 from facerec.auth.principal import Principal
-from facerec.domain.bulk_enrollment import (
-    BulkOptions,
-    BulkPerson,
-    PersonOutcome,
-    PersonStatus,
-)
+from facerec.domain.bulk_enrollment import BulkOptions, BulkPerson, PersonStatus
 from facerec.domain.bulk_enrollment_analysis import PhotoInput
 from facerec.domain.bulk_enrollment_batch import (
     build_bulk_enrollment,
@@ -42,11 +34,11 @@ from facerec.domain.bulk_enrollment_batch import (
     check_counts,
     check_photos,
 )
-from facerec.domain.enrollment import GuardPolicy, ImageOutcome
+from facerec.domain.enrollment_values import GuardPolicy
 from facerec.domain.probes import ProcessingMode
 from facerec.domain.tenancy import TenantScope
 from facerec.domain.timing import StageTimer
-from facerec.errors import FaceRecError, InvalidInputError
+from facerec.errors import InvalidInputError
 from facerec.state import AppState
 
 router = APIRouter(
@@ -79,88 +71,6 @@ async def _read(source: ImageSource, state: AppState) -> PhotoInput:
         return exc
 
 
-def _person(fields: BatchPersonFields, photos: list[PhotoInput], scope: TenantScope) -> BulkPerson:
-    person_id, refused = None, None
-    try:
-        person_id = scope.person_key(fields.person_id) if fields.person_id else None
-    except InvalidInputError as exc:  # this person's fault only
-        refused = exc
-    return BulkPerson(
-        name=fields.person_name,
-        images=photos,
-        person_id=person_id,
-        refused=refused,
-        employee_id=fields.employee_id,
-        department=fields.department,
-        position=fields.position,
-        metadata=dict(fields.metadata or {}),
-    )
-
-
-def _details(error: FaceRecError, scope: TenantScope) -> dict[str, Any]:
-    """An error's details as the caller's tenant names things (a person id without its key)."""
-    details = dict(error.details)
-    if isinstance(details.get("person_id"), str):
-        details["person_id"] = scope.person_id(details["person_id"])
-    return details
-
-
-def _image_results(
-    photos: list[ImageOutcome], face_ids: list[str], scope: TenantScope
-) -> list[ImageResult]:
-    ids = iter(face_ids)
-    results = []
-    for photo in photos:
-        warnings = [warning_out(w, scope) for w in photo.warnings]
-        if photo.analysis is not None:
-            quality = photo.analysis.subject.quality.score
-            results.append(
-                ImageResult(
-                    index=photo.index,
-                    accepted=True,
-                    face_id=next(ids),
-                    face_quality=quality,
-                    warnings=warnings,
-                )
-            )
-        elif photo.error is not None:
-            error = photo.error
-            results.append(
-                ImageResult(
-                    index=photo.index,
-                    accepted=False,
-                    reason=error.code,
-                    message=error.message,
-                    details=_details(error, scope),
-                    warnings=warnings,
-                )
-            )
-    return results
-
-
-def _result(outcome: PersonOutcome, scope: TenantScope) -> BatchPersonResult:
-    photos: list[ImageOutcome] = outcome.photos
-    if outcome.status is PersonStatus.REJECTED:  # nothing written: no photo was accepted
-        photos = [
-            o if o.error is not None else ImageOutcome(o.index, error=outcome.error) for o in photos
-        ]
-    results = _image_results(photos, outcome.face_ids, scope)
-    accepted = sum(1 for r in results if r.accepted)
-    error = outcome.error
-    return BatchPersonResult(
-        index=outcome.index,
-        status=outcome.status,
-        person=person_out(outcome.person, scope) if outcome.person is not None else None,
-        reason=error.code if error else None,
-        message=error.message if error else None,
-        details=_details(error, scope) if error else {},
-        images_accepted=accepted,
-        images_rejected=len(results) - accepted,
-        results=results,
-        warnings=[warning_out(w, scope) for w in outcome.warnings],
-    )
-
-
 async def _enroll(
     state: AppState,
     principal: Principal,
@@ -190,7 +100,7 @@ async def _enroll(
         ),
         timer,
     )
-    results = [_result(o, scope) for o in done.outcomes]
+    results = [person_result(o, scope) for o in done.outcomes]
     for outcome in done.outcomes:
         if outcome.person is None:
             continue
@@ -251,7 +161,7 @@ async def enroll_batch(
         persons = []
         for fields in body.persons:
             photos = [await _read(image, state) for image in fields.images]
-            persons.append(_person(fields, photos, scope))
+            persons.append(bulk_person(fields, photos, scope))
         check_photos([p for person in persons for p in person.images], limits)
         return await _enroll(state, principal, scope, body, persons)
 
@@ -307,7 +217,7 @@ async def enroll_batch_upload(
         for index, upload in enumerate(files):
             await upload.seek(0)
             read[index] = await _read(upload, state)
-        batch = [_person(p, [read[f] for f in p.files], scope) for p in listed]
+        batch = [bulk_person(p, [read[f] for f in p.files], scope) for p in listed]
         check_photos(list(read.values()), limits)
         return await _enroll(state, principal, scope, options, batch)
 

@@ -12,20 +12,19 @@ from typing import Annotated, Any
 from fastapi import APIRouter, File, Form, Response, UploadFile
 
 from facerec.api.auth import PrincipalDep
-from facerec.api.convert import face_info, person_out, warning_out
+from facerec.api.convert import face_info, image_results, person_out, warning_out
 from facerec.api.deps import ScopeDep, StateDep
 from facerec.api.idempotency import IdempotencyKey, idempotent
 from facerec.api.schemas.common import GALLERY_RESPONSES, IMAGE_ERRORS
 from facerec.api.schemas.enrollment import (
     AddFaceRequest,
     AddFaceResponse,
-    ImageResult,
     RegisterMultipleRequest,
     RegisterMultipleResponse,
 )
 from facerec.api.uploads import ImageSource, OffloadedJSONRoute, image_bytes
 from facerec.auth.principal import Principal
-from facerec.domain.enrollment import Enrollment, GuardPolicy
+from facerec.domain.enrollment_values import GuardPolicy
 from facerec.domain.probes import ProcessingMode
 from facerec.domain.tenancy import TenantScope
 from facerec.domain.timing import StageTimer
@@ -199,35 +198,6 @@ async def add_face_upload(
     )
 
 
-def _image_results(enrollment: Enrollment, scope: TenantScope) -> list[ImageResult]:
-    face_ids = iter(enrollment.face_ids)
-    results = []
-    for outcome in enrollment.outcomes:
-        warnings = [warning_out(w, scope) for w in outcome.warnings]
-        if outcome.analysis is not None:
-            results.append(
-                ImageResult(
-                    index=outcome.index,
-                    accepted=True,
-                    face_id=next(face_ids),
-                    face_quality=outcome.analysis.subject.quality.score,
-                    warnings=warnings,
-                )
-            )
-        elif outcome.error is not None:
-            results.append(
-                ImageResult(
-                    index=outcome.index,
-                    accepted=False,
-                    reason=outcome.error.code,
-                    message=outcome.error.message,
-                    details=outcome.error.details,
-                    warnings=warnings,
-                )
-            )
-    return results
-
-
 @router.post(
     "/register-multiple",
     response_model=RegisterMultipleResponse,
@@ -300,7 +270,7 @@ async def _register_multiple(
         faces=len(enrollment.face_ids),
         replaced=not enrollment.created,
     )
-    results = _image_results(enrollment, scope)
+    results = image_results(enrollment.outcomes, enrollment.face_ids, scope)
     accepted = sum(1 for r in results if r.accepted)
     return RegisterMultipleResponse(
         person=person_out(enrollment.person, scope),

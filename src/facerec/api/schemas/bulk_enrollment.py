@@ -12,7 +12,7 @@ from facerec.api.schemas.enrollment import GUARD_HELP, ImageResult, WarningOut
 from facerec.api.schemas.persons import PersonOut
 from facerec.api.schemas.recognition import IMG, NO_NS
 from facerec.domain.bulk_enrollment import PersonStatus
-from facerec.domain.enrollment import GuardPolicy
+from facerec.domain.enrollment_values import GuardPolicy
 from facerec.domain.probes import ProcessingMode
 from facerec.errors import InvalidInputError
 

@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from facerec.api.schemas.persons import PersonOut
 from facerec.api.schemas.recognition import IMG, NO_NS, FaceInfo
-from facerec.domain.enrollment import GuardPolicy
+from facerec.domain.enrollment_values import GuardPolicy
 from facerec.domain.probes import ProcessingMode
 
 
