@@ -36,6 +36,8 @@ from typing import Any
 
 import httpx
 
+from bench.server import free_port
+
 REPO = Path(__file__).resolve().parent.parent
 API = "/api/face-recognition"
 DETECT = "/api/face-detection/detect"
@@ -48,12 +50,6 @@ class UnavailableError(RuntimeError):
         super().__init__(f"{what} is not available: {how}")
         self.what = what
         self.how = how
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_port(port: int, timeout: float) -> bool:

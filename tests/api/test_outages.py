@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 import time
 import uuid
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from bench.server import free_port
 from fastapi.testclient import TestClient
 from sqlalchemy.engine import make_url
 
@@ -231,12 +231,6 @@ def test_patch_with_a_nul_is_422(client: TestClient) -> None:
 
 
 # --- PostgreSQL outages through a TCP proxy ---------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class TcpProxy:

@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 import uvicorn
-from bench.faults import free_port
+from bench.server import free_port
 
 # Hop-by-hop headers (RFC 9110 §7.6.1) and the ones httpx sets itself.
 _NOT_FORWARDED = frozenset(

@@ -9,12 +9,13 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
+from bench.server import free_port
 
 from facerec.events.bus import IDENTIFICATION, PRESENCE_LAST_SEEN, Event, EventBus
 from facerec.events.mqtt import MqttSink, MqttTarget, topic_for
 from facerec.metrics import Metrics
 from tests.conftest import unavailable
-from tests.events.conftest import Subscriber, broker_reachable, free_port
+from tests.events.conftest import Subscriber, broker_reachable
 
 
 def test_urls() -> None:

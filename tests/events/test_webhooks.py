@@ -8,13 +8,14 @@ import time
 from collections.abc import Callable
 
 import pytest
+from bench.server import free_port
 
 from facerec.config import EventSettings
 from facerec.events.bus import IDENTIFICATION, TRACK_DECIDED, Event, EventBus
 from facerec.events.factory import build_event_bus, dead_letters
 from facerec.events.webhooks import WebhookSink, sign, sink_name, verify
 from facerec.metrics import Metrics
-from tests.events.conftest import Receiver, free_port
+from tests.events.conftest import Receiver
 
 SECRET = b"s3cret-shared-with-the-receiver"
 
