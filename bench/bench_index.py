@@ -107,15 +107,24 @@ def rss_mb() -> float:
 def timed(
     search: Callable[[NDArray[np.float32]], int], qs: NDArray[np.float32]
 ) -> tuple[list[float], list[int]]:
+    return timed_side_by_side([search], qs)[0]
+
+
+def timed_side_by_side(
+    searches: list[Callable[[NDArray[np.float32]], int]], qs: NDArray[np.float32]
+) -> list[tuple[list[float], list[int]]]:
+    """Milliseconds and answers of each search per query, the searches taking turns on every
+    query (so a noisy neighbour slows them alike)."""
     for q in qs[:20]:  # warm caches
-        search(q)
-    times: list[float] = []
-    found: list[int] = []
+        for search in searches:
+            search(q)
+    results: list[tuple[list[float], list[int]]] = [([], []) for _ in searches]
     for q in qs:
-        t0 = time.perf_counter_ns()
-        found.append(search(q))
-        times.append((time.perf_counter_ns() - t0) / 1e6)
-    return times, found
+        for search, (times, found) in zip(searches, results, strict=True):
+            t0 = time.perf_counter_ns()
+            found.append(search(q))
+            times.append((time.perf_counter_ns() - t0) / 1e6)
+    return results
 
 
 def row(
@@ -398,7 +407,7 @@ RUNNERS: dict[str, Callable[..., list[Row]]] = {
 
 SWEEP_EFS = (16, 24, 32, 40, 48, 64, 96, 128)
 # "i8p128": i8 graph on the gallery's 128 principal directions (``HnswIndex(graph_dim=128)``)
-SWEEP_GRAPHS = ("f32", "f16", "i8", "i8p128")
+SWEEP_GRAPHS = ("f32", "f16", "i8", "i8p128", "i8p96", "i8p64")
 
 
 @dataclass
@@ -498,7 +507,10 @@ def sweep_config(
     rescore: int,
     threads: int,
     expansion_add: int = 128,
+    pages: str = "both",
 ) -> list[SweepRow]:
+    """``pages``: the graph restored on 4 KiB pages (``4k``), collapsed into 2 MiB pages as the
+    service does (``2m``), or both copies searched side by side (``both``)."""
     dim = data.shape[1]
     metric = "cosine" if dim > 128 else "l2"
     ids = [f"{i:032x}" for i in range(size)]  # uuid-sized face ids
@@ -526,65 +538,84 @@ def sweep_config(
         file_mb = path.stat().st_size / 2**20
         del index, owners
         gc.collect()
-        loads: dict[bool, float] = {}
-        for mmap in (True, False):  # restart: read the snapshot, rebuild the person counts
-            t0 = time.perf_counter()
-            loaded, extra = HnswIndex.load_with_extra(path, mmap=mmap)
-            Counter(extra["owners"].values())
-            loads[mmap] = time.perf_counter() - t0
-            if mmap:
-                del loaded, extra
-                gc.collect()
+        loads: dict[tuple[bool, bool], float] = {}
+        copies: dict[bool, HnswIndex] = {}
+        for huge in {"4k": (False,), "2m": (True,), "both": (False, True)}[pages]:
+            for mmap in (True, False):  # restart: read the snapshot, rebuild the person counts
+                t0 = time.perf_counter()
+                loaded, extra = HnswIndex.load_with_extra(path, mmap=mmap, huge_pages=huge)
+                Counter(extra["owners"].values())
+                loads[huge, mmap] = time.perf_counter() - t0
+                if mmap:
+                    del loaded, extra
+                    gc.collect()
+            copies[huge] = loaded
         index = loaded
     finally:
         shutil.rmtree(root, ignore_errors=True)
     rows = []
     for ef in SWEEP_EFS:
-        index.expansion_search = ef
-        times, found = timed(lambda q: int(index.search(q, 1)[0][0], 16), qs)
-        # a hit: the face found is as near as the nearest (ties within 1e-5 count)
-        found_d = exact_distances(data, qs, np.asarray(found, np.int64), metric)
-        recall = float(np.mean(found_d <= truth + 1e-5))
-        graph = dtype if dtype == "f32" else f"{dtype} + f32 re-rank of top {rescore}"
-        if index.projection is not None:
-            top = index.candidate_count(1)
-            graph = (
-                f"{scalar}p{graph_dim}: {scalar} on {graph_dim} principal directions + f32 "
-                f"re-rank of top {top}"
+        for copy in copies.values():
+            copy.expansion_search = ef
+        measured = timed_side_by_side([top_key(copy) for copy in copies.values()], qs)
+        recalls = []
+        for huge, (times, found) in zip(copies, measured, strict=True):
+            # a hit: the face found is as near as the nearest (ties within 1e-5 count)
+            found_d = exact_distances(data, qs, np.asarray(found, np.int64), metric)
+            recall = float(np.mean(found_d <= truth + 1e-5))
+            recalls.append(recall)
+            row = sweep_row(dtype, rescore, expansion_add, index, huge)
+            result = SweepRow(
+                size,
+                dim,
+                kind,
+                row,
+                ef,
+                build,
+                mem,
+                file_mb,
+                loads[huge, False],
+                loads[huge, True],
+                percentile(times, 50),
+                percentile(times, 95),
+                recall,
+                os.getloadavg()[0],
             )
-        elif graph_dim:
-            graph = (
-                f"{scalar}p{graph_dim} refused by its self-check: {scalar} + f32 re-rank of "
-                f"top {rescore}"
+            print(
+                f"  {dim}-D {kind} {row:26s} ef={ef:3d} build {build:6.1f}s {mem:6.0f}MB "
+                f"load {result.load_s:5.2f}s mmap {result.mmap_s:5.2f}s "
+                f"p50 {result.p50_ms:.3f}ms p95 {result.p95_ms:.3f}ms recall@1 {recall:.4f}",
+                flush=True,
             )
-        if expansion_add != 128:
-            graph += f", efC {expansion_add}"
-        result = SweepRow(
-            size,
-            dim,
-            kind,
-            graph,
-            ef,
-            build,
-            mem,
-            file_mb,
-            loads[False],
-            loads[True],
-            percentile(times, 50),
-            percentile(times, 95),
-            recall,
-            os.getloadavg()[0],
-        )
-        print(
-            f"  {dim}-D {kind} {graph:26s} ef={ef:3d} build {build:6.1f}s {mem:6.0f}MB "
-            f"load {loads[False]:5.2f}s mmap {loads[True]:5.2f}s p50 {result.p50_ms:.3f}ms "
-            f"p95 {result.p95_ms:.3f}ms recall@1 {recall:.4f}",
-            flush=True,
-        )
-        rows.append(result)
-        if recall >= 0.9995 and ef >= 32:
+            rows.append(result)
+        if min(recalls) >= 0.9995 and ef >= 32:
             break  # larger ef only costs time
     return rows
+
+
+def top_key(index: HnswIndex) -> Callable[[NDArray[np.float32]], int]:
+    """A search of ``index`` answering the row number of the nearest face (its id in hex)."""
+    return lambda q: int(index.search(q, 1)[0][0], 16)
+
+
+def sweep_row(dtype: str, rescore: int, expansion_add: int, index: HnswIndex, huge: bool) -> str:
+    """The graph column of a sweep row."""
+    graph_dim = int(dtype.split("p")[1]) if "p" in dtype else 0
+    scalar = dtype.split("p")[0]
+    graph = dtype if dtype == "f32" else f"{dtype} + f32 re-rank of top {rescore}"
+    if index.projection is not None:
+        graph = (
+            f"{scalar}p{graph_dim}: {scalar} on {graph_dim} principal directions + f32 "
+            f"re-rank of top {index.candidate_count(1)}"
+        )
+    elif graph_dim:
+        graph = (
+            f"{scalar}p{graph_dim} refused by its self-check: {scalar} + f32 re-rank of "
+            f"top {rescore}"
+        )
+    if expansion_add != 128:
+        graph += f", efC {expansion_add}"
+    return graph + (", 2 MiB pages" if huge else "")
 
 
 def run_sweep(args: argparse.Namespace) -> None:
@@ -606,8 +637,11 @@ def run_sweep(args: argparse.Namespace) -> None:
                 for dtype in graphs:
                     rescore = args.rescore if dtype != "f32" else 1
                     threads, efc = args.threads, args.expansion_add
-                    new = sweep_config(size, kind, data, qs, truth, dtype, rescore, threads, efc)
-                    rows = [r for r in rows if (r.size, r.dim, r.data, r.graph) != new[0].key()]
+                    new = sweep_config(
+                        size, kind, data, qs, truth, dtype, rescore, threads, efc, args.pages
+                    )
+                    replaced = {r.key() for r in new}
+                    rows = [r for r in rows if r.key() not in replaced]
                     rows += new
                     if saved:
                         saved.write_text(json.dumps([asdict(r) for r in rows]))
@@ -662,7 +696,10 @@ def write_sweep(rows: list[SweepRow], args: argparse.Namespace) -> None:
         f"{args.threads} threads. ef grows until recall@1 ≥ 0.9995. index MB: graph + exact "
         "rows (`memory_bytes`). load s: restart from the snapshot file (ids, owners, keys, "
         "graph and rows read, person counts rebuilt) with a warm page cache; mmap load s: the "
-        "same with the exact rows mapped copy-on-write. load avg: 1-minute load average "
+        "same with the exact rows mapped copy-on-write. `2 MiB pages`: the same snapshot "
+        "restored and collapsed into huge pages as the service does on Linux (docs/index.md; "
+        "its load s include the collapse), searched side by side with the 4 KiB copy, the two "
+        "taking turns on every query (`--pages both`). load avg: 1-minute load average "
         f"right after the row was measured ({os.cpu_count()} CPUs, shared with other work: "
         "latencies and build times are noisy). Rows of several runs are merged "
         "(`--rows-json`).\n\n" + "\n".join(table)
@@ -695,6 +732,12 @@ def main() -> None:
     )
     parser.add_argument(
         "--expansion-add", type=int, default=128, help="--sweep: ef_construction of the graphs"
+    )
+    parser.add_argument(
+        "--pages",
+        choices=("both", "4k", "2m"),
+        default="both",
+        help="--sweep: restored graphs on 4 KiB pages, on 2 MiB pages, or both side by side",
     )
     args = parser.parse_args()
     if args.sweep:

@@ -19,6 +19,7 @@ snapshot written later. Persistence is in :mod:`facerec.storage.hnsw_snapshot`.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Self
@@ -27,6 +28,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from facerec.errors import InvalidInputError
+from facerec.storage import huge_pages as huge_pages_
 from facerec.storage import projection
 from facerec.storage.quantised_rows import (
     ExactRows,
@@ -79,6 +81,7 @@ class HnswIndex:
         dtype: GraphDtype = "f32",
         rescore: int = 4,
         graph_dim: int = 0,
+        huge_pages: bool = True,
     ) -> None:
         self.dim = dim
         self.metric: Metric = metric
@@ -87,6 +90,8 @@ class HnswIndex:
         self.rescore = max(1, rescore)
         self.connectivity = connectivity
         self.expansion_add = expansion_add
+        self.huge_pages = huge_pages  # collapse a built or restored graph (see huge_pages)
+        self.graph_memory: list[huge_pages_.Range] = []  # mapped while it was built/restored
         # Asked for; the projection exists once the first add has fitted (and kept) it.
         self.graph_dim = projection.graph_dim_for(graph_dim, dim, metric)
         self.projection: NDArray[np.float32] | None = None
@@ -146,14 +151,35 @@ class HnswIndex:
         keys = self._pool.take(len(ids))
         if self._exact is not None:
             self._exact.put(keys, matrix)
-        if fresh and self.graph_dim:
-            self._projected_build(keys, matrix)
+        if fresh:
+            with huge_pages_.recording() as self.graph_memory:
+                if self.graph_dim:
+                    self._projected_build(keys, matrix)
+                else:
+                    self._index.add(keys, self._graph_rows(matrix), threads=self.threads)
         else:
             self._index.add(keys, self._graph_rows(matrix), threads=self.threads)
         self._free = max(0, self._free - len(ids))  # usearch fills free slots first
         for face_id, key in zip(ids, keys.tolist(), strict=True):
             self._keys[face_id] = key
             self._ids[key] = face_id
+        if fresh:
+            self.back_with_huge_pages()
+
+    def back_with_huge_pages(self) -> int:
+        """Collapse the graph's memory into 2 MiB pages when ``huge_pages`` (bytes taken)."""
+        if not self.huge_pages or not self.graph_memory:
+            return 0
+        started = time.perf_counter()
+        done = huge_pages_.collapse(self.graph_memory)
+        if done:
+            logger.info(
+                "HNSW graph of %d faces on 2 MiB pages: %d MB in %.2f s",
+                len(self),
+                done >> 20,
+                time.perf_counter() - started,
+            )
+        return done
 
     def _graph_rows(self, matrix: NDArray[np.float32]) -> NDArray[np.float32]:
         return matrix if self.projection is None else projection.project(matrix, self.projection)
@@ -265,14 +291,17 @@ class HnswIndex:
         write_snapshot(self, path, extra or {})
 
     @classmethod
-    def load(cls, path: Path, *, mmap: bool = False) -> Self:
-        index, _ = cls.load_with_extra(path, mmap=mmap)
+    def load(cls, path: Path, *, mmap: bool = False, huge_pages: bool = True) -> Self:
+        index, _ = cls.load_with_extra(path, mmap=mmap, huge_pages=huge_pages)
         return index
 
     @classmethod
-    def load_with_extra(cls, path: Path, *, mmap: bool = False) -> tuple[Self, dict[str, Any]]:
+    def load_with_extra(
+        cls, path: Path, *, mmap: bool = False, huge_pages: bool = True
+    ) -> tuple[Self, dict[str, Any]]:
         """``mmap``: map the exact rows of a quantised snapshot copy-on-write instead of reading
-        them (a restart then reads only the graph); see :class:`ExactRows`."""
+        them (a restart then reads only the graph); see :class:`ExactRows`. ``huge_pages``:
+        collapse the restored graph into 2 MiB pages (see :mod:`huge_pages`)."""
         from facerec.storage.hnsw_snapshot import read_snapshot
 
-        return read_snapshot(cls, path, mmap=mmap)
+        return read_snapshot(cls, path, mmap=mmap, huge_pages=huge_pages)

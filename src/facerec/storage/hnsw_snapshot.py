@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
+from facerec.storage.huge_pages import recording
 from facerec.storage.quantised_rows import ExactRows, KeyPool
 
 if TYPE_CHECKING:
@@ -86,7 +87,9 @@ def write_snapshot(index: HnswIndex, path: Path, extra: dict[str, Any]) -> None:
         raise
 
 
-def read_snapshot(cls: type[H], path: Path, *, mmap: bool) -> tuple[H, dict[str, Any]]:
+def read_snapshot(
+    cls: type[H], path: Path, *, mmap: bool, huge_pages: bool = True
+) -> tuple[H, dict[str, Any]]:
     from usearch.index import Index
 
     with path.open("rb") as handle:
@@ -121,7 +124,8 @@ def read_snapshot(cls: type[H], path: Path, *, mmap: bool) -> tuple[H, dict[str,
             if rows.size != count * dim:
                 raise ValueError(f"{path} is truncated")
             rows = rows.reshape(count, dim)
-    restored = Index.restore(graph)
+    with recording() as graph_memory:
+        restored = Index.restore(graph)
     if restored is None:
         raise ValueError(f"{path} is not a usearch index")
     del graph
@@ -134,7 +138,9 @@ def read_snapshot(cls: type[H], path: Path, *, mmap: bool) -> tuple[H, dict[str,
         graph_dim=int(header.get("graph_dim", 0)),
         connectivity=int(header.get("connectivity", 16)),
         expansion_add=int(header.get("expansion_add", 128)),
+        huge_pages=huge_pages,
     )
+    index.graph_memory = graph_memory
     index.projection = projection
     restored.expansion_search = int(header["expansion_search"])  # type: ignore[misc]
     index._index = restored
@@ -148,4 +154,5 @@ def read_snapshot(cls: type[H], path: Path, *, mmap: bool) -> tuple[H, dict[str,
         index._exact = ExactRows(dim, index.metric, rows)
     if len(restored) != len(index._keys):
         raise ValueError(f"{path}: {len(restored)} vectors but {len(index._keys)} ids")
+    index.back_with_huge_pages()
     return index, dict(header["extra"])

@@ -88,6 +88,7 @@ class IndexBuilds:
             dtype=graph_dtype(options.dtype, spec.metric),
             rescore=options.rescore,
             graph_dim=options.graph_dim,
+            huge_pages=options.huge_pages,
         )
         index.add(ids, vectors)
         index.threads = 1  # later adds are a few faces at a time

@@ -46,6 +46,7 @@ class IndexOptions:
     rescore: int = 4
     graph_dim: int = 128  # cosine spaces: the graph on this many principal directions; 0: all
     mmap_snapshots: bool = False  # map snapshot rows copy-on-write instead of reading them
+    huge_pages: bool = True  # collapse built or restored graphs into 2 MiB pages (Linux)
     milvus: MilvusOptions = field(default_factory=MilvusOptions)
 
     @classmethod
@@ -63,6 +64,7 @@ class IndexOptions:
             expansion_search=index.hnsw_expansion_search,
             expansion_add=index.hnsw_expansion_add,
             mmap_snapshots=index.hnsw_mmap_snapshots,
+            huge_pages=index.hnsw_huge_pages,
             milvus=MilvusOptions(
                 uri=index.milvus_uri,
                 token=index.milvus_token.get_secret_value() if index.milvus_token else None,

@@ -74,6 +74,7 @@ class IndexRegistry(SyncedSearch):
             graph_dim=self._options.graph_dim,
             expansion_search=self._options.expansion_search,
             mmap=self._options.mmap_snapshots,
+            huge_pages=self._options.huge_pages,
         )
         self._lock = asyncio.Lock()
         # After warm(): every (collection, space) with faces is in _shards.

@@ -33,7 +33,8 @@ class SnapshotStore:
     """``dtype`` and ``graph_dim``: the graph wanted (a snapshot of another type or projection
     setting is deleted, so the index is rebuilt as configured); ``expansion_search``: the
     search breadth of a restored graph (the configured one, not the one it was saved with;
-    None: as saved); ``mmap``: map the exact rows copy-on-write (see ``hnsw_snapshot``)."""
+    None: as saved); ``mmap``: map the exact rows copy-on-write (see ``hnsw_snapshot``);
+    ``huge_pages``: collapse a restored graph into 2 MiB pages (see ``huge_pages``)."""
 
     def __init__(
         self,
@@ -43,12 +44,14 @@ class SnapshotStore:
         graph_dim: int = 0,
         expansion_search: int | None = None,
         mmap: bool = False,
+        huge_pages: bool = True,
     ) -> None:
         self.directory = directory
         self.dtype: DtypeSetting = dtype
         self.graph_dim = graph_dim
         self.expansion_search = expansion_search
         self.mmap = mmap
+        self.huge_pages = huge_pages
         self.instance = 0  # set once the database's instance id is known
 
     def path(self, collection: str, space: str | None) -> Path:
@@ -74,7 +77,9 @@ class SnapshotStore:
         if not path.exists():
             return None
         try:
-            index, extra = HnswIndex.load_with_extra(path, mmap=self.mmap)
+            index, extra = HnswIndex.load_with_extra(
+                path, mmap=self.mmap, huge_pages=self.huge_pages
+            )
             snapshot = Snapshot(index, int(extra["seq"]), dict(extra["owners"]))
             instance = int(extra["instance"])
         except (OSError, ValueError, KeyError, RuntimeError) as exc:
