@@ -405,7 +405,7 @@ RUNNERS: dict[str, Callable[..., list[Row]]] = {
 
 # ---- index sweep: 128-D and 512-D, f32 vs quantised graphs + exact re-rank, restart -----------
 
-SWEEP_EFS = (16, 24, 32, 40, 48, 64, 96, 128)
+SWEEP_EFS = (16, 24, 32, 40, 48, 56, 64, 96, 128)
 # "i8p128": i8 graph on the gallery's 128 principal directions (``HnswIndex(graph_dim=128)``)
 SWEEP_GRAPHS = ("f32", "f16", "i8", "i8p128", "i8p96", "i8p64")
 
@@ -604,9 +604,11 @@ def sweep_row(dtype: str, rescore: int, expansion_add: int, index: HnswIndex, hu
     scalar = dtype.split("p")[0]
     graph = dtype if dtype == "f32" else f"{dtype} + f32 re-rank of top {rescore}"
     if index.projection is not None:
+        width = index.projection.shape[1]
         graph = (
-            f"{scalar}p{graph_dim}: {scalar} on {graph_dim} principal directions + f32 "
-            f"re-rank of top {index.candidate_count(1)}"
+            f"{scalar}p{graph_dim}: {scalar} on {width} principal directions"
+            + (f" (narrowest of up to {graph_dim})" if width < graph_dim else "")
+            + f" + f32 re-rank of top {index.candidate_count(1)}"
         )
     elif graph_dim:
         graph = (

@@ -5,7 +5,8 @@ file, then injected. Nested groups use ``__`` in variable names, e.g.
 ``FACEREC_MODELS__MEMORY_BUDGET_MB=512``. Nothing else in the code reads ``os.environ``.
 
 Every group is imported from here; the inference pipeline's groups (``models``, ``liveness``,
-``limits``) are written in :mod:`facerec.config_inference`.
+``limits``) are written in :mod:`facerec.config_inference`, the vector index's (``index``) in
+:mod:`facerec.config_index`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from facerec.config_index import IndexSettings as IndexSettings
 
 # Imported as themselves: every settings group is imported from facerec.config.
 from facerec.config_inference import LimitSettings as LimitSettings
@@ -100,60 +103,6 @@ class MemorySettings(BaseModel):
     # one another. onnxruntime's arena keeps the activations of every run in progress (~50 MiB
     # per 1024 x 768 input) for the process's life. 0: no bound.
     detector_run_pixels: int = Field(1024 * 1024, ge=0)
-
-
-class IndexSettings(BaseModel):
-    # auto: pgvector inside PostgreSQL when the extension is there, else in-process; milvus: a
-    # Milvus server or cluster (or milvus-lite in this process), see docs/milvus.md.
-    backend: Literal["auto", "memory", "pgvector", "milvus"] = "auto"
-    # Faces in one (collection, embedding space) before the in-process index switches
-    # from exact search to HNSW.
-    hnsw_threshold: int = Field(20_000, ge=1)
-    # Where HNSW snapshots are persisted (so a restart does not rebuild); None: not persisted.
-    index_dir: Path | None = Path("data/index")
-    # Snapshots are written when this many changes, or changes this old (s), are unsaved (and
-    # on shutdown), so a crash costs a replay of the change log rather than a rebuild.
-    snapshot_every_changes: int = Field(10_000, ge=1)
-    snapshot_every_s: float = Field(300.0, gt=0)
-    # Scalar type of the vectors inside the in-process HNSW graph. i8/f16: a quantised graph
-    # (builds and walks faster) plus a float32 copy of every vector; each search re-ranks the
-    # graph's k × hnsw_rescore nearest exactly, so distances stay exact (docs/index.md).
-    # auto: i8 for cosine models, f32 for L2 ones (dlib).
-    hnsw_dtype: Literal["auto", "f32", "f16", "i8"] = "auto"
-    hnsw_rescore: int = Field(4, ge=1, le=64)
-    # Cosine spaces of more dimensions than this: the graph runs on the gallery's top
-    # hnsw_graph_dim principal directions (a quarter of the bytes per hop at 512-D), kept only
-    # when a self-check on the gallery finds what exact search finds; at least 8 candidates
-    # more than the faces asked for are re-ranked exactly (docs/index.md). 0: every dimension.
-    hnsw_graph_dim: int = Field(128, ge=0, le=4096)
-    # HNSW search breadth (ef); higher: better recall, slower. ef 24-32 already reached
-    # recall@1 1.000 at 100k faces (BENCHMARKS.md, index_sweep); 64 leaves room for 1M.
-    hnsw_expansion_search: int = Field(64, ge=1, le=4096)
-    # HNSW build breadth (ef_construction) of graphs built from now on. 256 finds more at a
-    # given ef (1M 512-D faces, ef 40: recall@1 0.999 against 0.996) but builds ~1.9x as long
-    # and each hop costs more: no faster at equal recall (BENCHMARKS.md, index_sweep).
-    hnsw_expansion_add: int = Field(128, ge=8, le=4096)
-    # Map the float32 rows of a snapshot copy-on-write instead of reading them at start-up.
-    hnsw_mmap_snapshots: bool = False
-    # Linux: collapse an HNSW graph, once built or restored, into 2 MiB pages (MADV_COLLAPSE):
-    # fewer TLB misses per hop, ~15-25% faster searches at 300k-1M faces (BENCHMARKS.md,
-    # index_sweep). Elsewhere, or where the kernel refuses, graphs stay on 4 KiB pages.
-    hnsw_huge_pages: bool = True
-    # backend=milvus: http(s)://host:19530 (a Milvus server or cluster) or a file path ending in
-    # .db (milvus-lite, embedded in this process); None: <index_dir>/milvus.db.
-    milvus_uri: str | None = None
-    # "user:password" or an API key for the Milvus server; None: no authentication.
-    milvus_token: SecretStr | None = None
-    # Milvus database (None: the server's default) and the prefix of every collection created.
-    milvus_db_name: str | None = None
-    milvus_collection_prefix: str = Field("facerec", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,31}$")
-    # Strong: a search sees every write acknowledged before it (the default, and what replicas
-    # sharing one Milvus need); Bounded/Session trade that for latency.
-    milvus_consistency: Literal["Strong", "Bounded", "Session", "Eventually"] = "Strong"
-    # Seconds one Milvus call may take before it answers 503 milvus_unavailable.
-    milvus_timeout_s: float = Field(10.0, gt=0)
-    # Shards (parallel write channels) of each Milvus collection created; fixed at creation.
-    milvus_shards: int = Field(1, ge=1, le=64)
 
 
 class AuthSettings(BaseModel):

@@ -64,8 +64,10 @@ def test_projected_graph_finds_the_exact_nearest_with_exact_distances(dtype: str
     exact.add(ids, data)
     index = HnswIndex(DIM, "cosine", threads=1, dtype=dtype, graph_dim=32)  # type: ignore[arg-type]
     index.add(ids, data)
-    assert index.projection is not None and index.projection.shape == (DIM, 32)
-    assert int(index._index.ndim) == 32  # the graph itself is 32-D
+    assert index.projection is not None and index.projection.shape[0] == DIM
+    width = index.projection.shape[1]
+    assert width in (16, 24, 32)  # the narrowest that keeps the gallery's neighbours
+    assert int(index._index.ndim) == width  # the graph itself is that narrow
     agree = 0
     for q in queries:
         got, distances = index.search(q, 5)
@@ -87,6 +89,74 @@ def test_a_projection_that_loses_the_nearest_faces_is_not_kept() -> None:
     assert int(index._index.ndim) == DIM
     got, _ = index.search(data[17], 1)
     assert got == ["f17"]
+
+
+def _kept_neighbours(rows: NDArray[np.float32], matrix: NDArray[np.float32]) -> float:
+    """Brute force: share of rows whose exact nearest other row is among the 1 + MARGIN
+    nearest in the space of ``matrix``'s columns."""
+    exact = rows @ rows.T
+    np.fill_diagonal(exact, -np.inf)
+    p = projection.project(rows, matrix)
+    near = p @ p.T
+    np.fill_diagonal(near, -np.inf)
+    top = np.argsort(-near, axis=1, kind="stable")[:, : 1 + projection.MARGIN]
+    reached = np.take_along_axis(exact, top, 1).max(1)
+    return float(np.mean(reached >= exact.max(1) - 1e-6))
+
+
+def test_the_graph_takes_the_fewest_directions_that_keep_the_neighbours() -> None:
+    data, queries = faces(500, 4, subspace=8)  # identities crowd into 8 directions
+    rows = data / np.linalg.norm(data, axis=1, keepdims=True)
+    matrix = projection.fit(data, 32)
+    assert matrix is not None
+    chosen = projection.narrowest(rows, matrix, queries=len(rows))
+    assert chosen.shape == (DIM, 16)
+    np.testing.assert_array_equal(chosen, matrix[:, :16])  # the leading directions
+    assert _kept_neighbours(rows, chosen) >= projection.MIN_FIDELITY
+    index = HnswIndex(DIM, "cosine", threads=1, dtype="i8", graph_dim=32)
+    index.add(ids_of(data), data)
+    assert index.projection is not None and int(index._index.ndim) == 16
+    exact = ExactIndex(DIM, "cosine")
+    exact.add(ids_of(data), data)
+    agree = sum(index.search(q, 1)[0] == exact.search(q, 1)[0] for q in queries)
+    assert agree / len(queries) >= 0.99
+
+
+def test_a_gallery_that_needs_every_direction_keeps_them() -> None:
+    """Gaussian rows: 16 or 24 of 32 directions lose neighbours that 32 keep better, so the
+    widest is returned (whether it suffices is the self-check's question)."""
+    rng = np.random.default_rng(4)
+    data = rng.standard_normal((2000, DIM)).astype(np.float32)
+    rows = data / np.linalg.norm(data, axis=1, keepdims=True)
+    matrix = projection.fit(data, 32)
+    assert matrix is not None
+    assert _kept_neighbours(rows, matrix[:, :24]) < projection.MIN_FIDELITY
+    assert projection.narrowest(rows, matrix, queries=len(rows)).shape == (DIM, 32)
+
+
+@pytest.mark.parametrize("width", [16, 24, 32])
+def test_the_measure_of_kept_neighbours_is_the_brute_force_one(width: int) -> None:
+    """narrowest's blockwise pass agrees with a brute-force count at each width: it picks the
+    first width whose brute-force share reaches MIN_FIDELITY (on 3000 rows, past its first
+    block of 1024 and into the next ones)."""
+    data, _ = faces(750, 4, seed=width, subspace=20)
+    rows = data / np.linalg.norm(data, axis=1, keepdims=True)
+    matrix = projection.fit(data, 32)
+    assert matrix is not None
+    shares = {w: _kept_neighbours(rows, matrix[:, :w]) for w in (16, 24, 32)}
+    expected = next((w for w in (16, 24, 32) if shares[w] >= projection.MIN_FIDELITY), 32)
+    assert projection.narrowest(rows, matrix, queries=len(rows)).shape[1] == expected
+
+
+def test_top_keeps_the_best_columns_across_blocks() -> None:
+    rng = np.random.default_rng(6)
+    scores = rng.standard_normal((7, 5000)).astype(np.float32)
+    top = projection._Top(7, 9)
+    for start in range(0, 5000, 700):
+        top.merge(scores[:, start : start + 700], start)
+    expected = np.argsort(-scores, axis=1, kind="stable")[:, :9]
+    np.testing.assert_array_equal(np.sort(top.found, axis=1), np.sort(expected, axis=1))
+    np.testing.assert_allclose(top.scores, -np.sort(-scores, axis=1)[:, :9])
 
 
 def test_self_check_counts_what_exact_search_finds() -> None:

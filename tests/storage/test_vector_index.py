@@ -9,7 +9,7 @@ import pytest
 from numpy.typing import NDArray
 
 from facerec.errors import InvalidInputError
-from facerec.storage.hnsw_index import graph_search
+from facerec.storage.graph_search import graph_search
 from facerec.storage.quantised_rows import graph_dtype
 from facerec.storage.vector_index import ExactIndex, GraphDtype, HnswIndex
 from facerec.values import Metric

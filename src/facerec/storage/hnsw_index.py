@@ -5,15 +5,17 @@ graph holds rounded copies (2 or 1 bytes per value) and :class:`ExactRows` a flo
 search takes the graph's ``k × rescore`` nearest and re-ranks them exactly, so the distances
 returned are exact and only a candidate the graph ranked below ``k × rescore`` can be missed.
 
-``graph_dim`` (cosine spaces): the graph runs on a learned projection of the vectors to that many
-dimensions (:mod:`facerec.storage.projection`: fitted on the first, building add, and kept only
-when a self-check on the gallery finds the nearest faces exact search finds), over exact rows
+``graph_dim`` (cosine spaces): the graph runs on a learned projection of the vectors to at most
+that many dimensions (:mod:`facerec.storage.projection`: fitted on the first, building add, as
+narrow as the gallery's neighbours allow, and kept only when a self-check on the gallery finds
+the nearest faces exact search finds), over exact rows
 like a quantised graph, with at least ``projection.MARGIN`` more candidates re-ranked than faces
 asked for.
 
 Erasure: a removed vector is unreachable at once; its graph slot is overwritten
 (:meth:`HnswIndex._scrub`) and its exact row zeroed, so it survives neither in memory nor in a
-snapshot written later. Persistence is in :mod:`facerec.storage.hnsw_snapshot`.
+snapshot written later. Persistence is in :mod:`facerec.storage.hnsw_snapshot`. A built or
+restored graph is collapsed into 2 MiB pages where Linux allows (:mod:`facerec.storage.huge_pages`).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from numpy.typing import NDArray
 from facerec.errors import InvalidInputError
 from facerec.storage import huge_pages as huge_pages_
 from facerec.storage import projection
+from facerec.storage.graph_search import graph_search
 from facerec.storage.quantised_rows import (
     ExactRows,
     GraphDtype,
@@ -42,26 +45,6 @@ from facerec.values import Metric
 logger = logging.getLogger(__name__)
 
 _EMPTY_IDS: list[str] = []
-
-
-def graph_search(
-    index: Any, query: NDArray[np.float32], count: int
-) -> tuple[NDArray[np.uint64], NDArray[np.float32]]:
-    """The ``count`` nearest keys of one query in a usearch ``Index`` and their graph distances,
-    on one thread (usearch's default hands even one query to a thread pool: +0.1 ms). It calls
-    the compiled index as ``Index.search`` does, without the ``BatchMatches`` and ``Matches``
-    objects that wrap the answer (~15-20 µs of Python, ~6% of a 1M-face search);
-    tests/storage/test_vector_index.py holds it to ``Index.search``'s answers."""
-    from usearch.compiled import ScalarKind
-
-    keys, distances, counts = index._compiled.search_many(
-        query.reshape(1, -1), count=count, exact=False, threads=1, dtype=ScalarKind.Unknown
-    )[:3]
-    found = int(counts[0])
-    return (
-        np.asarray(keys[0, :found], dtype=np.uint64),
-        np.asarray(distances[0, :found], dtype=np.float32),
-    )
 
 
 class HnswIndex:
@@ -194,10 +177,10 @@ class HnswIndex:
         assert self._exact is not None
         matrix_p = projection.fit(matrix, self.graph_dim)
         if matrix_p is not None:
-            self.projection = matrix_p
-            self._index = self._graph(self.graph_dim, self.expansion_search)
-            self._index.add(keys, self._graph_rows(matrix), threads=self.threads)
             rows = self._exact.data[: len(keys)]
+            self.projection = matrix_p = projection.narrowest(rows, matrix_p)
+            self._index = self._graph(matrix_p.shape[1], self.expansion_search)
+            self._index.add(keys, self._graph_rows(matrix), threads=self.threads)
 
             def nearest_other(row: int) -> int:
                 found, _ = self._candidates(rows[row], 2)
@@ -207,16 +190,17 @@ class HnswIndex:
             recall = projection.self_check(rows, nearest_other)
             if recall >= projection.MIN_RECALL:
                 logger.info(
-                    "HNSW graph on %d of %d dimensions (self-check recall %.3f)",
-                    self.graph_dim,
+                    "HNSW graph on %d of %d dimensions (at most %d; self-check recall %.3f)",
+                    matrix_p.shape[1],
                     self.dim,
+                    self.graph_dim,
                     recall,
                 )
                 return
             logger.warning(
                 "HNSW graph on %d dimensions found %.3f of the exact nearest faces: "
                 "building it on all %d",
-                self.graph_dim,
+                matrix_p.shape[1],
                 recall,
                 self.dim,
             )
