@@ -142,15 +142,17 @@ def test_a_restored_graph_is_collapsed_too(tmp_path: Path) -> None:
     restored = HnswIndex.load(tmp_path / "g.hnsw", huge_pages=False)
     assert restored.graph_memory, "the restore mapped no memory of its own"
     assert restored.back_with_huge_pages() == 0
-    q = vectors[17] + 0.001
-    assert restored.search(q, 1)[0] == built.search(q, 1)[0] == ["f17"]
+    # (the same graph answers alike; Gaussian rows make HNSW itself miss now and then)
+    queries = vectors[:50] + 0.001
+    answers = [built.search(q, 3)[0] for q in queries]
+    assert [restored.search(q, 3)[0] for q in queries] == answers
     if not _kernel_collapses():
         return
     resident = _resident(aligned(restored.graph_memory))
     restored.huge_pages = True  # as HnswIndex.load(path) does by default
     assert resident > 0
     assert restored.back_with_huge_pages() >= 0.8 * resident
-    assert restored.search(q, 1)[0] == ["f17"]
+    assert [restored.search(q, 3)[0] for q in queries] == answers
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux kernel interface")
