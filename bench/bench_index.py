@@ -436,16 +436,25 @@ def sweep_data(
 ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
     """``clustered``: identities on the unit sphere (partly from a 64-D subspace, so they crowd)
     with ``per_id`` faces each, ~0.7 cosine between two faces of one identity (ArcFace-like);
-    queries are new faces of enrolled identities. ``random``: Gaussian vectors and queries (the
-    worst case for HNSW: every neighbour is nearly as far as the nearest)."""
+    queries are new faces of enrolled identities. ``spread``: the same, but the identities'
+    energy falls off smoothly over all ``dim`` directions instead of sitting in a subspace.
+    ``random``: Gaussian vectors and queries (the worst case for HNSW: every neighbour is nearly
+    as far as the nearest)."""
     rng = np.random.default_rng(seed)
     if kind == "random":
         data = rng.standard_normal((n, dim), np.float32)
         return data, rng.standard_normal((n_queries, dim), np.float32)
     n_ids = max(1, n // per_id)
-    basis = rng.standard_normal((64, dim), np.float32) / np.float32(8.0)
-    centres = rng.standard_normal((n_ids, 64), np.float32) @ basis
-    centres += np.float32(0.7 / np.sqrt(dim)) * rng.standard_normal((n_ids, dim), np.float32)
+    if kind == "spread":
+        # no subspace: identity energy falls off smoothly over every direction (1/sqrt(i)),
+        # in a random orientation
+        scales = np.arange(1, dim + 1, dtype=np.float32) ** np.float32(-0.5)
+        rotation = np.linalg.qr(rng.standard_normal((dim, dim)))[0].astype(np.float32)
+        centres = (rng.standard_normal((n_ids, dim), np.float32) * scales) @ rotation
+    else:
+        basis = rng.standard_normal((64, dim), np.float32) / np.float32(8.0)
+        centres = rng.standard_normal((n_ids, 64), np.float32) @ basis
+        centres += np.float32(0.7 / np.sqrt(dim)) * rng.standard_normal((n_ids, dim), np.float32)
     centres /= np.linalg.norm(centres, axis=1, keepdims=True)
     noise = np.float32(0.65 / np.sqrt(dim))
     data = np.empty((n, dim), np.float32)
@@ -691,7 +700,10 @@ def write_sweep(rows: list[SweepRow], args: argparse.Namespace) -> None:
         "`HnswIndex` (usearch, M=16, ef_construction=128 unless the graph says efC) by graph "
         "type; 128-D is L2 "
         "(dlib-like), 512-D cosine (ArcFace-like); `clustered`: identities with "
-        f"{args.faces_per_id} faces each, queries new faces of enrolled identities; `random`: "
+        f"{args.faces_per_id} faces each, queries new faces of enrolled identities; `spread`: "
+        "the same, but the identities' energy falls off smoothly over all 512 directions "
+        "instead of sitting in a 64-D subspace (a harder case for the projected graph); "
+        "`random`: "
         "Gaussian vectors and queries (worst case). recall@1 = share of "
         f"{args.queries} queries whose top face is as near as the exact nearest (float64); "
         "one query at a time (k=1) on one thread; builds on "
@@ -726,7 +738,7 @@ def main() -> None:
     parser.add_argument("--no-write", action="store_true")
     parser.add_argument("--sweep", action="store_true", help="the index_sweep section instead")
     parser.add_argument("--dims", default="128,512", help="--sweep: dimensions")
-    parser.add_argument("--data", default="clustered", help="--sweep: clustered,random")
+    parser.add_argument("--data", default="clustered", help="--sweep: clustered,spread,random")
     parser.add_argument("--graphs", default="f32,f16,i8", help="--sweep: graph dtypes")
     parser.add_argument("--rescore", type=int, default=4, help="--sweep: re-rank top k×R")
     parser.add_argument(

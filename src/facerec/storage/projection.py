@@ -31,7 +31,7 @@ MIN_RECALL = 0.995
 MARGIN = 8  # graph candidates re-ranked exactly beyond the faces asked for, at least
 WIDTHS = (0.5, 0.75, 1.0)  # shares of graph_dim tried, fewest directions first (narrowest)
 FIDELITY_QUERIES = 500
-MIN_FIDELITY = 0.998
+MIN_FIDELITY = 1.0  # every sampled face keeps its nearest neighbour among the candidates
 
 
 def graph_dim_for(graph_dim: int, dim: int, metric: Metric) -> int:
