@@ -47,7 +47,7 @@ class IndexSettings(BaseModel):
     # Map the float32 rows of a snapshot copy-on-write instead of reading them at start-up.
     hnsw_mmap_snapshots: bool = False
     # Linux: collapse an HNSW graph, once built or restored, into 2 MiB pages (MADV_COLLAPSE):
-    # fewer TLB misses per hop, ~15-25% faster searches at 300k-1M faces (BENCHMARKS.md,
+    # fewer TLB misses per hop, 8-13% faster searches at 300k-1M faces (BENCHMARKS.md,
     # index_sweep). Elsewhere, or where the kernel refuses, graphs stay on 4 KiB pages.
     hnsw_huge_pages: bool = True
     # backend=milvus: http(s)://host:19530 (a Milvus server or cluster) or a file path ending in

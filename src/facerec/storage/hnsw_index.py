@@ -8,9 +8,8 @@ returned are exact and only a candidate the graph ranked below ``k × rescore`` 
 ``graph_dim`` (cosine spaces): the graph runs on a learned projection of the vectors to at most
 that many dimensions (:mod:`facerec.storage.projection`: fitted on the first, building add, as
 narrow as the gallery's neighbours allow, and kept only when a self-check on the gallery finds
-the nearest faces exact search finds), over exact rows
-like a quantised graph, with at least ``projection.MARGIN`` more candidates re-ranked than faces
-asked for.
+the nearest faces exact search finds), over exact rows like a quantised graph, with at least
+``projection.MARGIN`` more candidates re-ranked than faces asked for.
 
 Erasure: a removed vector is unreachable at once; its graph slot is overwritten
 (:meth:`HnswIndex._scrub`) and its exact row zeroed, so it survives neither in memory nor in a
