@@ -26,3 +26,20 @@ def graph_search(
         np.asarray(keys[0, :found], dtype=np.uint64),
         np.asarray(distances[0, :found], dtype=np.float32),
     )
+
+
+def graph_search_many(
+    index: Any, queries: NDArray[np.float32], count: int, threads: int
+) -> tuple[NDArray[np.uint64], NDArray[np.int64]]:
+    """The ``count`` nearest keys of each row of ``queries`` (``(n, count)``, rows padded past
+    their found count) and how many each row found."""
+    from usearch.compiled import ScalarKind
+
+    keys, _, counts = index._compiled.search_many(
+        np.ascontiguousarray(queries, np.float32),
+        count=count,
+        exact=False,
+        threads=threads,
+        dtype=ScalarKind.Unknown,
+    )[:3]
+    return np.asarray(keys, dtype=np.uint64), np.asarray(counts, dtype=np.int64)

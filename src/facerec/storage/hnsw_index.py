@@ -32,6 +32,8 @@ from facerec.errors import InvalidInputError
 from facerec.storage import huge_pages as huge_pages_
 from facerec.storage import projection
 from facerec.storage.graph_search import graph_search
+from facerec.storage.orphans import Orphans, unreachable
+from facerec.storage.projected_build import projected_build
 from facerec.storage.quantised_rows import (
     ExactRows,
     GraphDtype,
@@ -80,6 +82,7 @@ class HnswIndex:
         self._index = self._graph(dim, expansion_search)
         wants_rows = dtype != "f32" or self.graph_dim > 0
         self._exact = ExactRows(dim, metric) if wants_rows else None
+        self._orphans = Orphans(dim, metric)  # faces the graph cannot find (see orphans)
         self._keys: dict[str, int] = {}
         self._ids: dict[int, str] = {}
         self._pool = KeyPool()
@@ -120,7 +123,12 @@ class HnswIndex:
     def memory_bytes(self) -> int:
         """Graph plus exact rows (the rows of a memory-mapped snapshot count in full)."""
         exact = self._exact.nbytes() if self._exact is not None else 0
-        return int(self._index.memory_usage) + exact
+        return int(self._index.memory_usage) + exact + self._orphans.nbytes()
+
+    @property
+    def orphans(self) -> int:
+        """How many faces only the exact orphan list finds (see :mod:`orphans`)."""
+        return len(self._orphans)
 
     def add(self, ids: Sequence[str], vectors: NDArray[np.float32]) -> None:
         matrix = checked_matrix(vectors, self.dim, len(ids))
@@ -136,17 +144,42 @@ class HnswIndex:
         if fresh:
             with huge_pages_.recording() as self.graph_memory:
                 if self.graph_dim:
-                    self._projected_build(keys, matrix)
+                    graph_rows = projected_build(self, keys, matrix)
                 else:
-                    self._index.add(keys, self._graph_rows(matrix), threads=self.threads)
+                    graph_rows = matrix
+                    self._index.add(keys, matrix, threads=self.threads)
         else:
-            self._index.add(keys, self._graph_rows(matrix), threads=self.threads)
+            graph_rows = self._graph_rows(matrix)
+            self._index.add(keys, graph_rows, threads=self.threads)
+        self._adopt_orphans(keys, matrix, graph_rows, private=fresh)
         self._free = max(0, self._free - len(ids))  # usearch fills free slots first
         for face_id, key in zip(ids, keys.tolist(), strict=True):
             self._keys[face_id] = key
             self._ids[key] = face_id
         if fresh:
             self.back_with_huge_pages()
+
+    def _adopt_orphans(
+        self,
+        keys: NDArray[np.uint64],
+        matrix: NDArray[np.float32],
+        graph_rows: NDArray[np.float32],
+        *,
+        private: bool,
+    ) -> None:
+        """Keep the new faces the graph does not find by their own vector in the orphan list."""
+        count = self.candidate_count(2)
+        lost = unreachable(self._index, keys, graph_rows, count, self.threads, private=private)
+        if len(lost):
+            self._orphans.add(keys[lost], matrix[lost])
+            logger.info(
+                "HNSW graph: %d of %d faces added are not found by graph search; kept in the "
+                "exact orphan list (%d orphans of %d faces)",
+                len(lost),
+                len(keys),
+                len(self._orphans),
+                len(self._index),
+            )
 
     def back_with_huge_pages(self) -> int:
         """Collapse the graph's memory into 2 MiB pages when ``huge_pages`` (bytes taken)."""
@@ -169,44 +202,6 @@ class HnswIndex:
     def _graph_query(self, q: NDArray[np.float32]) -> NDArray[np.float32]:
         return q if self.projection is None else projection.project_query(q, self.projection)
 
-    def _projected_build(self, keys: NDArray[np.uint64], matrix: NDArray[np.float32]) -> None:
-        """The first add of a ``graph_dim`` index: fit the projection, build the graph on it,
-        and keep it only if its searches find what exact search finds on this very gallery
-        (:func:`projection.self_check`); otherwise the full-dimension graph is built."""
-        assert self._exact is not None
-        matrix_p = projection.fit(matrix, self.graph_dim)
-        if matrix_p is not None:
-            rows = self._exact.data[: len(keys)]
-            self.projection = matrix_p = projection.narrowest(rows, matrix_p)
-            self._index = self._graph(matrix_p.shape[1], self.expansion_search)
-            self._index.add(keys, self._graph_rows(matrix), threads=self.threads)
-
-            def nearest_other(row: int) -> int:
-                found, _ = self._candidates(rows[row], 2)
-                others = [int(k) for k in found.tolist() if k != row]
-                return others[0] if others else -1
-
-            recall = projection.self_check(rows, nearest_other)
-            if recall >= projection.MIN_RECALL:
-                logger.info(
-                    "HNSW graph on %d of %d dimensions (at most %d; self-check recall %.3f)",
-                    matrix_p.shape[1],
-                    self.dim,
-                    self.graph_dim,
-                    recall,
-                )
-                return
-            logger.warning(
-                "HNSW graph on %d dimensions found %.3f of the exact nearest faces: "
-                "building it on all %d",
-                matrix_p.shape[1],
-                recall,
-                self.dim,
-            )
-        self.projection = None
-        self._index = self._graph(self.dim, self.expansion_search)
-        self._index.add(keys, matrix, threads=self.threads)
-
     def remove(self, ids: Iterable[str]) -> int:
         keys = [self._keys.pop(face_id) for face_id in ids if face_id in self._keys]
         if not keys:
@@ -218,6 +213,7 @@ class HnswIndex:
         self._scrub()
         if self._exact is not None:
             self._exact.scrub(keys)
+        self._orphans.discard(keys)
         self._pool.give_back(keys)
         return len(keys)
 
@@ -258,12 +254,23 @@ class HnswIndex:
     def _candidates(
         self, q: NDArray[np.float32], k: int
     ) -> tuple[NDArray[np.uint64], NDArray[np.float32]]:
-        """The ``k`` nearest keys and their exact distances."""
+        """The ``k`` nearest keys and their exact distances (the graph's and the orphans')."""
         keys, distances = graph_search(self._index, self._graph_query(q), self.candidate_count(k))
+        if self.metric == "l2" and self._exact is None:
+            distances = np.sqrt(np.maximum(distances, 0.0))
+        if len(self._orphans):
+            o_keys, o_distances = self._orphans.nearest(q, k)
+            listed = keys.tolist()  # a few dozen: a list beats np.isin on arrays this small
+            # An orphan the graph has come to link since would be found twice.
+            fresh = [i for i, key in enumerate(o_keys.tolist()) if key not in listed]
+            if fresh:
+                keys = np.concatenate([keys, o_keys[fresh]])
+                distances = np.concatenate([distances, o_distances[fresh]])
+                if self._exact is None:
+                    order = np.argsort(distances, kind="stable")[:k]
+                    return keys[order], distances[order]
         if self._exact is not None:
             return self._exact.rerank(keys, q, k)
-        if self.metric == "l2":
-            distances = np.sqrt(np.maximum(distances, 0.0))
         return keys, distances
 
     # ---- persistence (see hnsw_snapshot) -------------------------------------------------------

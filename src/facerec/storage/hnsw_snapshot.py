@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
+from numpy.typing import NDArray
 
 from facerec.storage.huge_pages import recording
 from facerec.storage.quantised_rows import ExactRows, KeyPool
@@ -62,6 +63,7 @@ def write_snapshot(index: HnswIndex, path: Path, extra: dict[str, Any]) -> None:
             "threads": index.threads,
             "expansion_search": index.expansion_search,
             "ids": list(index._keys),
+            "orphans": index._orphans.keys.tolist(),
             "graph_bytes": len(graph),
             "rows": 0 if rows is None else len(rows),
             "extra": extra,
@@ -154,5 +156,20 @@ def read_snapshot(
         index._exact = ExactRows(dim, index.metric, rows)
     if len(restored) != len(index._keys):
         raise ValueError(f"{path}: {len(restored)} vectors but {len(index._keys)} ids")
+    _restore_orphans(index, np.asarray(header.get("orphans", []), np.uint64))
     index.back_with_huge_pages()
     return index, dict(header["extra"])
+
+
+def _restore_orphans(index: HnswIndex, keys: NDArray[np.uint64]) -> None:
+    """The orphan list, its vectors from the exact rows or, for an f32 graph, from the graph.
+    (A snapshot written before orphans were kept has none: its faces were never checked.)"""
+    if not len(keys):
+        return
+    if not np.isin(keys, np.fromiter(index._ids, np.uint64, len(index._ids))).all():
+        raise ValueError("snapshot orphans are not faces of the index")
+    if index._exact is not None:
+        vectors = index._exact.data[keys.astype(np.intp)]
+    else:
+        vectors = np.asarray(index._index.get(keys, dtype=np.float32), np.float32)
+    index._orphans.add(keys, vectors)

@@ -1,0 +1,134 @@
+"""Faces an HNSW graph cannot find, found at every add and kept findable (:class:`Orphans`).
+
+HNSW's neighbour selection keeps one link into a tight group of near-identical vectors (burst
+shots, video frames, one photo enrolled twice) and drops the others as redundant; inserts on
+several threads lose more links. Some faces then have no path from the entry point: a search
+does not return them even for their own vector. On synthetic galleries this was up to 0.05% of
+100k faces (more when built on two threads than on one, more in tight groups) and 0.024% of 1M
+(``bench/bench_reachability.py``), often a whole person's group of faces at once, who could
+then never be identified (4 of 25,000 identities in one gallery).
+
+So after every add, each new face is looked up by its own vector (:func:`unreachable`). Those
+the graph does not return are *orphans*: their vectors are kept in a small matrix that every
+search scores exactly and merges with the graph's candidates. Every face held is then found by
+construction, at the cost of one batched self-search per add (7-19% of a build's time) and, per
+query, exact distances to the orphans (239 rows at a million faces: ~0.02 ms).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from facerec.storage.graph_search import graph_search_many
+from facerec.storage.quantised_rows import unit_rows
+from facerec.values import Metric
+
+SCREEN_EXPANSION = 16  # a first, cheap pass over a large add; its misses are checked again
+SCREEN_FROM = 1024  # adds of at least this many faces get the cheap pass first
+RANKED_FROM = 64  # more orphans than this: ranked by one product before exact distances
+
+
+def unreachable(
+    index: Any,
+    keys: NDArray[np.uint64],
+    graph_rows: NDArray[np.float32],
+    count: int,
+    threads: int,
+    *,
+    private: bool,
+) -> NDArray[np.intp]:
+    """The positions in ``keys`` of the faces that a search of ``index`` for their own
+    ``graph_rows`` (``count`` nearest, at the index's ``expansion_search``) does not return.
+
+    ``private``: no other thread searches ``index`` (a graph being built), so a large add is
+    first screened at :data:`SCREEN_EXPANSION` (a third of the time) and only its misses are
+    searched again at the index's own expansion; a shared index is never retuned under its
+    readers."""
+    suspects = np.arange(len(keys))
+    if private and len(keys) >= SCREEN_FROM and index.expansion_search > SCREEN_EXPANSION:
+        expansion = index.expansion_search
+        index.expansion_search = SCREEN_EXPANSION
+        try:
+            suspects = _missed(index, keys, graph_rows, suspects, count, threads)
+        finally:
+            index.expansion_search = expansion
+    return _missed(index, keys, graph_rows, suspects, count, threads)
+
+
+def _missed(
+    index: Any,
+    keys: NDArray[np.uint64],
+    graph_rows: NDArray[np.float32],
+    rows: NDArray[np.intp],
+    count: int,
+    threads: int,
+) -> NDArray[np.intp]:
+    if not len(rows):
+        return rows
+    found, counts = graph_search_many(index, graph_rows[rows], count, threads)
+    within = np.arange(found.shape[1]) < counts[:, None]
+    hit = ((found == keys[rows][:, None]) & within).any(axis=1)
+    return np.asarray(rows[~hit], np.intp)
+
+
+class Orphans:
+    """Keys and vectors (unit rows for cosine) of the faces the graph cannot find; a removed
+    orphan's row is zeroed before the matrix is compacted (erasure, as for the graph)."""
+
+    def __init__(self, dim: int, metric: Metric) -> None:
+        self.metric: Metric = metric
+        self.keys = np.empty(0, np.uint64)
+        self.rows = np.zeros((0, dim), np.float32)
+        self._squares = np.zeros(0, np.float32)  # |row|² (L2 ranking)
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def nbytes(self) -> int:
+        return int(self.rows.nbytes + self.keys.nbytes)
+
+    def add(self, keys: NDArray[np.uint64], vectors: NDArray[np.float32]) -> None:
+        if not len(keys):
+            return
+        rows = unit_rows(vectors) if self.metric == "cosine" else vectors
+        self.keys = np.concatenate([self.keys, keys.astype(np.uint64)])
+        self.rows = np.concatenate([self.rows, np.asarray(rows, np.float32)])
+        self._squares = np.einsum("ij,ij->i", self.rows, self.rows)
+
+    def discard(self, keys: list[int]) -> None:
+        if not len(self.keys) or not keys:
+            return
+        gone = np.isin(self.keys, np.asarray(keys, np.uint64))
+        if gone.any():
+            self.rows[gone] = 0.0
+            self.keys, self.rows = self.keys[~gone], self.rows[~gone]
+            self._squares = self._squares[~gone]
+
+    def nearest(
+        self, query: NDArray[np.float32], k: int
+    ) -> tuple[NDArray[np.uint64], NDArray[np.float32]]:
+        """The ``k`` nearest orphans by exact distance (L2, or 1 - cos), nearest first.
+
+        Beyond :data:`RANKED_FROM` orphans, one matrix-vector product ranks them all first (for
+        L2 by ``|r|² - 2 r·q``, which rounds near ties) and only the few nearest get their
+        distance computed directly. einsum, not matmul:
+        BLAS would wake its thread pool for these small products (~0.1-0.2 ms when it sleeps)."""
+        rows, near = self.rows, None
+        if len(rows) > RANKED_FROM:
+            products = np.einsum("ij,j->i", rows, query)
+            rough = -products if self.metric == "cosine" else self._squares - 2.0 * products
+            near = np.argpartition(rough, k + 3)[: k + 4] if k + 4 < len(rough) else None
+            rows = rows if near is None else rows[near]
+        if self.metric == "cosine":
+            norm = float(np.sqrt(np.dot(query, query)))
+            similarity = np.einsum("ij,j->i", rows, query)
+            distances = 1.0 - (similarity / norm if norm else similarity)
+        else:
+            offsets = rows - query
+            distances = np.sqrt(np.einsum("ij,ij->i", offsets, offsets))
+        order = np.argsort(distances, kind="stable")[:k]
+        keys = self.keys if near is None else self.keys[near]
+        return keys[order], distances[order].astype(np.float32)

@@ -1,0 +1,139 @@
+"""Faces the HNSW graph cannot find are kept findable (storage/orphans.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from numpy.typing import NDArray
+
+from facerec.storage.graph_search import graph_search
+from facerec.storage.orphans import SCREEN_FROM, Orphans, unreachable
+from facerec.storage.vector_index import GraphDtype, HnswIndex
+from facerec.values import Metric
+
+from .test_vector_index import brute, clustered
+
+
+def found_by_own_vector(index: HnswIndex, ids: list[str], data: NDArray[np.float32]) -> int:
+    """Faces whose own vector finds them first (or an exact tie at distance ~0)."""
+    hits = 0
+    for face_id, vector in zip(ids, data, strict=True):
+        got, dist = index.search(vector, 1)
+        hits += got[0] == face_id or float(dist[0]) <= 1e-6
+    return hits
+
+
+def graph_misses(index: HnswIndex, data: NDArray[np.float32]) -> int:
+    """Faces the graph alone (no orphan list) does not return for their own vector, one
+    search at a time as a request makes it."""
+    misses = 0
+    for key, vector in enumerate(data):
+        keys, _ = graph_search(index._index, index._graph_query(vector), index.candidate_count(2))
+        misses += key not in keys.tolist()
+    return misses
+
+
+@pytest.mark.parametrize(("metric", "dtype"), [("l2", "f32"), ("cosine", "i8"), ("cosine", "f16")])
+def test_every_face_is_found_and_orphans_are_the_graphs_misses(
+    metric: Metric, dtype: GraphDtype
+) -> None:
+    # Tight groups of near-identical faces built on two threads: the case where usearch's
+    # graph loses faces (0-17 of these 4,500 per build, often a whole group).
+    _, data = clustered(1500, 3, 64, seed=5)
+    ids = [f"f{i}" for i in range(len(data))]
+    for _ in range(2):
+        index = HnswIndex(64, metric, threads=2, dtype=dtype)
+        index.add(ids, data)  # >= SCREEN_FROM: the screened check of a private build
+        assert len(data) >= SCREEN_FROM
+        assert found_by_own_vector(index, ids, data) == len(ids)
+        # The orphans are the graph's misses (a face the cheap screen found is not searched
+        # again at the full expansion, so it can only count among the misses, not the orphans).
+        misses = graph_misses(index, data)
+        assert index.orphans <= misses <= index.orphans + 2
+
+
+def duplicated(copies: int, groups: int, dim: int) -> tuple[list[str], NDArray[np.float32]]:
+    """``groups`` vectors, each held ``copies`` times: the graph returns only a few of the
+    copies, so the others are orphans whatever the build."""
+    rng = np.random.default_rng(3)
+    data = np.repeat(rng.standard_normal((groups, dim)).astype(np.float32), copies, axis=0)
+    spread = rng.standard_normal((200, dim)).astype(np.float32)
+    data = np.concatenate([spread, data])
+    return [f"f{i}" for i in range(len(data))], data
+
+
+@pytest.mark.parametrize("dtype", ["f32", "i8"])
+@pytest.mark.parametrize("mmap", [False, True])
+def test_orphans_survive_a_snapshot(tmp_path: Path, dtype: GraphDtype, mmap: bool) -> None:
+    ids, data = duplicated(40, 3, 16)
+    index = HnswIndex(16, "cosine", dtype=dtype)
+    index.add(ids, data)
+    assert index.orphans > 0
+    index.save(tmp_path / "s.hnsw")
+    loaded = HnswIndex.load(tmp_path / "s.hnsw", mmap=mmap)
+    assert loaded.orphans == index.orphans
+    np.testing.assert_array_equal(np.sort(loaded._orphans.keys), np.sort(index._orphans.keys))
+    assert found_by_own_vector(loaded, ids, data) == len(ids)
+
+
+def test_a_removed_orphan_is_gone_and_its_row_zeroed() -> None:
+    ids, data = duplicated(30, 2, 8)
+    index = HnswIndex(8, "l2")
+    index.add(ids, data)
+    orphan_ids = [index._ids[int(key)] for key in index._orphans.keys]
+    assert len(orphan_ids) > 5
+    rows = index._orphans.rows  # the matrix the removal zeroes before compacting
+    assert np.all(np.any(rows[:5] != 0, axis=1))
+    before = index.orphans
+    removed_keys = index._orphans.keys[:5].tolist()
+    index.remove(orphan_ids[:5])
+    assert index.orphans == before - 5
+    assert np.all(rows[:5] == 0)
+    assert set(index._orphans.keys.tolist()).isdisjoint(removed_keys)
+    for face_id in orphan_ids[:5]:
+        assert face_id not in index
+    got, _ = index.search(data[int(orphan_ids[0][1:])], len(index))
+    assert not set(got) & set(orphan_ids[:5])
+
+
+def test_new_faces_added_later_are_checked_too() -> None:
+    ids, data = duplicated(20, 2, 8)
+    index = HnswIndex(8, "l2")
+    index.add(ids[:200], data[:200])  # the spread faces only
+    extra = index.orphans
+    for start in range(200, len(ids), 4):  # a few faces at a time, as enrolments come
+        index.add(ids[start : start + 4], data[start : start + 4])
+    assert index.orphans > extra
+    assert found_by_own_vector(index, ids, data) == len(ids)
+
+
+@pytest.mark.parametrize("metric", ["l2", "cosine"])
+def test_orphans_nearest_matches_brute_force(metric: Metric) -> None:
+    rng = np.random.default_rng(1)
+    rows = rng.standard_normal((50, 12)).astype(np.float32)
+    orphans = Orphans(12, metric)
+    orphans.add(np.arange(100, 150, dtype=np.uint64), rows)
+    for k in (1, 5, 80):
+        q = rng.standard_normal(12).astype(np.float32)
+        keys, dist = orphans.nearest(q, k)
+        expected = brute(rows, q, metric)
+        order = np.argsort(expected)[:k]
+        assert keys.tolist() == (order + 100).tolist()
+        np.testing.assert_allclose(dist, expected[order], rtol=1e-5, atol=1e-5)
+
+
+def test_screening_finds_what_a_full_check_finds() -> None:
+    from usearch.index import Index
+
+    _, data = clustered(1500, 3, 32, seed=2)
+    keys = np.arange(len(data), dtype=np.uint64)
+    graph = Index(ndim=32, metric="l2sq", connectivity=16, expansion_add=128)
+    graph.add(keys, data, threads=2)
+    graph.expansion_search = 64  # type: ignore[misc]
+    full = unreachable(graph, keys, data, 2, 2, private=False)
+    screened = unreachable(graph, keys, data, 2, 2, private=True)
+    assert graph.expansion_search == 64  # retuned only for the screen
+    # Every face the screen flags is missed at the full expansion too (it is searched again).
+    assert set(screened.tolist()) <= set(full.tolist())
