@@ -137,3 +137,42 @@ def test_screening_finds_what_a_full_check_finds() -> None:
     assert graph.expansion_search == 64  # retuned only for the screen
     # Every face the screen flags is missed at the full expansion too (it is searched again).
     assert set(screened.tolist()) <= set(full.tolist())
+
+
+def test_a_projected_graph_ranks_its_orphans_on_their_projected_rows(tmp_path: Path) -> None:
+    # A gallery in a 12-dimensional subspace of 64 (so the projected graph is kept), with
+    # groups of identical faces (so some are orphans whatever the build).
+    rng = np.random.default_rng(4)
+    basis = rng.standard_normal((12, 64)).astype(np.float32)
+    spread = rng.standard_normal((1200, 12)).astype(np.float32) @ basis
+    groups = np.repeat(rng.standard_normal((4, 12)).astype(np.float32) @ basis, 30, axis=0)
+    data = np.concatenate([spread, groups])
+    ids = [f"f{i}" for i in range(len(data))]
+    index = HnswIndex(64, "cosine", dtype="i8", graph_dim=32)
+    index.add(ids, data)
+    assert index.projection is not None and index.orphans > 0
+    assert index._orphans.sketch is not None
+    assert index._orphans.sketch.shape == (index.orphans, index.projection.shape[1])
+    assert found_by_own_vector(index, ids, data) == len(ids)
+    index.save(tmp_path / "s.hnsw")
+    loaded = HnswIndex.load(tmp_path / "s.hnsw")
+    assert loaded._orphans.sketch is not None
+    np.testing.assert_allclose(loaded._orphans.sketch, index._orphans.sketch, atol=1e-6)
+    assert found_by_own_vector(loaded, ids, data) == len(ids)
+    sketch = index._orphans.sketch
+    index.remove([index._ids[int(index._orphans.keys[0])]])
+    assert not np.any(sketch[0])  # the removed orphan's projected row is zeroed too
+
+
+@pytest.mark.parametrize("metric", ["l2", "cosine"])
+def test_orphans_ranked_on_a_sketch_still_get_exact_distances(metric: Metric) -> None:
+    rng = np.random.default_rng(2)
+    rows = rng.standard_normal((300, 24)).astype(np.float32)
+    orphans = Orphans(24, metric)
+    orphans.add(np.arange(300, dtype=np.uint64), rows, sketch=rows[:, :16].copy())
+    q = rows[7] + 0.01 * rng.standard_normal(24).astype(np.float32)
+    keys, dist = orphans.nearest(q, 3, q[:16].copy())
+    assert int(keys[0]) == 7
+    np.testing.assert_allclose(
+        dist, brute(rows[keys.astype(np.intp)], q, metric), rtol=1e-5, atol=1e-5
+    )

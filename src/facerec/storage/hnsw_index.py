@@ -171,7 +171,8 @@ class HnswIndex:
         count = self.candidate_count(2)
         lost = unreachable(self._index, keys, graph_rows, count, self.threads, private=private)
         if len(lost):
-            self._orphans.add(keys[lost], matrix[lost])
+            sketch = graph_rows[lost] if self.projection is not None else None
+            self._orphans.add(keys[lost], matrix[lost], sketch)
             logger.info(
                 "HNSW graph: %d of %d faces added are not found by graph search; kept in the "
                 "exact orphan list (%d orphans of %d faces)",
@@ -255,11 +256,12 @@ class HnswIndex:
         self, q: NDArray[np.float32], k: int
     ) -> tuple[NDArray[np.uint64], NDArray[np.float32]]:
         """The ``k`` nearest keys and their exact distances (the graph's and the orphans')."""
-        keys, distances = graph_search(self._index, self._graph_query(q), self.candidate_count(k))
+        graph_q = self._graph_query(q)
+        keys, distances = graph_search(self._index, graph_q, self.candidate_count(k))
         if self.metric == "l2" and self._exact is None:
             distances = np.sqrt(np.maximum(distances, 0.0))
         if len(self._orphans):
-            o_keys, o_distances = self._orphans.nearest(q, k)
+            o_keys, o_distances = self._orphans.nearest(q, k, graph_q)
             listed = keys.tolist()  # a few dozen: a list beats np.isin on arrays this small
             # An orphan the graph has come to link since would be found twice.
             fresh = [i for i, key in enumerate(o_keys.tolist()) if key not in listed]

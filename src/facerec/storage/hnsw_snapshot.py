@@ -172,4 +172,5 @@ def _restore_orphans(index: HnswIndex, keys: NDArray[np.uint64]) -> None:
         vectors = index._exact.data[keys.astype(np.intp)]
     else:
         vectors = np.asarray(index._index.get(keys, dtype=np.float32), np.float32)
-    index._orphans.add(keys, vectors)
+    sketch = None if index.projection is None else index._graph_rows(vectors)
+    index._orphans.add(keys, vectors, sketch)

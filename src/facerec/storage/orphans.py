@@ -28,7 +28,8 @@ from facerec.values import Metric
 
 SCREEN_EXPANSION = 16  # a first, cheap pass over a large add; its misses are checked again
 SCREEN_FROM = 1024  # adds of at least this many faces get the cheap pass first
-RANKED_FROM = 64  # more orphans than this: ranked by one product before exact distances
+RANKED_FROM = 64  # more orphans than this (or a sketch): ranked before exact distances
+RANK_MARGIN = 8  # orphans beyond k given exact distances after ranking (as projection.MARGIN)
 
 
 def unreachable(
@@ -75,28 +76,42 @@ def _missed(
 
 
 class Orphans:
-    """Keys and vectors (unit rows for cosine) of the faces the graph cannot find; a removed
-    orphan's row is zeroed before the matrix is compacted (erasure, as for the graph)."""
+    """Keys and vectors (unit rows for cosine) of the faces the graph cannot find, and for a
+    projected graph their projected rows too (``sketch``: a search ranks the orphans there, an
+    eighth of the bytes at 512 -> 64). A removed orphan's rows are zeroed before the matrices are
+    compacted (erasure, as for the graph)."""
 
     def __init__(self, dim: int, metric: Metric) -> None:
         self.metric: Metric = metric
         self.keys = np.empty(0, np.uint64)
         self.rows = np.zeros((0, dim), np.float32)
-        self._squares = np.zeros(0, np.float32)  # |row|² (L2 ranking)
+        self.sketch: NDArray[np.float32] | None = None
+        self._squares = np.zeros(0, np.float32)  # |ranked row|² (L2 ranking)
 
     def __len__(self) -> int:
         return len(self.keys)
 
     def nbytes(self) -> int:
-        return int(self.rows.nbytes + self.keys.nbytes)
+        sketch = 0 if self.sketch is None else self.sketch.nbytes
+        return int(self.rows.nbytes + self.keys.nbytes + sketch)
 
-    def add(self, keys: NDArray[np.uint64], vectors: NDArray[np.float32]) -> None:
+    def add(
+        self,
+        keys: NDArray[np.uint64],
+        vectors: NDArray[np.float32],
+        sketch: NDArray[np.float32] | None = None,
+    ) -> None:
+        """``sketch``: the rows the graph holds for them when it is projected (else None)."""
         if not len(keys):
             return
         rows = unit_rows(vectors) if self.metric == "cosine" else vectors
+        if sketch is not None:
+            held = self.sketch if self.sketch is not None else np.zeros((0, sketch.shape[1]))
+            self.sketch = np.concatenate([held, sketch]).astype(np.float32)
         self.keys = np.concatenate([self.keys, keys.astype(np.uint64)])
         self.rows = np.concatenate([self.rows, np.asarray(rows, np.float32)])
-        self._squares = np.einsum("ij,ij->i", self.rows, self.rows)
+        ranked = self.rows if self.sketch is None else self.sketch
+        self._squares = np.einsum("ij,ij->i", ranked, ranked)
 
     def discard(self, keys: list[int]) -> None:
         if not len(self.keys) or not keys:
@@ -105,23 +120,31 @@ class Orphans:
         if gone.any():
             self.rows[gone] = 0.0
             self.keys, self.rows = self.keys[~gone], self.rows[~gone]
+            if self.sketch is not None:
+                self.sketch[gone] = 0.0
+                self.sketch = self.sketch[~gone]
             self._squares = self._squares[~gone]
 
     def nearest(
-        self, query: NDArray[np.float32], k: int
+        self, query: NDArray[np.float32], k: int, sketch_query: NDArray[np.float32] | None = None
     ) -> tuple[NDArray[np.uint64], NDArray[np.float32]]:
         """The ``k`` nearest orphans by exact distance (L2, or 1 - cos), nearest first.
 
-        Beyond :data:`RANKED_FROM` orphans, one matrix-vector product ranks them all first (for
-        L2 by ``|r|² - 2 r·q``, which rounds near ties) and only the few nearest get their
-        distance computed directly. einsum, not matmul:
-        BLAS would wake its thread pool for these small products (~0.1-0.2 ms when it sleeps)."""
+        With a sketch (``sketch_query`` is the query as the graph sees it), or beyond
+        :data:`RANKED_FROM` orphans, one matrix-vector product ranks them first (for L2 by
+        ``|r|² - 2 r·q``, which rounds near ties) and only the :data:`RANK_MARGIN` more than
+        ``k`` nearest get their exact distance. einsum, not matmul: BLAS would wake its thread
+        pool for these small products (~0.1-0.2 ms when it sleeps)."""
         rows, near = self.rows, None
-        if len(rows) > RANKED_FROM:
-            products = np.einsum("ij,j->i", rows, query)
+        keep = k + RANK_MARGIN
+        ranked, q = (rows, query)
+        if self.sketch is not None and sketch_query is not None:
+            ranked, q = self.sketch, sketch_query
+        if keep < len(rows) and (ranked is not rows or len(rows) > RANKED_FROM):
+            products = np.einsum("ij,j->i", ranked, q)
             rough = -products if self.metric == "cosine" else self._squares - 2.0 * products
-            near = np.argpartition(rough, k + 3)[: k + 4] if k + 4 < len(rough) else None
-            rows = rows if near is None else rows[near]
+            near = np.argpartition(rough, keep - 1)[:keep]
+            rows = rows[near]
         if self.metric == "cosine":
             norm = float(np.sqrt(np.dot(query, query)))
             similarity = np.einsum("ij,j->i", rows, query)
