@@ -3,16 +3,16 @@
 HNSW's neighbour selection keeps one link into a tight group of near-identical vectors (burst
 shots, video frames, one photo enrolled twice) and drops the others as redundant; inserts on
 several threads lose more links. Some faces then have no path from the entry point: a search
-does not return them even for their own vector. On synthetic galleries this was up to 0.05% of
-100k faces (more when built on two threads than on one, more in tight groups) and 0.024% of 1M
+does not return them even for their own vector. On synthetic galleries this was up to 0.07% of
+100k faces (more when built on two threads than on one, more in tight groups) and 0.026% of 1M
 (``bench/bench_reachability.py``), often a whole person's group of faces at once, who could
-then never be identified (4 of 25,000 identities in one gallery).
+then never be identified (4 of 25,000 identities in two galleries).
 
 So after every add, each new face is looked up by its own vector (:func:`unreachable`). Those
 the graph does not return are *orphans*: their vectors are kept in a small matrix that every
 search scores exactly and merges with the graph's candidates. Every face held is then found by
-construction, at the cost of one batched self-search per add (7-19% of a build's time) and, per
-query, exact distances to the orphans (239 rows at a million faces: ~0.02 ms).
+construction, at the cost of one batched self-search per add (11-19% of a build's time) and, per
+query, ranking the orphans (263 at a million faces: +0.03 ms on a 0.3 ms search).
 """
 
 from __future__ import annotations
