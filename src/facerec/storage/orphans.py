@@ -134,7 +134,7 @@ class Orphans:
         :data:`RANKED_FROM` orphans, one matrix-vector product ranks them first (for L2 by
         ``|r|² - 2 r·q``, which rounds near ties) and only the :data:`RANK_MARGIN` more than
         ``k`` nearest get their exact distance. einsum, not matmul: BLAS would wake its thread
-        pool for these small products (~0.1-0.2 ms when it sleeps)."""
+        pool for these small products."""
         rows, near = self.rows, None
         keep = k + RANK_MARGIN
         ranked, q = (rows, query)
