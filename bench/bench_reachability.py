@@ -27,7 +27,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -44,9 +44,10 @@ from bench.bench_index import (  # noqa: E402
 )
 from bench.report import command, percentile, write_section  # noqa: E402
 from facerec.storage.hnsw_index import HnswIndex  # noqa: E402
+from facerec.storage.index_builds import configured_hnsw  # noqa: E402
 from facerec.storage.index_options import IndexOptions  # noqa: E402
+from facerec.storage.models import EmbeddingSpace  # noqa: E402
 from facerec.storage.orphans import Orphans, unreachable  # noqa: E402
-from facerec.storage.quantised_rows import graph_dtype  # noqa: E402
 from facerec.values import Metric  # noqa: E402
 
 PER_ID = 4
@@ -89,18 +90,8 @@ def gallery(kind: str, size: int, dim: int, queries: int) -> tuple[NDArray[np.fl
 def measure(kind: str, size: int, dim: int, threads: int, n_queries: int) -> Result:
     data, qs = gallery(kind, size, dim, n_queries)
     metric: Metric = "cosine" if dim > 128 else "l2"
-    options = IndexOptions()
-    index = HnswIndex(
-        dim,
-        metric,
-        connectivity=options.connectivity,
-        expansion_add=options.expansion_add,
-        expansion_search=options.expansion_search,
-        threads=threads,
-        dtype=graph_dtype(options.dtype, metric),
-        rescore=options.rescore,
-        graph_dim=options.graph_dim,
-    )
+    options = replace(IndexOptions(), build_threads=threads)
+    index = configured_hnsw(options, EmbeddingSpace(f"bench@{dim}", dim, metric))
     ids = [f"{i:032x}" for i in range(size)]
     started = time.perf_counter()
     index.add(ids, data)

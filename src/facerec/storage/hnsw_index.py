@@ -267,8 +267,8 @@ class HnswIndex:
             fresh = [i for i, key in enumerate(o_keys.tolist()) if key not in listed]
             if fresh:
                 keys = np.concatenate([keys, o_keys[fresh]])
-                distances = np.concatenate([distances, o_distances[fresh]])
-                if self._exact is None:
+                if self._exact is None:  # else re-ranked below, exact distances and all
+                    distances = np.concatenate([distances, o_distances[fresh]])
                     order = np.argsort(distances, kind="stable")[:k]
                     return keys[order], distances[order]
         if self._exact is not None:

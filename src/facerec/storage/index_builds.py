@@ -25,6 +25,23 @@ from facerec.storage.vector_index import ExactIndex, HnswIndex
 log = logging.getLogger(__name__)
 
 
+def configured_hnsw(options: IndexOptions, spec: EmbeddingSpace) -> HnswIndex:
+    """An empty HNSW graph for ``spec`` with the service's settings, built (on its first add)
+    on ``options.build_threads`` threads."""
+    return HnswIndex(
+        spec.dim,
+        spec.metric,
+        connectivity=options.connectivity,
+        expansion_add=options.expansion_add,
+        expansion_search=options.expansion_search,
+        threads=options.build_threads,
+        dtype=graph_dtype(options.dtype, spec.metric),
+        rescore=options.rescore,
+        graph_dim=options.graph_dim,
+        huge_pages=options.huge_pages,
+    )
+
+
 class IndexBuilds:
     """Builds the indexes of ``shards`` (shared with the registry, guarded by ``lock``)."""
 
@@ -77,19 +94,7 @@ class IndexBuilds:
     def hnsw_from(
         self, spec: EmbeddingSpace, ids: Sequence[str], vectors: NDArray[np.float32]
     ) -> HnswIndex:
-        options = self._options
-        index = HnswIndex(
-            spec.dim,
-            spec.metric,
-            connectivity=options.connectivity,
-            expansion_add=options.expansion_add,
-            expansion_search=options.expansion_search,
-            threads=options.build_threads,
-            dtype=graph_dtype(options.dtype, spec.metric),
-            rescore=options.rescore,
-            graph_dim=options.graph_dim,
-            huge_pages=options.huge_pages,
-        )
+        index = configured_hnsw(self._options, spec)
         index.add(ids, vectors)
         index.threads = 1  # later adds are a few faces at a time
         return index
