@@ -32,6 +32,7 @@ from facerec.api.routes import (
     recognition,
     suggestions,
     system,
+    verification,
 )
 from facerec.cache.allocator import trim_periodically, tune_allocator
 from facerec.config import Settings
@@ -99,6 +100,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         enrollment,
         bulk_enrollment,
         recognition,
+        verification,
         persons,
         photos,
         suggestions,

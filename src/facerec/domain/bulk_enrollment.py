@@ -145,9 +145,9 @@ class BulkEnrollmentService:
         finally:  # even when storage fails midway: the persons written before are purged
             written = [o.person.id for o in outcomes if o.person is not None]
             if written:
-                await service._purge(Erasure(updated_person_ids=tuple(written)))
+                await service.purge(Erasure(updated_person_ids=tuple(written)))
         if written:
-            await service._adopt(options.collection, embedder)
+            await service.adopt_space(options.collection, embedder)
         space = queries.analyzer.embedder_space(embedder, options.mode) if embedder else ""
         return BulkEnrollment(outcomes, embedder, space)
 
@@ -204,11 +204,11 @@ class BulkEnrollmentService:
         if not photos:
             raise InvalidInputError("a person without photos", code="no_images")
         if existing is None:  # a new person: its photos must agree with each other
-            photos = service._consistency(photos, embedder, options.on_inconsistent)
+            photos = service.consistent_photos(photos, embedder, options.on_inconsistent)
         accepted = [o.analysis for o in photos if o.analysis is not None]
         if not accepted:
             raise no_usable_images(photos)
-        space = await service._space(embedder, accepted[0].space or "")
+        space = await service.space_for(embedder, accepted[0].space or "")
         warnings: list[EnrollmentWarning] = []
         if existing is not None:
             with timer.stage("guards"):

@@ -70,14 +70,16 @@ class EnrollmentService:
         self.queries = queries
         self.repository = repository
         self.guards = guards
-        self._purge = purge
+        # Drops cached copies of changed persons (callers that write persons directly, like
+        # bulk enrollment, call it too).
+        self.purge = purge
         self.max_images = max_images
         # Keep each face's aligned chip (a later migration re-embeds it); off: privacy mode.
         self.keep_chips = keep_chips
         # (collection, embedder, space): make it the collection's active space unless it has one.
         self._adopt_space = adopt_space
 
-    async def _adopt(self, collection: str, embedder: str) -> None:
+    async def adopt_space(self, collection: str, embedder: str) -> None:
         """A collection's first enrollment sets its active embedding space."""
         if self._adopt_space is None or not embedder:
             return
@@ -85,7 +87,8 @@ class EnrollmentService:
             await self._adopt_space(collection, embedder, self.queries.embedder(embedder).space)
             self.queries.forget_active(collection)
 
-    async def _space(self, embedder: str, space: str) -> EmbeddingSpace:
+    async def space_for(self, embedder: str, space: str) -> EmbeddingSpace:
+        """The embedding space ``embedder`` writes (``space``), created on first use."""
         model = self.queries.embedder(embedder)
         metric: Metric = "cosine" if model.metric == "cosine" else "l2"
         return await self.repository.ensure_space(
@@ -127,7 +130,7 @@ class EnrollmentService:
         options = dataclass_replace(options, keep_chips=self.keep_chips)
         analysis = await self.queries.analyse(image, options, timer)
         embedder = options.embedder or ""
-        space = await self._space(embedder, analysis.space or "")
+        space = await self.space_for(embedder, analysis.space or "")
         vector = analysis.subject.vector
         warnings: list[EnrollmentWarning] = []
         with timer.stage("guards"):
@@ -150,8 +153,8 @@ class EnrollmentService:
         with timer.stage("store"):
             faces = await self.repository.add_faces(target_id, [face], create=create)
             person = await self.repository.get_person(faces[0].person_id)
-        await self._adopt(collection, embedder)
-        await self._purge(Erasure(updated_person_ids=(person.id,)))
+        await self.adopt_space(collection, embedder)
+        await self.purge(Erasure(updated_person_ids=(person.id,)))
         return FaceEnrollment(person, faces[0].id, analysis, warnings)
 
     async def register_multiple(
@@ -192,11 +195,11 @@ class EnrollmentService:
             except InvalidInputError as exc:  # this image's fault; model or load errors propagate
                 outcomes.append(ImageOutcome(index, error=exc))
         embedder = options.embedder or ""
-        outcomes = self._consistency(outcomes, embedder, on_inconsistent)
+        outcomes = self.consistent_photos(outcomes, embedder, on_inconsistent)
         accepted = [o.analysis for o in outcomes if o.analysis is not None]
         if not accepted:
             raise no_usable_images(outcomes)
-        space = await self._space(embedder, accepted[0].space or "")
+        space = await self.space_for(embedder, accepted[0].space or "")
         vectors = [a.subject.vector for a in accepted]
         warnings: list[EnrollmentWarning] = []
         with timer.stage("guards"):
@@ -211,8 +214,8 @@ class EnrollmentService:
         faces = [new_face(space.name, a, a.subject.vector) for a in accepted]
         with timer.stage("store"):
             registration = await self.repository.register_person(person, faces, replace=replace)
-        await self._adopt(person.collection, embedder)
-        await self._purge(
+        await self.adopt_space(person.collection, embedder)
+        await self.purge(
             Erasure(
                 updated_person_ids=(registration.person.id,),
                 face_ids=registration.removed.face_ids,
@@ -244,7 +247,7 @@ class EnrollmentService:
             )
         return existing
 
-    def _consistency(
+    def consistent_photos(
         self, outcomes: list[ImageOutcome], embedder: str, policy: GuardPolicy
     ) -> list[ImageOutcome]:
         """Flag photos far from every other photo of the set (probably someone else)."""

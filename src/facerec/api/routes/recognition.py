@@ -1,4 +1,5 @@
-"""Identification (1:N, open set: one face, or every face of a photo) and verification (1:1).
+"""Identification (1:N, open set: one face, or every face of a photo); verification (1:1) is
+in :mod:`facerec.api.routes.verification`.
 
 Each pair of routes shares one handler; the image comes through :func:`image_bytes` either way.
 """
@@ -21,8 +22,6 @@ from facerec.api.deps import ScopeDep, StateDep
 from facerec.api.publish import publish_identification
 from facerec.api.schemas.common import GALLERY_RESPONSES, IMAGE_ERRORS
 from facerec.api.schemas.recognition import (
-    CompareRequest,
-    CompareResponse,
     RecognizeAllRequest,
     RecognizeAllResponse,
     RecognizeRequest,
@@ -41,9 +40,6 @@ router = APIRouter(
     responses=GALLERY_RESPONSES,
     route_class=OffloadedJSONRoute,
 )
-
-
-# --- identification ---------------------------------------------------------------------------
 
 
 async def _recognize(
@@ -240,73 +236,3 @@ async def recognize_all_upload(
         min_quality=min_quality,
     )
     return await _recognize_all(state, scope, file, body)
-
-
-# --- verification -----------------------------------------------------------------------------
-
-
-async def _compare(
-    state: AppState,
-    first_source: ImageSource,
-    second_source: ImageSource,
-    model_name: str,
-    mode: ProcessingMode,
-) -> CompareResponse:
-    limits = state.settings.limits
-    first = await image_bytes(first_source, limits)
-    second = await image_bytes(second_source, limits)
-    timer = StageTimer(state.metrics.stage)
-    result = await state.verification.compare(
-        first=first, second=second, model=model_name, mode=mode, timer=timer
-    )
-    fmr = result.fmr
-    return CompareResponse(
-        is_same_person=result.same,
-        similarity_score=round(result.similarity, 4),
-        distance=round(result.distance, 4),
-        threshold=result.threshold,
-        confidence=round(result.confidence, 4),
-        false_match_rate=None if fmr is None else float(f"{fmr:.4g}"),
-        model_used=result.embedder,
-        face1=face_info(result.analyses[0]),
-        face2=face_info(result.analyses[1]),
-        processing_time=round(timer.total, 4),
-    )
-
-
-@router.post(
-    "/compare",
-    response_model=CompareResponse,
-    summary="Verify two faces (1:1)",
-    description="Compares the subjects of two photos: `is_same_person` is `distance ≤ threshold` "
-    "(the model's calibrated 1:1 threshold), with `similarity_score` (0.5 at the "
-    "threshold), `confidence` (0.5-1) and the calibrated `false_match_rate`. Scope "
-    "`recognize`. Errors: 422 `no_face`; " + IMAGE_ERRORS + " (the body limit counts two images).",
-)
-async def compare(body: CompareRequest, state: StateDep) -> CompareResponse:
-    return await _compare(
-        state,
-        body.face1_image_base64,
-        body.face2_image_base64,
-        body.model_name,
-        body.processing_mode,
-    )
-
-
-@router.post(
-    "/compare-upload",
-    response_model=CompareResponse,
-    summary="Verify two faces (multipart)",
-    description="The same as `POST /api/face-recognition/compare` with both images uploaded. Form "
-    "fields: `file1` and `file2` (the two images: JPG, PNG, BMP, TIFF or WEBP), "
-    "`model_name` (default `auto`), `processing_mode` (`fast`, `balanced`, "
-    "`accurate`). Scope `recognize`. Errors: 422 `no_face`; " + IMAGE_ERRORS + ".",
-)
-async def compare_upload(
-    state: StateDep,
-    file1: Annotated[UploadFile, File()],
-    file2: Annotated[UploadFile, File()],
-    model_name: Annotated[str, Form()] = "auto",
-    processing_mode: Annotated[ProcessingMode, Form()] = ProcessingMode.BALANCED,
-) -> CompareResponse:
-    return await _compare(state, file1, file2, model_name, processing_mode)
