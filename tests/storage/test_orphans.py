@@ -9,7 +9,14 @@ import pytest
 from numpy.typing import NDArray
 
 from facerec.storage.graph_search import graph_search
-from facerec.storage.orphans import SCREEN_FROM, Orphans, unreachable
+from facerec.storage.orphans import (
+    RANK_MARGIN,
+    RANKED_FROM,
+    SCREEN_FROM,
+    Orphans,
+    unlisted,
+    unreachable,
+)
 from facerec.storage.vector_index import GraphDtype, HnswIndex
 from facerec.values import Metric
 
@@ -176,3 +183,29 @@ def test_orphans_ranked_on_a_sketch_still_get_exact_distances(metric: Metric) ->
     np.testing.assert_allclose(
         dist, brute(rows[keys.astype(np.intp)], q, metric), rtol=1e-5, atol=1e-5
     )
+
+
+@pytest.mark.parametrize("metric", ["l2", "cosine"])
+def test_contenders_hold_every_orphan_nearest_would_answer(metric: Metric) -> None:
+    # What a re-ranking graph merges (contenders) must include what exact ranking (nearest)
+    # answers, with or without a sketch, below and beyond RANKED_FROM orphans.
+    rng = np.random.default_rng(5)
+    for count in (10, 200):
+        rows = rng.standard_normal((count, 24)).astype(np.float32)
+        for sketch in (None, rows[:, :16].copy()):
+            orphans = Orphans(24, metric)
+            orphans.add(np.arange(count, dtype=np.uint64), rows, sketch=sketch)
+            for k in (1, 4):
+                q = rng.standard_normal(24).astype(np.float32)
+                sketch_q = None if sketch is None else q[:16].copy()
+                kept = set(orphans.contenders(q, k, sketch_q).tolist())
+                assert set(orphans.nearest(q, k, sketch_q)[0].tolist()) <= kept
+                keep = k + RANK_MARGIN
+                ranked = keep < count and (sketch is not None or count > RANKED_FROM)
+                assert len(kept) == (keep if ranked else count)
+
+
+def test_unlisted_leaves_out_orphans_the_graph_found_too() -> None:
+    graph = np.array([5, 9, 2], np.uint64)
+    assert unlisted(np.array([9, 7, 2, 11], np.uint64), graph) == [1, 3]
+    assert unlisted(np.array([5], np.uint64), graph) == []

@@ -32,7 +32,7 @@ from facerec.errors import InvalidInputError
 from facerec.storage import huge_pages as huge_pages_
 from facerec.storage import projection
 from facerec.storage.graph_search import graph_search
-from facerec.storage.orphans import Orphans, unreachable
+from facerec.storage.orphans import Orphans, unlisted, unreachable
 from facerec.storage.projected_build import projected_build
 from facerec.storage.quantised_rows import (
     ExactRows,
@@ -258,21 +258,23 @@ class HnswIndex:
         """The ``k`` nearest keys and their exact distances (the graph's and the orphans')."""
         graph_q = self._graph_query(q)
         keys, distances = graph_search(self._index, graph_q, self.candidate_count(k))
-        if self.metric == "l2" and self._exact is None:
+        if self._exact is not None:  # re-ranked exactly, the orphans that may be near with them
+            if len(self._orphans):
+                o_keys = self._orphans.contenders(q, k, graph_q)
+                fresh = unlisted(o_keys, keys)
+                if fresh:
+                    keys = np.concatenate([keys, o_keys[fresh]])
+            return self._exact.rerank(keys, q, k)
+        if self.metric == "l2":
             distances = np.sqrt(np.maximum(distances, 0.0))
         if len(self._orphans):
-            o_keys, o_distances = self._orphans.nearest(q, k, graph_q)
-            listed = keys.tolist()  # a few dozen: a list beats np.isin on arrays this small
-            # An orphan the graph has come to link since would be found twice.
-            fresh = [i for i, key in enumerate(o_keys.tolist()) if key not in listed]
+            o_keys, o_distances = self._orphans.nearest(q, k)
+            fresh = unlisted(o_keys, keys)
             if fresh:
                 keys = np.concatenate([keys, o_keys[fresh]])
-                if self._exact is None:  # else re-ranked below, exact distances and all
-                    distances = np.concatenate([distances, o_distances[fresh]])
-                    order = np.argsort(distances, kind="stable")[:k]
-                    return keys[order], distances[order]
-        if self._exact is not None:
-            return self._exact.rerank(keys, q, k)
+                distances = np.concatenate([distances, o_distances[fresh]])
+                order = np.argsort(distances, kind="stable")[:k]
+                return keys[order], distances[order]
         return keys, distances
 
     # ---- persistence (see hnsw_snapshot) -------------------------------------------------------

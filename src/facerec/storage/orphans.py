@@ -75,6 +75,14 @@ def _missed(
     return np.asarray(rows[~hit], np.intp)
 
 
+def unlisted(orphan_keys: NDArray[np.uint64], keys: NDArray[np.uint64]) -> list[int]:
+    """Positions in ``orphan_keys`` of the orphans not among the graph's ``keys`` already (an
+    orphan the graph has come to link since would be found twice). A few dozen keys: a list
+    beats ``np.isin`` on arrays this small."""
+    listed = keys.tolist()
+    return [i for i, key in enumerate(orphan_keys.tolist()) if key not in listed]
+
+
 class Orphans:
     """Keys and vectors (unit rows for cosine) of the faces the graph cannot find, and for a
     projected graph their projected rows too (``sketch``: a search ranks the orphans there, an
@@ -128,23 +136,10 @@ class Orphans:
     def nearest(
         self, query: NDArray[np.float32], k: int, sketch_query: NDArray[np.float32] | None = None
     ) -> tuple[NDArray[np.uint64], NDArray[np.float32]]:
-        """The ``k`` nearest orphans by exact distance (L2, or 1 - cos), nearest first.
-
-        With a sketch (``sketch_query`` is the query as the graph sees it), or beyond
-        :data:`RANKED_FROM` orphans, one matrix-vector product ranks them first (for L2 by
-        ``|r|² - 2 r·q``, which rounds near ties) and only the :data:`RANK_MARGIN` more than
-        ``k`` nearest get their exact distance. einsum, not matmul: BLAS would wake its thread
-        pool for these small products."""
-        rows, near = self.rows, None
-        keep = k + RANK_MARGIN
-        ranked, q = (rows, query)
-        if self.sketch is not None and sketch_query is not None:
-            ranked, q = self.sketch, sketch_query
-        if keep < len(rows) and (ranked is not rows or len(rows) > RANKED_FROM):
-            products = np.einsum("ij,j->i", ranked, q)
-            rough = -products if self.metric == "cosine" else self._squares - 2.0 * products
-            near = np.argpartition(rough, keep - 1)[:keep]
-            rows = rows[near]
+        """The ``k`` nearest orphans by exact distance (L2, or 1 - cos), nearest first: the
+        orphans :meth:`contenders` keeps, given their exact distances."""
+        near = self._contenders(query, k, sketch_query)
+        rows = self.rows if near is None else self.rows[near]
         if self.metric == "cosine":
             norm = float(np.sqrt(np.dot(query, query)))
             similarity = np.einsum("ij,j->i", rows, query)
@@ -155,3 +150,32 @@ class Orphans:
         order = np.argsort(distances, kind="stable")[:k]
         keys = self.keys if near is None else self.keys[near]
         return keys[order], distances[order].astype(np.float32)
+
+    def contenders(
+        self, query: NDArray[np.float32], k: int, sketch_query: NDArray[np.float32] | None = None
+    ) -> NDArray[np.uint64]:
+        """The keys of the orphans that can be among the ``k`` nearest, unordered, for a caller
+        that re-ranks them exactly anyway (a quantised or projected graph's exact rows): every
+        orphan, or the ``k +`` :data:`RANK_MARGIN` nearest after ranking."""
+        near = self._contenders(query, k, sketch_query)
+        return self.keys if near is None else self.keys[near]
+
+    def _contenders(
+        self, query: NDArray[np.float32], k: int, sketch_query: NDArray[np.float32] | None
+    ) -> NDArray[np.intp] | None:
+        """Positions of the orphans kept for exact distances (None: all of them).
+
+        With a sketch (``sketch_query`` is the query as the graph sees it), or beyond
+        :data:`RANKED_FROM` orphans, one matrix-vector product ranks them (for L2 by
+        ``|r|² - 2 r·q``, which rounds near ties) and the :data:`RANK_MARGIN` more than ``k``
+        nearest are kept. einsum, not matmul: BLAS would wake its thread pool for these small
+        products."""
+        keep = k + RANK_MARGIN
+        ranked, q = (self.rows, query)
+        if self.sketch is not None and sketch_query is not None:
+            ranked, q = self.sketch, sketch_query
+        if keep >= len(self.rows) or (ranked is self.rows and len(self.rows) <= RANKED_FROM):
+            return None
+        products = np.einsum("ij,j->i", ranked, q)
+        rough = -products if self.metric == "cosine" else self._squares - 2.0 * products
+        return np.asarray(np.argpartition(rough, keep - 1)[:keep], np.intp)
