@@ -385,8 +385,9 @@ async def _registry(
 
 
 CHOICE = """\
-Choice: the service's HNSW is usearch (`facerec.storage.vector_index.HnswIndex`, M=16,
-ef_construction=128, ef_search=64 by default). hnswlib answers about twice as fast at equal
+Choice: the service's HNSW is usearch (`facerec.storage.vector_index.HnswIndex`; compared here
+at M=16, ef_construction=128; the service now builds M=32 graphs, searched at ef 64, see
+index_connectivity_*). hnswlib answers about twice as fast at equal
 recall, but it only marks deletions: an erased face's vector stays in memory and in every saved
 index file. usearch really removes it (and `HnswIndex` overwrites the freed slot), is in the main
 dependencies, and saves to one buffer. faiss HNSW cannot delete at all. Known cost: after
@@ -517,6 +518,7 @@ def sweep_config(
     threads: int,
     expansion_add: int = 128,
     pages: str = "both",
+    connectivity: int = 16,
 ) -> list[SweepRow]:
     """``pages``: the graph restored on 4 KiB pages (``4k``), collapsed into 2 MiB pages as the
     service does (``2m``), or both copies searched side by side (``both``)."""
@@ -534,6 +536,7 @@ def sweep_config(
         rescore=rescore,
         graph_dim=graph_dim,
         expansion_add=expansion_add,
+        connectivity=connectivity,
     )
     index.add(ids, data)
     build = time.perf_counter() - t0
@@ -573,7 +576,7 @@ def sweep_config(
             found_d = exact_distances(data, qs, np.asarray(found, np.int64), metric)
             recall = float(np.mean(found_d <= truth + 1e-5))
             recalls.append(recall)
-            row = sweep_row(dtype, rescore, expansion_add, index, huge)
+            row = sweep_row(dtype, rescore, expansion_add, index, huge, connectivity)
             result = SweepRow(
                 size,
                 dim,
@@ -607,7 +610,9 @@ def top_key(index: HnswIndex) -> Callable[[NDArray[np.float32]], int]:
     return lambda q: int(index.search(q, 1)[0][0], 16)
 
 
-def sweep_row(dtype: str, rescore: int, expansion_add: int, index: HnswIndex, huge: bool) -> str:
+def sweep_row(
+    dtype: str, rescore: int, expansion_add: int, index: HnswIndex, huge: bool, connectivity: int
+) -> str:
     """The graph column of a sweep row."""
     graph_dim = int(dtype.split("p")[1]) if "p" in dtype else 0
     scalar = dtype.split("p")[0]
@@ -624,6 +629,8 @@ def sweep_row(dtype: str, rescore: int, expansion_add: int, index: HnswIndex, hu
             f"{scalar}p{graph_dim} refused by its self-check: {scalar} + f32 re-rank of "
             f"top {rescore}"
         )
+    if connectivity != 16:
+        graph += f", M {connectivity}"
     if expansion_add != 128:
         graph += f", efC {expansion_add}"
     return graph + (", 2 MiB pages" if huge else "")
@@ -649,7 +656,17 @@ def run_sweep(args: argparse.Namespace) -> None:
                     rescore = args.rescore if dtype != "f32" else 1
                     threads, efc = args.threads, args.expansion_add
                     new = sweep_config(
-                        size, kind, data, qs, truth, dtype, rescore, threads, efc, args.pages
+                        size,
+                        kind,
+                        data,
+                        qs,
+                        truth,
+                        dtype,
+                        rescore,
+                        threads,
+                        efc,
+                        args.pages,
+                        args.connectivity,
                     )
                     replaced = {r.key() for r in new}
                     rows = [r for r in rows if r.key() not in replaced]
@@ -697,8 +714,8 @@ def write_sweep(rows: list[SweepRow], args: argparse.Namespace) -> None:
         for r in rows
     ]
     body = (
-        "`HnswIndex` (usearch, M=16, ef_construction=128 unless the graph says efC) by graph "
-        "type; 128-D is L2 "
+        "`HnswIndex` (usearch, M=16 and ef_construction=128 unless the graph says M or efC) "
+        "by graph type; 128-D is L2 "
         "(dlib-like), 512-D cosine (ArcFace-like); `clustered`: identities with "
         f"{args.faces_per_id} faces each, queries new faces of enrolled identities; `spread`: "
         "the same, but the identities' energy falls off smoothly over all 512 directions "
@@ -746,6 +763,9 @@ def main() -> None:
     )
     parser.add_argument(
         "--expansion-add", type=int, default=128, help="--sweep: ef_construction of the graphs"
+    )
+    parser.add_argument(
+        "--connectivity", type=int, default=16, help="--sweep: M (links per node) of the graphs"
     )
     parser.add_argument(
         "--pages",

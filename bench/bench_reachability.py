@@ -182,7 +182,7 @@ def graph_name(index: HnswIndex, metric: str) -> str:
     name = f"{index.dtype} {metric}"
     if index.projection is not None:
         name += f" on {index.projection.shape[1]} of {index.dim} directions"
-    return name
+    return name + f", M {index.connectivity}"
 
 
 def write(results: list[Result], args: argparse.Namespace) -> None:
@@ -201,7 +201,8 @@ def write(results: list[Result], args: argparse.Namespace) -> None:
     ]
     body = (
         f"`HnswIndex` built as the service builds it (M, ef_construction, ef and graph type "
-        f"from `IndexOptions`); {PER_ID} faces per identity; `clustered`: about 0.7 cosine "
+        "from `IndexOptions`; rows whose graph names no M were built with M 16, the default "
+        f"then); {PER_ID} faces per identity; `clustered`: about 0.7 cosine "
         "between faces of one identity (`bench_index.sweep_data`), `tight`: 10x closer "
         "(near-identical photos: bursts, video frames). orphans: faces a search of the graph "
         "for their own vector does not return, kept in the exact orphan list "

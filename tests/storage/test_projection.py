@@ -273,9 +273,13 @@ def test_a_restored_graph_searches_as_configured_now(tmp_path: Path) -> None:
     assert as_saved is not None and as_saved.index.expansion_search == 64
 
 
-def test_graphs_are_built_with_the_configured_breadth() -> None:
-    options = IndexOptions.from_settings(Settings(index={"hnsw_expansion_add": 256}))
+def test_graphs_are_built_with_the_configured_breadth_and_links() -> None:
+    options = IndexOptions.from_settings(
+        Settings(index={"hnsw_expansion_add": 256, "hnsw_connectivity": 24})
+    )
     assert (options.expansion_add, IndexOptions().expansion_add) == (256, 128)
+    assert (options.connectivity, IndexOptions().connectivity) == (24, 32)
+    assert IndexOptions.from_settings(Settings()).connectivity == 32
     builds = IndexBuilds(
         None,  # type: ignore[arg-type]  # hnsw_from reads no rows
         options,
@@ -286,3 +290,4 @@ def test_graphs_are_built_with_the_configured_breadth() -> None:
     data, _ = faces(300, 4)
     index = builds.hnsw_from(EmbeddingSpace("s@1", DIM, "cosine"), ids_of(data), data)
     assert index.expansion_add == 256
+    assert (index.connectivity, index._index.connectivity) == (24, 24)

@@ -22,6 +22,11 @@ class MilvusOptions:
     consistency: str = "Strong"
     timeout_s: float = 10.0
     shards: int = 1
+    # The HNSW index Milvus builds and searches: M 16 and ef 64 (at least the faces fetched), as
+    # measured and sized in docs/milvus.md (HNSW_CONNECTIVITY and HNSW_EXPANSION_SEARCH are the
+    # in-process graph's, measured on usearch only).
+    hnsw_m: int = 16
+    hnsw_ef: int = 64
 
 
 @dataclass(frozen=True)
@@ -32,7 +37,7 @@ class IndexOptions:
     backend: str = "auto"
     hnsw_threshold: int = 20_000  # faces in one (collection, space) before switching to HNSW
     index_dir: Path | None = None  # where HNSW snapshots are saved; None: never saved
-    connectivity: int = 16
+    connectivity: int = 32
     expansion_add: int = 128
     expansion_search: int = 64
     build_threads: int = 2
@@ -63,6 +68,7 @@ class IndexOptions:
             graph_dim=index.hnsw_graph_dim,
             expansion_search=index.hnsw_expansion_search,
             expansion_add=index.hnsw_expansion_add,
+            connectivity=index.hnsw_connectivity,
             mmap_snapshots=index.hnsw_mmap_snapshots,
             huge_pages=index.hnsw_huge_pages,
             milvus=MilvusOptions(

@@ -94,7 +94,7 @@ class MilvusSearcher(SyncedSearch):
         fetch = min(max(4 * k, 16), MAX_TOPK)
         while True:
             rows = await self._gateway.search(
-                name, spec, vector, fetch, max(self._options.expansion_search, fetch)
+                name, spec, vector, fetch, max(self._options.milvus.hnsw_ef, fetch)
             )
             hits = best_per_person(rows)
             if len(hits) >= k or len(rows) < fetch or fetch >= MAX_TOPK:
@@ -276,7 +276,7 @@ class MilvusSearcher(SyncedSearch):
 
     async def _ensure(self, collection: str, spec: EmbeddingSpace) -> str:
         name = await self._gateway.ensure_faces(
-            collection, spec, m=self._options.connectivity, ef=self._options.expansion_add
+            collection, spec, m=self._options.milvus.hnsw_m, ef=self._options.expansion_add
         )
         self._names[(collection, spec.name)] = name
         return name

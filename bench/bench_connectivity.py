@@ -1,0 +1,226 @@
+"""HNSW links per face (M): recall@1 against latency for one gallery, graphs side by side.
+
+For each M an ``HnswIndex`` is built as the service builds it (``IndexOptions`` with only M
+changed: graph type, projection, ef_construction, orphan list), saved, and restored from its
+snapshot as a restart does (2 MiB pages where Linux allows). Then, for each ef of a grid, every
+query is searched once (k=1, one thread) on each graph, the graphs taking turns on every query so
+that a noisy neighbour slows them alike. The summary gives, per M, the first ef at which
+recall@1 reaches the goal and the p50 there.
+
+    python bench/bench_connectivity.py --size 1000000 --dim 512 --connectivity 16,32
+    python bench/bench_connectivity.py --size 100000 --dim 512 --data spread
+
+Writes the ``index_connectivity_<data>`` section of BENCHMARKS.md (``--no-write`` to only print).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:  # run as a script: make ``bench`` importable
+    sys.path.insert(0, str(REPO))
+
+from bench.bench_index import (  # noqa: E402
+    exact_distances,
+    sweep_data,
+    sweep_truth,
+    timed_side_by_side,
+)
+from bench.report import percentile, write_section  # noqa: E402
+from facerec.storage.hnsw_index import HnswIndex  # noqa: E402
+from facerec.storage.index_builds import configured_hnsw  # noqa: E402
+from facerec.storage.index_options import IndexOptions  # noqa: E402
+from facerec.storage.models import EmbeddingSpace  # noqa: E402
+from facerec.values import Metric  # noqa: E402
+
+EFS = (16, 20, 24, 28, 32, 40, 48, 56, 64, 80, 96)
+GOAL = 0.999
+
+
+@dataclass
+class Graph:
+    connectivity: int
+    index: HnswIndex
+    build_s: float
+    load_s: float
+    memory_mb: float
+    build_ef: int  # the configured ef: the build's orphan self-check searches at it
+
+
+@dataclass
+class Point:
+    connectivity: int
+    ef: int
+    p50_ms: float
+    p95_ms: float
+    recall: float
+
+
+def built(
+    connectivity: int, data: NDArray[np.float32], metric: Metric, threads: int, root: Path
+) -> Graph:
+    """Built as the service builds it, then restored from its snapshot as a restart does."""
+    options = replace(IndexOptions(), connectivity=connectivity, build_threads=threads)
+    index = configured_hnsw(
+        options, EmbeddingSpace(f"bench@{data.shape[1]}", data.shape[1], metric)
+    )
+    ids = [f"{i:032x}" for i in range(len(data))]
+    started = time.perf_counter()
+    index.add(ids, data)
+    build = time.perf_counter() - started
+    path = root / f"m{connectivity}.hnsw"
+    index.save(path)
+    del index
+    gc.collect()
+    started = time.perf_counter()
+    restored = HnswIndex.load(path, huge_pages=options.huge_pages)
+    load = time.perf_counter() - started
+    restored.threads = 1
+    path.unlink()
+    memory = restored.memory_bytes() / 2**20
+    print(
+        f"M {connectivity}: built in {build:.1f} s, restored in {load:.2f} s, {memory:.0f} MB, "
+        f"{restored.orphans} orphans, graph {graph_name(restored)}",
+        flush=True,
+    )
+    return Graph(connectivity, restored, build, load, memory, options.expansion_search)
+
+
+def graph_name(index: HnswIndex) -> str:
+    name = str(index.dtype)
+    if index.projection is not None:
+        name += f" on {index.projection.shape[1]} of {index.dim} directions"
+    return name
+
+
+def sweep(
+    graphs: list[Graph],
+    data: NDArray[np.float32],
+    qs: NDArray[np.float32],
+    truth: NDArray[np.float64],
+    metric: Metric,
+) -> list[Point]:
+    """Every ef of the grid on every graph that has not yet reached recall@1 1.0, side by
+    side; stops once each has."""
+    points: list[Point] = []
+    done: set[int] = set()
+    for ef in EFS:
+        active = [g for g in graphs if g.connectivity not in done]
+        if not active:
+            break
+        for graph in active:
+            graph.index.expansion_search = ef
+        measured = timed_side_by_side([top_key(g.index) for g in active], qs)
+        for graph, (times, found) in zip(active, measured, strict=True):
+            near = exact_distances(data, qs, np.asarray(found, np.int64), metric)
+            recall = float(np.mean(near <= truth + 1e-5))
+            point = Point(
+                graph.connectivity, ef, percentile(times, 50), percentile(times, 95), recall
+            )
+            points.append(point)
+            print(
+                f"  M {point.connectivity:3d} ef {ef:3d}: p50 {point.p50_ms:.3f} ms, p95 "
+                f"{point.p95_ms:.3f} ms, recall@1 {recall:.4f}",
+                flush=True,
+            )
+            if recall >= 1.0:
+                done.add(graph.connectivity)
+    return points
+
+
+def top_key(index: HnswIndex) -> Callable[[NDArray[np.float32]], int]:
+    """A search of ``index`` answering the row number of the nearest face (its id in hex)."""
+    return lambda q: int(index.search(q, 1)[0][0], 16)
+
+
+def write(
+    graphs: list[Graph], points: list[Point], args: argparse.Namespace, load: tuple[float, ...]
+) -> None:
+    summary = [
+        f"| M | graph | build s | restart s | index MB | orphans | first ef at recall@1 ≥ {GOAL}"
+        " | p50 ms there | p95 ms there |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for graph in graphs:
+        reached = [p for p in points if p.connectivity == graph.connectivity and p.recall >= GOAL]
+        first = reached[0] if reached else None
+        summary.append(
+            f"| {graph.connectivity} | {graph_name(graph.index)} | {graph.build_s:.0f} | "
+            f"{graph.load_s:.1f} | {graph.memory_mb:.0f} | {graph.index.orphans} | "
+            + (
+                f"{first.ef} | **{first.p50_ms:.3f}** | {first.p95_ms:.3f} |"
+                if first
+                else "not reached | - | - |"
+            )
+        )
+    detail = ["| M | ef | p50 ms | p95 ms | recall@1 |", "|---:|---:|---:|---:|---:|"] + [
+        f"| {p.connectivity} | {p.ef} | {p.p50_ms:.3f} | {p.p95_ms:.3f} | {p.recall:.4f} |"
+        for p in sorted(points, key=lambda p: (p.connectivity, p.ef))
+    ]
+    body = (
+        f"- gallery: {args.size:,} synthetic faces, {args.dim}-D, `{args.data}` "
+        "(`bench_index.sweep_data`: identities of 4 faces, about 0.7 cosine within one); "
+        f"{args.queries} queries, new faces of enrolled identities; recall@1: the face found is "
+        "as near as the exact nearest (float64).\n"
+        f"- each graph built as the service builds it (`IndexOptions`, only M changed; "
+        f"{args.threads} build threads; its orphan self-check at the configured ef, "
+        f"{graphs[0].build_ef}), saved and restored from its snapshot (2 MiB pages where "
+        "Linux allows); one k=1 search per query and graph on one thread, the graphs taking "
+        "turns on every query. A graph leaves the grid once it reaches recall@1 1.0; the others "
+        "go on alone from there (no longer side by side).\n"
+        f"- load average (1 / 5 / 15 min) before: {load[0]:.2f} / {load[1]:.2f} / "
+        f"{load[2]:.2f}; after: {os.getloadavg()[0]:.2f} ({os.cpu_count()} CPUs, shared).\n\n"
+        + "\n".join(summary)
+        + "\n\nEvery ef measured:\n\n"
+        + "\n".join(detail)
+    )
+    if args.no_write:
+        print(body)
+    else:
+        write_section(
+            f"index_connectivity_{args.data}",
+            f"HNSW links per face (M), side by side: {args.data} gallery",
+            body,
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size", type=int, default=100_000)
+    parser.add_argument("--dim", type=int, default=512)
+    parser.add_argument("--data", default="clustered", choices=("clustered", "spread"))
+    parser.add_argument("--connectivity", default="16,32", help="the values of M to compare")
+    parser.add_argument("--queries", type=int, default=3000)
+    parser.add_argument("--threads", type=int, default=2, help="build threads")
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args()
+    load = os.getloadavg()
+    metric: Metric = "cosine" if args.dim > 128 else "l2"
+    data, qs = sweep_data(args.data, args.size, args.dim, 4, args.queries)
+    truth = sweep_truth(data, qs, metric)
+    root = Path(tempfile.mkdtemp(prefix="facerec-bench-m-"))
+    try:
+        graphs = [
+            built(int(m), data, metric, args.threads, root) for m in args.connectivity.split(",")
+        ]
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    points = sweep(graphs, data, qs, truth, metric)
+    write(graphs, points, args, load)
+
+
+if __name__ == "__main__":
+    main()
