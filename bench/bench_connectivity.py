@@ -10,7 +10,8 @@ recall@1 reaches the goal and the p50 there.
     python bench/bench_connectivity.py --size 1000000 --dim 512 --connectivity 16,32
     python bench/bench_connectivity.py --size 100000 --dim 512 --data spread
 
-Writes the ``index_connectivity_<data>`` section of BENCHMARKS.md (``--no-write`` to only print).
+Writes the ``index_connectivity_<data>_<size>`` section of BENCHMARKS.md (``--no-write``: only
+print it).
 """
 
 from __future__ import annotations
@@ -121,23 +122,36 @@ def sweep(
         active = [g for g in graphs if g.connectivity not in done]
         if not active:
             break
-        for graph in active:
-            graph.index.expansion_search = ef
-        measured = timed_side_by_side([top_key(g.index) for g in active], qs)
-        for graph, (times, found) in zip(active, measured, strict=True):
-            near = exact_distances(data, qs, np.asarray(found, np.int64), metric)
-            recall = float(np.mean(near <= truth + 1e-5))
-            point = Point(
-                graph.connectivity, ef, percentile(times, 50), percentile(times, 95), recall
-            )
+        for point in measured_at(active, ef, data, qs, truth, metric):
             points.append(point)
-            print(
-                f"  M {point.connectivity:3d} ef {ef:3d}: p50 {point.p50_ms:.3f} ms, p95 "
-                f"{point.p95_ms:.3f} ms, recall@1 {recall:.4f}",
-                flush=True,
-            )
-            if recall >= 1.0:
-                done.add(graph.connectivity)
+            if point.recall >= 1.0:
+                done.add(point.connectivity)
+    return points
+
+
+def measured_at(
+    graphs: list[Graph],
+    ef: int,
+    data: NDArray[np.float32],
+    qs: NDArray[np.float32],
+    truth: NDArray[np.float64],
+    metric: Metric,
+) -> list[Point]:
+    """Each graph at ``ef``, side by side."""
+    for graph in graphs:
+        graph.index.expansion_search = ef
+    points = []
+    measured = timed_side_by_side([top_key(g.index) for g in graphs], qs)
+    for graph, (times, found) in zip(graphs, measured, strict=True):
+        near = exact_distances(data, qs, np.asarray(found, np.int64), metric)
+        recall = float(np.mean(near <= truth + 1e-5))
+        point = Point(graph.connectivity, ef, percentile(times, 50), percentile(times, 95), recall)
+        points.append(point)
+        print(
+            f"  M {point.connectivity:3d} ef {ef:3d}: p50 {point.p50_ms:.3f} ms, p95 "
+            f"{point.p95_ms:.3f} ms, recall@1 {recall:.4f}",
+            flush=True,
+        )
     return points
 
 
@@ -147,14 +161,22 @@ def top_key(index: HnswIndex) -> Callable[[NDArray[np.float32]], int]:
 
 
 def write(
-    graphs: list[Graph], points: list[Point], args: argparse.Namespace, load: tuple[float, ...]
+    graphs: list[Graph],
+    points: list[Point],
+    service: list[Point],
+    args: argparse.Namespace,
+    load: tuple[float, ...],
 ) -> None:
+    """``service``: every graph at the service's configured ef, side by side."""
     summary = [
         f"| M | graph | build s | restart s | index MB | orphans | first ef at recall@1 ≥ {GOAL}"
-        " | p50 ms there | p95 ms there |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+        f" | p50 ms there | p95 ms there | at the service's ef ({graphs[0].build_ef}): recall@1,"
+        " p50 ms |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
+    at_service = {p.connectivity: p for p in service}
     for graph in graphs:
+        own = at_service[graph.connectivity]
         reached = [p for p in points if p.connectivity == graph.connectivity and p.recall >= GOAL]
         first = reached[0] if reached else None
         summary.append(
@@ -165,6 +187,7 @@ def write(
                 if first
                 else "not reached | - | - |"
             )
+            + f" {own.recall:.4f}, {own.p50_ms:.3f} |"
         )
     detail = ["| M | ef | p50 ms | p95 ms | recall@1 |", "|---:|---:|---:|---:|---:|"] + [
         f"| {p.connectivity} | {p.ef} | {p.p50_ms:.3f} | {p.p95_ms:.3f} | {p.recall:.4f} |"
@@ -180,7 +203,8 @@ def write(
         f"{graphs[0].build_ef}), saved and restored from its snapshot (2 MiB pages where "
         "Linux allows); one k=1 search per query and graph on one thread, the graphs taking "
         "turns on every query. A graph leaves the grid once it reaches recall@1 1.0; the others "
-        "go on alone from there (no longer side by side).\n"
+        "go on alone from there (no longer side by side). Then every graph is measured again at "
+        "the service's configured ef, side by side.\n"
         f"- load average (1 / 5 / 15 min) before: {load[0]:.2f} / {load[1]:.2f} / "
         f"{load[2]:.2f}; after: {os.getloadavg()[0]:.2f} ({os.cpu_count()} CPUs, shared).\n\n"
         + "\n".join(summary)
@@ -191,10 +215,17 @@ def write(
         print(body)
     else:
         write_section(
-            f"index_connectivity_{args.data}",
-            f"HNSW links per face (M), side by side: {args.data} gallery",
+            f"index_connectivity_{args.data}_{size_label(args.size)}",
+            f"HNSW links per face (M), side by side: {args.data} gallery, {args.size:,} faces",
             body,
         )
+
+
+def size_label(size: int) -> str:
+    """``1m``, ``100k``, ``2500``: the gallery size in a section name."""
+    if size % 1_000_000 == 0:
+        return f"{size // 1_000_000}m"
+    return f"{size // 1000}k" if size % 1000 == 0 else str(size)
 
 
 def main() -> None:
@@ -219,7 +250,8 @@ def main() -> None:
     finally:
         shutil.rmtree(root, ignore_errors=True)
     points = sweep(graphs, data, qs, truth, metric)
-    write(graphs, points, args, load)
+    service = measured_at(graphs, graphs[0].build_ef, data, qs, truth, metric)
+    write(graphs, points, service, args, load)
 
 
 if __name__ == "__main__":

@@ -38,14 +38,14 @@ class IndexSettings(BaseModel):
     # the faces asked for are re-ranked exactly (docs/index.md). 0: every dimension.
     hnsw_graph_dim: int = Field(128, ge=0, le=4096)
     # Links per face of HNSW graphs built from now on (M; the bottom layer keeps 2M). 32 against
-    # 16, side by side on 1M 512-D synthetic galleries: recall@1 0.999 from ef 20 instead of 48
-    # (0.24 against 0.29 ms) on one, from ef 56 instead of 80 (0.38 against 0.44 ms) on a harder
-    # one, and a quarter to a twentieth of the orphans; builds take 1.1-1.4x as long and the
-    # graph ~0.25 KB more per face (BENCHMARKS.md, index_connectivity_*). A restored snapshot
-    # keeps the M it was built with.
+    # 16, side by side on 1M 512-D synthetic galleries: recall@1 0.999 from ef 20 instead of 56
+    # (0.23 against 0.31 ms) on one, from ef 48 instead of 80 (0.34 against 0.43 ms) on a harder
+    # one, a quarter to a fifteenth of the orphans; at 100k 4-25% slower at equal recall. Builds
+    # take 1.1-1.4x as long and the graph ~0.25 KB more per face (BENCHMARKS.md,
+    # index_connectivity_*). A restored snapshot keeps the M it was built with.
     hnsw_connectivity: int = Field(32, ge=4, le=128)
     # HNSW search breadth (ef); higher: better recall, slower. At 64 with M 32, recall@1 was
-    # 0.9997-1.000 on 1M 512-D synthetic galleries (BENCHMARKS.md, index_connectivity_*).
+    # 0.9993-1.000 on 100k and 1M 512-D synthetic galleries (BENCHMARKS.md, index_connectivity_*).
     hnsw_expansion_search: int = Field(64, ge=1, le=4096)
     # HNSW build breadth (ef_construction) of graphs built from now on. 256 finds more at a
     # given ef (1M 512-D faces, ef 40: recall@1 0.999 against 0.996) but builds ~1.9x as long
