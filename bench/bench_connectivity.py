@@ -23,7 +23,6 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -35,10 +34,11 @@ if str(REPO) not in sys.path:  # run as a script: make ``bench`` importable
     sys.path.insert(0, str(REPO))
 
 from bench.bench_index import (  # noqa: E402
-    exact_distances,
+    recall_at_1,
     sweep_data,
     sweep_truth,
     timed_side_by_side,
+    top_key,
 )
 from bench.report import percentile, write_section  # noqa: E402
 from facerec.storage.hnsw_index import HnswIndex  # noqa: E402
@@ -143,8 +143,7 @@ def measured_at(
     points = []
     measured = timed_side_by_side([top_key(g.index) for g in graphs], qs)
     for graph, (times, found) in zip(graphs, measured, strict=True):
-        near = exact_distances(data, qs, np.asarray(found, np.int64), metric)
-        recall = float(np.mean(near <= truth + 1e-5))
+        recall = recall_at_1(data, qs, found, truth, metric)
         point = Point(graph.connectivity, ef, percentile(times, 50), percentile(times, 95), recall)
         points.append(point)
         print(
@@ -153,11 +152,6 @@ def measured_at(
             flush=True,
         )
     return points
-
-
-def top_key(index: HnswIndex) -> Callable[[NDArray[np.float32]], int]:
-    """A search of ``index`` answering the row number of the nearest face (its id in hex)."""
-    return lambda q: int(index.search(q, 1)[0][0], 16)
 
 
 def write(

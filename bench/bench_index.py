@@ -481,6 +481,19 @@ def exact_distances(
     return np.asarray(1.0 - cos, np.float64)
 
 
+def recall_at_1(
+    data: NDArray[np.float32],
+    qs: NDArray[np.float32],
+    found: list[int],
+    truth: NDArray[np.float64],
+    metric: str,
+) -> float:
+    """Share of ``qs`` whose found row (``found``: row numbers) is as near as the exact nearest
+    (``truth``, from :func:`sweep_truth`); ties within 1e-5 count as hits."""
+    near = exact_distances(data, qs, np.asarray(found, np.int64), metric)
+    return float(np.mean(near <= truth + 1e-5))
+
+
 def sweep_truth(
     data: NDArray[np.float32], qs: NDArray[np.float32], metric: str
 ) -> NDArray[np.float64]:
@@ -572,9 +585,7 @@ def sweep_config(
         measured = timed_side_by_side([top_key(copy) for copy in copies.values()], qs)
         recalls = []
         for huge, (times, found) in zip(copies, measured, strict=True):
-            # a hit: the face found is as near as the nearest (ties within 1e-5 count)
-            found_d = exact_distances(data, qs, np.asarray(found, np.int64), metric)
-            recall = float(np.mean(found_d <= truth + 1e-5))
+            recall = recall_at_1(data, qs, found, truth, metric)
             recalls.append(recall)
             row = sweep_row(dtype, rescore, expansion_add, index, huge, connectivity)
             result = SweepRow(

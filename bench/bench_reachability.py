@@ -38,7 +38,7 @@ if str(REPO) not in sys.path:  # run as a script: make ``bench`` importable
     sys.path.insert(0, str(REPO))
 
 from bench.bench_index import (  # noqa: E402
-    exact_distances,
+    recall_at_1,
     sweep_data,
     sweep_truth,
 )
@@ -125,8 +125,7 @@ def measure(kind: str, size: int, dim: int, threads: int, n_queries: int) -> Res
     truth = sweep_truth(data, qs, metric)
 
     def recall(found: list[int]) -> float:
-        near = exact_distances(data, qs, np.asarray(found, np.int64), metric)
-        return float(np.mean(near <= truth + 1e-5))
+        return recall_at_1(data, qs, found, truth, metric)
 
     def own(orphans: Orphans) -> float:
         if not len(orphan_rows):
