@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, field_validator
 
 
 class IndexSettings(BaseModel):
@@ -42,7 +42,7 @@ class IndexSettings(BaseModel):
     # (0.23 against 0.31 ms) on one, from ef 48 instead of 80 (0.34 against 0.43 ms) on a harder
     # one, a quarter to a fifteenth of the orphans; at 100k 4-25% slower at equal recall. Builds
     # take 1.1-1.4x as long and the graph ~0.25 KB more per face (BENCHMARKS.md,
-    # index_connectivity_*). A restored snapshot keeps the M it was built with.
+    # index_connectivity_*). A snapshot of another M is not loaded: rebuilt in the background.
     hnsw_connectivity: int = Field(32, ge=4, le=128)
     # HNSW search breadth (ef); higher: better recall, slower. At 64 with M 32, recall@1 was
     # 0.9993-1.000 on 100k and 1M 512-D synthetic galleries (BENCHMARKS.md, index_connectivity_*).
@@ -51,6 +51,12 @@ class IndexSettings(BaseModel):
     # given ef (1M 512-D faces, ef 40: recall@1 0.999 against 0.996) but builds ~1.9x as long
     # and each hop costs more: no faster at equal recall (BENCHMARKS.md, index_sweep).
     hnsw_expansion_add: int = Field(128, ge=8, le=4096)
+    # An HNSW graph that has grown to this many times the faces it was built with is built
+    # again in the background (the current graph answering meanwhile), so its projection,
+    # width and orphan check fit the gallery it serves, not the one it started from (a graph
+    # built at the 20k threshold and grown to 200k one add at a time: docs/index.md). The
+    # build holds a second graph until it is swapped in. 0: never.
+    hnsw_rebuild_growth: float = Field(2.0, ge=0)
     # Map the float32 rows of a snapshot copy-on-write instead of reading them at start-up.
     hnsw_mmap_snapshots: bool = False
     # Linux: collapse an HNSW graph, once built or restored, into 2 MiB pages (MADV_COLLAPSE):
@@ -72,3 +78,10 @@ class IndexSettings(BaseModel):
     milvus_timeout_s: float = Field(10.0, gt=0)
     # Shards (parallel write channels) of each Milvus collection created; fixed at creation.
     milvus_shards: int = Field(1, ge=1, le=64)
+
+    @field_validator("hnsw_rebuild_growth")
+    @classmethod
+    def _growth(cls, value: float) -> float:
+        if 0 < value <= 1:
+            raise ValueError("hnsw_rebuild_growth must be 0 (never) or above 1")
+        return value

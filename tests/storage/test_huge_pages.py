@@ -105,7 +105,7 @@ def test_a_built_graph_lands_on_huge_pages_where_the_kernel_allows(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     ids, vectors = _gallery()
-    with caplog.at_level(logging.INFO, logger="facerec.storage.hnsw_index"):
+    with caplog.at_level(logging.INFO, logger="facerec.storage.huge_pages"):
         index = HnswIndex(128, "l2", expansion_add=64, threads=2)
         index.add(ids, vectors)
     assert index.graph_memory, "the build mapped no memory of its own"

@@ -101,7 +101,7 @@ def _kept_neighbours(rows: NDArray[np.float32], matrix: NDArray[np.float32]) -> 
     np.fill_diagonal(near, -np.inf)
     top = np.argsort(-near, axis=1, kind="stable")[:, : 1 + projection.MARGIN]
     reached = np.take_along_axis(exact, top, 1).max(1)
-    return float(np.mean(reached >= exact.max(1) - 1e-6))
+    return float(np.mean(reached >= exact.max(1) - projection.TIE))
 
 
 def test_the_graph_takes_the_fewest_directions_that_keep_the_neighbours() -> None:

@@ -1,4 +1,5 @@
-"""One query to a usearch graph, called as cheaply as Python allows (:func:`graph_search`)."""
+"""Calls into a usearch graph: one query as cheaply as Python allows (:func:`graph_search`),
+many at once, and the overwriting of the slots removals freed (:func:`scrub_free_slots`)."""
 
 from __future__ import annotations
 
@@ -43,3 +44,22 @@ def graph_search_many(
         dtype=ScalarKind.Unknown,
     )[:3]
     return np.asarray(keys, dtype=np.uint64), np.asarray(counts, dtype=np.int64)
+
+
+SCRUB_KEY_BASE = np.uint64(2**63)  # real keys stay below the faces held and never get here
+
+
+def scrub_free_slots(index: Any, free: int) -> None:
+    """Overwrite the vectors of the ``free`` slots removals left in ``index``.
+
+    usearch frees the slot of a removed key but keeps its bytes until a later add reuses it.
+    Adding as many constant dummies as there are free slots makes every free slot hold the
+    dummy instead; the dummies are removed again at once.
+    """
+    if free <= 0:
+        return
+    keys = SCRUB_KEY_BASE + np.arange(free, dtype=np.uint64)
+    ndim = int(index.ndim)
+    filler = np.full((free, ndim), 1.0 / np.sqrt(ndim), np.float32)
+    index.add(keys, filler, threads=1)
+    index.remove(keys)

@@ -12,15 +12,15 @@ the nearest faces exact search finds), over exact rows like a quantised graph, w
 ``projection.MARGIN`` more candidates re-ranked than faces asked for.
 
 Erasure: a removed vector is unreachable at once; its graph slot is overwritten
-(:meth:`HnswIndex._scrub`) and its exact row zeroed, so it survives neither in memory nor in a
-snapshot written later. Persistence is in :mod:`facerec.storage.hnsw_snapshot`. A built or
-restored graph is collapsed into 2 MiB pages where Linux allows (:mod:`facerec.storage.huge_pages`).
+(:func:`~facerec.storage.graph_search.scrub_free_slots`) and its exact row zeroed, so it
+survives neither in memory nor in a snapshot written later. Persistence is in
+:mod:`facerec.storage.hnsw_snapshot`. A built or restored graph is collapsed into 2 MiB pages
+where Linux allows (:mod:`facerec.storage.huge_pages`).
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Self
@@ -31,7 +31,7 @@ from numpy.typing import NDArray
 from facerec.errors import InvalidInputError
 from facerec.storage import huge_pages as huge_pages_
 from facerec.storage import projection
-from facerec.storage.graph_search import graph_search
+from facerec.storage.graph_search import graph_search, scrub_free_slots
 from facerec.storage.orphans import Orphans, unlisted, unreachable
 from facerec.storage.projected_build import projected_build
 from facerec.storage.quantised_rows import (
@@ -50,8 +50,6 @@ _EMPTY_IDS: list[str] = []
 
 class HnswIndex:
     """usearch HNSW with string ids; removal is real (``Index.remove``) and scrubbed."""
-
-    _SCRUB_KEY_BASE = np.uint64(2**63)  # real keys stay below the faces held and never get here
 
     def __init__(
         self,
@@ -86,6 +84,7 @@ class HnswIndex:
         self._keys: dict[str, int] = {}
         self._ids: dict[int, str] = {}
         self._pool = KeyPool()
+        self.built_faces = 0  # faces its graph was built with (IndexBuilds rebuilds it as it grows)
         # Slots freed by removals and not reused yet (``Index.stats`` would count them, but
         # walks the whole graph: milliseconds per call at a million vectors).
         self._free = 0
@@ -157,6 +156,7 @@ class HnswIndex:
             self._keys[face_id] = key
             self._ids[key] = face_id
         if fresh:
+            self.built_faces = len(ids)
             self.back_with_huge_pages()
 
     def _adopt_orphans(
@@ -186,16 +186,20 @@ class HnswIndex:
         """Collapse the graph's memory into 2 MiB pages when ``huge_pages`` (bytes taken)."""
         if not self.huge_pages or not self.graph_memory:
             return 0
-        started = time.perf_counter()
-        done = huge_pages_.collapse(self.graph_memory)
-        if done:
-            logger.info(
-                "HNSW graph of %d faces on 2 MiB pages: %d MB in %.2f s",
-                len(self),
-                done >> 20,
-                time.perf_counter() - started,
-            )
-        return done
+        return huge_pages_.collapse(self.graph_memory, f"HNSW graph of {len(self)} faces")
+
+    def ids(self) -> list[str]:
+        return list(self._keys)
+
+    def rows_of(self, ids: Sequence[str]) -> tuple[list[str], NDArray[np.float32]]:
+        """Those of ``ids`` held now and a float32 copy of their vectors (unit rows for cosine
+        when the graph is quantised or projected), in order: what a rebuild starts from."""
+        kept = [face_id for face_id in ids if face_id in self._keys]
+        keys = np.fromiter((self._keys[f] for f in kept), np.uint64, len(kept))
+        if self._exact is not None:
+            return kept, self._exact.data[keys.astype(np.intp)]
+        rows = self._index.get(keys, dtype=np.float32) if len(kept) else None
+        return kept, np.asarray(rows, np.float32).reshape(len(kept), self.dim)
 
     def _graph_rows(self, matrix: NDArray[np.float32]) -> NDArray[np.float32]:
         return matrix if self.projection is None else projection.project(matrix, self.projection)
@@ -211,28 +215,12 @@ class HnswIndex:
             del self._ids[key]
         self._index.remove(np.asarray(keys, dtype=np.uint64))
         self._free += len(keys)
-        self._scrub()
+        scrub_free_slots(self._index, self._free)
         if self._exact is not None:
             self._exact.scrub(keys)
         self._orphans.discard(keys)
         self._pool.give_back(keys)
         return len(keys)
-
-    def _scrub(self) -> None:
-        """Overwrite the vectors of removed nodes.
-
-        usearch frees the slot of a removed key but keeps its bytes until a later add reuses it.
-        Adding as many constant dummies as there are free slots makes every free slot hold the
-        dummy instead; the dummies are removed again at once.
-        """
-        free = self._free
-        if free <= 0:
-            return
-        keys = self._SCRUB_KEY_BASE + np.arange(free, dtype=np.uint64)
-        ndim = int(self._index.ndim)
-        filler = np.full((free, ndim), 1.0 / np.sqrt(ndim), np.float32)
-        self._index.add(keys, filler, threads=1)
-        self._index.remove(keys)
 
     def search(self, query: NDArray[np.float32], k: int) -> tuple[list[str], NDArray[np.float32]]:
         q = checked_query(query, self.dim)

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from facerec.storage.hnsw_index import HnswIndex
 
 FORMAT = 3
-READABLE = (2, 3)  # format 2: the same without a projection
+READABLE = (FORMAT,)  # (format 2, without a projection, never had an orphan list)
 _ALIGN = 64
 H = TypeVar("H", bound="HnswIndex")
 
@@ -64,6 +64,7 @@ def write_snapshot(index: HnswIndex, path: Path, extra: dict[str, Any]) -> None:
             "expansion_search": index.expansion_search,
             "ids": list(index._keys),
             "orphans": index._orphans.keys.tolist(),
+            "built_faces": index.built_faces,
             "graph_bytes": len(graph),
             "rows": 0 if rows is None else len(rows),
             "extra": extra,
@@ -102,6 +103,8 @@ def read_snapshot(
         header = json.loads(handle.read(size))
         if header.get("format") not in READABLE:
             raise ValueError(f"{path}: snapshot format {header.get('format')}, not {FORMAT}")
+        if "orphans" not in header:  # its faces were never checked: rebuilt, which checks them
+            raise ValueError(f"{path}: written before graphs kept an orphan list")
         ids: list[str] = header["ids"]
         dim = int(header["dim"])
         keys = np.fromfile(handle, "<u8", len(ids)).astype(np.uint64)
@@ -150,20 +153,20 @@ def read_snapshot(
     index._ids = {key: face_id for face_id, key in index._keys.items()}
     index._pool = KeyPool(keys)
     index._free = max(0, int(restored.stats.nodes) - len(restored))
+    index.built_faces = int(header.get("built_faces", len(ids)))
     if index._exact is not None and index._pool.high:  # (an empty index keeps its fresh rows)
         if rows is None or len(rows) < index._pool.high:
             raise ValueError(f"{path}: exact rows missing")
         index._exact = ExactRows(dim, index.metric, rows)
     if len(restored) != len(index._keys):
         raise ValueError(f"{path}: {len(restored)} vectors but {len(index._keys)} ids")
-    _restore_orphans(index, np.asarray(header.get("orphans", []), np.uint64))
+    _restore_orphans(index, np.asarray(header["orphans"], np.uint64))
     index.back_with_huge_pages()
     return index, dict(header["extra"])
 
 
 def _restore_orphans(index: HnswIndex, keys: NDArray[np.uint64]) -> None:
-    """The orphan list, its vectors from the exact rows or, for an f32 graph, from the graph.
-    (A snapshot written before orphans were kept has none: its faces were never checked.)"""
+    """The orphan list, its vectors from the exact rows or, for an f32 graph, from the graph."""
     if not len(keys):
         return
     if not np.isin(keys, np.fromiter(index._ids, np.uint64, len(index._ids))).all():

@@ -3,6 +3,13 @@
 An exact index above ``IndexOptions.hnsw_threshold`` keeps answering while its HNSW graph is
 built from a copy of its vectors; faces changed meanwhile are recorded in ``Shard.pending`` and
 applied to the graph, under the registry's lock, before it replaces the exact index.
+
+An HNSW graph that has grown to ``IndexOptions.rebuild_growth`` times the faces it was built
+with is built again the same way, from a copy of its own vectors, while it keeps answering: a
+graph built at the threshold and grown one add at a time keeps the projection and width chosen
+for the gallery it started from (or none, when that gallery was too small to choose one), and
+only a build checks every face for the orphan list. Doubling bounds the work: all the rebuilds
+of a gallery together cost about one more build of its final size.
 """
 
 from __future__ import annotations
@@ -10,7 +17,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -23,6 +31,8 @@ from facerec.storage.shards import Shard, ShardKey, exact_index, forget_faces
 from facerec.storage.vector_index import ExactIndex, HnswIndex
 
 log = logging.getLogger(__name__)
+
+COPY_ROWS = 16_384  # faces copied per step of a rebuild's copy (32 MB at 512-D)
 
 
 def configured_hnsw(options: IndexOptions, spec: EmbeddingSpace) -> HnswIndex:
@@ -100,19 +110,43 @@ class IndexBuilds:
         return index
 
     def maybe_upgrade(self, key: ShardKey) -> None:
-        shard = self._shards[key]
-        if isinstance(shard.index, ExactIndex) and len(shard.index) > self._options.hnsw_threshold:
+        """After changes to ``key``: build its graph (exact index past the threshold) or build it
+        again (a graph grown to ``rebuild_growth`` times its build) in the background."""
+        index = self._shards[key].index
+        exact = isinstance(index, ExactIndex) and len(index) > self._options.hnsw_threshold
+        if exact or (isinstance(index, HnswIndex) and self.outgrown(index)):
             self.upgrade_later(key)
 
+    def outgrown(self, index: HnswIndex) -> bool:
+        growth = self._options.rebuild_growth
+        return (
+            growth > 1
+            and len(index) > self._options.hnsw_threshold
+            and len(index) >= growth * max(1, index.built_faces)
+        )
+
     def upgrade_later(self, key: ShardKey) -> None:
-        """Build the HNSW graph of an exact index in the background; exact search answers
-        until it is swapped in."""
+        """Build the HNSW graph of an exact index, or a grown graph again, in the background;
+        the index answers until the new graph is swapped in."""
         shard = self._shards[key]
-        if key in self._tasks or not isinstance(shard.index, ExactIndex):
+        if key in self._tasks:
             return
-        exact = shard.index
-        shard.pending = set()
-        task = asyncio.create_task(self._upgrade(key, shard, exact.ids(), exact.vectors()))
+        index = shard.index
+        shard.pending = set()  # before any copy: a change from here on is replayed at the swap
+        if isinstance(index, ExactIndex):
+            copied = _ready(index.ids(), index.vectors())
+        elif isinstance(index, HnswIndex):
+            log.info(
+                "HNSW index of %s/%s has %d faces, built with %d: building it again",
+                *key,
+                len(index),
+                index.built_faces,
+            )
+            copied = _copied(index)
+        else:
+            shard.pending = None
+            return
+        task = asyncio.create_task(self._upgrade(key, shard, copied))
         self._tasks[key] = task
         task.add_done_callback(lambda _: self._tasks.pop(key, None))
 
@@ -128,28 +162,32 @@ class IndexBuilds:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _upgrade(
-        self, key: ShardKey, shard: Shard, ids: list[str], vectors: NDArray[np.float32]
+        self,
+        key: ShardKey,
+        shard: Shard,
+        copied: Coroutine[Any, Any, tuple[list[str], NDArray[np.float32]]],
     ) -> None:
         started = time.perf_counter()
         try:
+            ids, vectors = await copied
             graph = await asyncio.to_thread(self.hnsw_from, shard.space, ids, vectors)
         except Exception:
-            log.exception("HNSW build of %s/%s failed: staying exact", *key)
+            log.exception("HNSW build of %s/%s failed: the index stays as it is", *key)
             shard.pending = None
             return
         async with self._lock:
             changed, shard.pending = shard.pending or set(), None
             if self._shards.get(key) is not shard:
                 return  # dropped meanwhile (collection removed, or a rebuild)
-            # Faces changed during the build: make the graph agree with the exact index.
+            # Faces changed during the build: make the graph agree with the index it replaces.
             gone = [f for f in changed if f not in shard.index and f in graph]
             if gone:
                 graph.remove(gone)
             wanted = {f for f in changed if f in shard.index and f not in graph}
             try:
                 found = await self._source.face_vectors(wanted) if wanted else []
-            except Exception:  # the next change past the threshold tries again
-                log.exception("HNSW swap of %s/%s failed: staying exact", *key)
+            except Exception:  # the next change tries again
+                log.exception("HNSW swap of %s/%s failed: the index stays as it is", *key)
                 return
             if found:
                 graph.add([v.face_id for v in found], np.stack([v.vector for v in found]))
@@ -162,3 +200,24 @@ class IndexBuilds:
             len(graph),
             time.perf_counter() - started,
         )
+
+
+async def _ready(
+    ids: list[str], vectors: NDArray[np.float32]
+) -> tuple[list[str], NDArray[np.float32]]:
+    return ids, vectors
+
+
+async def _copied(index: HnswIndex) -> tuple[list[str], NDArray[np.float32]]:
+    """A copy of the faces ``index`` holds, :data:`COPY_ROWS` at a time with the event loop
+    free in between. A face removed before its turn is left out and one added meanwhile is not
+    copied: both are in the shard's ``pending`` and put right at the swap."""
+    ids = index.ids()
+    kept: list[str] = []
+    parts: list[NDArray[np.float32]] = []
+    for start in range(0, len(ids), COPY_ROWS):
+        part, rows = index.rows_of(ids[start : start + COPY_ROWS])
+        kept.extend(part)
+        parts.append(rows)
+        await asyncio.sleep(0)
+    return kept, (np.concatenate(parts) if parts else np.empty((0, index.dim), np.float32))

@@ -41,6 +41,7 @@ class IndexOptions:
     expansion_add: int = 128
     expansion_search: int = 64
     build_threads: int = 2
+    rebuild_growth: float = 2.0  # a graph grown to this × the faces it was built with is rebuilt
     max_replay: int = 50_000  # further behind than this many changes: rebuild instead
     pgvector_ef_search: int = 100
     snapshot_every_s: float = 300.0  # unsaved changes older than this are snapshotted
@@ -69,6 +70,7 @@ class IndexOptions:
             expansion_search=index.hnsw_expansion_search,
             expansion_add=index.hnsw_expansion_add,
             connectivity=index.hnsw_connectivity,
+            rebuild_growth=index.hnsw_rebuild_growth,
             mmap_snapshots=index.hnsw_mmap_snapshots,
             huge_pages=index.hnsw_huge_pages,
             milvus=MilvusOptions(

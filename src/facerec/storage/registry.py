@@ -72,6 +72,7 @@ class IndexRegistry(SyncedSearch):
             self._options.index_dir,
             dtype=self._options.dtype,
             graph_dim=self._options.graph_dim,
+            connectivity=self._options.connectivity,
             expansion_search=self._options.expansion_search,
             mmap=self._options.mmap_snapshots,
             huge_pages=self._options.huge_pages,

@@ -30,8 +30,9 @@ class Snapshot:
 
 
 class SnapshotStore:
-    """``dtype`` and ``graph_dim``: the graph wanted (a snapshot of another type or projection
-    setting is deleted, so the index is rebuilt as configured); ``expansion_search``: the
+    """``dtype``, ``graph_dim`` and ``connectivity``: the graph wanted (a snapshot of another
+    type, projection setting or number of links per face is deleted, so the index is rebuilt
+    as configured; None: any number of links); ``expansion_search``: the
     search breadth of a restored graph (the configured one, not the one it was saved with;
     None: as saved); ``mmap``: map the exact rows copy-on-write (see ``hnsw_snapshot``);
     ``huge_pages``: collapse a restored graph into 2 MiB pages (see ``huge_pages``)."""
@@ -42,6 +43,7 @@ class SnapshotStore:
         *,
         dtype: DtypeSetting = "auto",
         graph_dim: int = 0,
+        connectivity: int | None = None,
         expansion_search: int | None = None,
         mmap: bool = False,
         huge_pages: bool = True,
@@ -49,6 +51,7 @@ class SnapshotStore:
         self.directory = directory
         self.dtype: DtypeSetting = dtype
         self.graph_dim = graph_dim
+        self.connectivity = connectivity
         self.expansion_search = expansion_search
         self.mmap = mmap
         self.huge_pages = huge_pages
@@ -92,6 +95,7 @@ class SnapshotStore:
             or index.metric != space.metric
             or index.dtype != graph_dtype(self.dtype, space.metric)
             or index.graph_dim != graph_dim_for(self.graph_dim, space.dim, space.metric)
+            or self.connectivity not in (None, index.connectivity)
             or not oldest <= snapshot.seq <= newest
         ):
             path.unlink(missing_ok=True)  # unusable, and it may hold faces erased since

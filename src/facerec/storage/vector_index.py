@@ -3,8 +3,8 @@
 :class:`ExactIndex` (NumPy brute force) answers small galleries exactly; :class:`HnswIndex`
 (usearch HNSW, in :mod:`facerec.storage.hnsw_index`; f32, or an f16 / i8 graph re-ranked
 exactly) answers large ones in well under a millisecond. Both really delete: a removed vector is
-unreachable at once, and its bytes are overwritten (see ``HnswIndex._scrub``), so an erased face
-survives neither in memory nor in a saved snapshot.
+unreachable at once, and its bytes are overwritten (see ``graph_search.scrub_free_slots``), so
+an erased face survives neither in memory nor in a saved snapshot.
 
 Distances: Euclidean for ``l2`` (not squared), ``1 - cos`` for ``cosine``, as
 ``FaceEmbedder.distance`` computes them.
