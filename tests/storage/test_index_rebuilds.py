@@ -110,7 +110,7 @@ async def test_changes_during_a_rebuild_reach_the_new_graph(
     and the erased face, copied before its erasure, leaves no bytes in it."""
     repo = backend.repo
     people = [await enroll(repo, f"p{i}", 10 + i) for i in range(4)]
-    options = IndexOptions(backend="memory", hnsw_threshold=2, build_threads=1)
+    options = IndexOptions(backend="memory", hnsw_threshold=2, build_threads=2)
     registry = IndexRegistry(repo, options)
     assert (await registry.search("default", SPACE, vec(12)))[0].person_id == people[2]
     shard = registry._shards[("default", SPACE)]
@@ -133,6 +133,15 @@ async def test_changes_during_a_rebuild_reach_the_new_graph(
         return ids, rows
 
     monkeypatch.setattr(index_builds, "_copied", recorded)
+    monkeypatch.setattr(index_builds, "CATCH_UP_BELOW", 1)  # two changes: one round off the lock
+    applied: list[tuple[int, int, int]] = []
+    apply = index_builds._apply
+
+    def counted(graph: HnswIndex, gone: list[str], found: list[Any], *, threads: int) -> None:
+        applied.append((len(gone), len(found), threads))
+        apply(graph, gone, found, threads=threads)
+
+    monkeypatch.setattr(index_builds, "_apply", counted)
     people += [await enroll(repo, f"p{i}", 10 + i) for i in range(4, 8)]
     await registry.sync()  # eight faces: twice the four it was built with
     assert shard.pending is not None and shard.index is first
@@ -146,6 +155,9 @@ async def test_changes_during_a_rebuild_reach_the_new_graph(
     await wait_for(lambda: shard.index is not first)
     rebuilt = shard.index
     assert isinstance(rebuilt, HnswIndex) and rebuilt.built_faces == 8
+    # The round, on the build's threads, removed the erased face and added the new one; the
+    # swap under the lock had nothing left to do.
+    assert applied == [(1, 1, 2), (0, 0, 1)]
     assert (await registry.search("default", SPACE, vec(40)))[0].person_id == late
     hits = await registry.search("default", SPACE, vec(15), k=20)
     assert people[5] not in {h.person_id for h in hits} and len(hits) == 8

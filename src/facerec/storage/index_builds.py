@@ -25,7 +25,7 @@ from numpy.typing import NDArray
 
 from facerec.storage.index_options import IndexOptions
 from facerec.storage.models import EmbeddingSpace
-from facerec.storage.protocols import IndexSource, VectorIndex
+from facerec.storage.protocols import FaceVector, IndexSource, VectorIndex
 from facerec.storage.quantised_rows import graph_dtype
 from facerec.storage.shards import Shard, ShardKey, exact_index, forget_faces
 from facerec.storage.vector_index import ExactIndex, HnswIndex
@@ -33,6 +33,10 @@ from facerec.storage.vector_index import ExactIndex, HnswIndex
 log = logging.getLogger(__name__)
 
 COPY_ROWS = 16_384  # faces copied per step of a rebuild's copy (32 MB at 512-D)
+# Faces changed during a build are applied to the new graph off the lock, in up to
+# CATCH_UP_ROUNDS rounds, until at most CATCH_UP_BELOW are left for the swap to apply under it.
+CATCH_UP_BELOW = 256
+CATCH_UP_ROUNDS = 8
 
 
 def configured_hnsw(options: IndexOptions, spec: EmbeddingSpace) -> HnswIndex:
@@ -161,6 +165,22 @@ class IndexBuilds:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
+    async def _catch_up(self, graph: HnswIndex, shard: Shard) -> None:
+        """Apply the faces changed during the build to ``graph`` in rounds, off the registry's
+        lock and off the event loop, while more than :data:`CATCH_UP_BELOW` wait (a bulk
+        enrollment during a rebuild): the swap, under the lock, then applies only the last few.
+        The graph is still private to this build."""
+        for _ in range(CATCH_UP_ROUNDS):
+            if shard.pending is None or len(shard.pending) <= CATCH_UP_BELOW:
+                return
+            changed, shard.pending = shard.pending, set()
+            gone, wanted = _differences(graph, shard, changed)
+            found = await self._source.face_vectors(wanted) if wanted else []
+            # Erased since the registry saw it: left for the swap to settle, under the lock.
+            shard.pending |= wanted - {v.face_id for v in found}
+            threads = self._options.build_threads
+            await asyncio.to_thread(_apply, graph, gone, found, threads=threads)
+
     async def _upgrade(
         self,
         key: ShardKey,
@@ -171,7 +191,9 @@ class IndexBuilds:
         try:
             ids, vectors = await copied
             graph = await asyncio.to_thread(self.hnsw_from, shard.space, ids, vectors)
-        except Exception:
+            del ids, vectors
+            await self._catch_up(graph, shard)
+        except Exception:  # the next change tries again
             log.exception("HNSW build of %s/%s failed: the index stays as it is", *key)
             shard.pending = None
             return
@@ -180,17 +202,13 @@ class IndexBuilds:
             if self._shards.get(key) is not shard:
                 return  # dropped meanwhile (collection removed, or a rebuild)
             # Faces changed during the build: make the graph agree with the index it replaces.
-            gone = [f for f in changed if f not in shard.index and f in graph]
-            if gone:
-                graph.remove(gone)
-            wanted = {f for f in changed if f in shard.index and f not in graph}
+            gone, wanted = _differences(graph, shard, changed)
             try:
                 found = await self._source.face_vectors(wanted) if wanted else []
             except Exception:  # the next change tries again
                 log.exception("HNSW swap of %s/%s failed: the index stays as it is", *key)
                 return
-            if found:
-                graph.add([v.face_id for v in found], np.stack([v.vector for v in found]))
+            _apply(graph, gone, found, threads=1)
             forget_faces(shard, wanted - {v.face_id for v in found})  # erased since: never added
             shard.index = graph
             self._on_swapped()
@@ -200,6 +218,24 @@ class IndexBuilds:
             len(graph),
             time.perf_counter() - started,
         )
+
+
+def _differences(graph: HnswIndex, shard: Shard, changed: set[str]) -> tuple[list[str], set[str]]:
+    """Of the faces ``changed`` since ``graph``'s copy was taken: those it holds that the
+    shard's index no longer does, and those the index holds that it does not."""
+    gone = [f for f in changed if f not in shard.index and f in graph]
+    return gone, {f for f in changed if f in shard.index and f not in graph}
+
+
+def _apply(graph: HnswIndex, gone: list[str], found: list[FaceVector], *, threads: int) -> None:
+    if gone:
+        graph.remove(gone)
+    if found:
+        graph.threads = threads
+        try:
+            graph.add([v.face_id for v in found], np.stack([v.vector for v in found]))
+        finally:
+            graph.threads = 1
 
 
 async def _ready(
