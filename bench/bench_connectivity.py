@@ -100,6 +100,28 @@ def built(
     return Graph(connectivity, restored, build, load, memory, options.expansion_search)
 
 
+def ef_rows(
+    graphs: list[tuple[str, HnswIndex]],
+    efs: tuple[int, ...],
+    data: NDArray[np.float32],
+    qs: NDArray[np.float32],
+    truth: NDArray[np.float64],
+) -> list[str]:
+    """Each labelled graph (cosine) at each ef of ``efs``, side by side: the markdown rows
+    ``| label | ef | recall@1 | p50 ms |``, printed as they come."""
+    rows = []
+    for ef in efs:
+        for _, index in graphs:
+            index.expansion_search = ef
+        measured = timed_side_by_side([top_key(index) for _, index in graphs], qs)
+        for (label, _), (times, found) in zip(graphs, measured, strict=True):
+            recall = recall_at_1(data, qs, found, truth, "cosine")
+            p50 = percentile(times, 50)
+            rows.append(f"| {label} | {ef} | {recall:.4f} | {p50:.3f} |")
+            print(f"  {label}, ef {ef}: recall@1 {recall:.4f}, p50 {p50:.3f} ms", flush=True)
+    return rows
+
+
 def graph_name(index: HnswIndex) -> str:
     name = str(index.dtype)
     if index.projection is not None:

@@ -37,15 +37,12 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run as a script: make ``bench`` importable
     sys.path.insert(0, str(REPO))
 
-from bench.bench_connectivity import graph_name, size_label  # noqa: E402
+from bench.bench_connectivity import ef_rows, graph_name, size_label  # noqa: E402
 from bench.bench_index import (  # noqa: E402
-    recall_at_1,
     sweep_data,
     sweep_truth,
-    timed_side_by_side,
-    top_key,
 )
-from bench.report import percentile, write_section  # noqa: E402
+from bench.report import write_section  # noqa: E402
 from facerec.storage.hnsw_index import HnswIndex  # noqa: E402
 from facerec.storage.index_builds import IndexBuilds  # noqa: E402
 from facerec.storage.index_options import IndexOptions  # noqa: E402
@@ -121,16 +118,7 @@ def main() -> None:
     ]
     for graph in graphs:
         graph.index.threads = 1
-    rows = []
-    for ef in EFS:
-        for graph in graphs:
-            graph.index.expansion_search = ef
-        measured = timed_side_by_side([top_key(g.index) for g in graphs], qs)
-        for graph, (times, found) in zip(graphs, measured, strict=True):
-            recall = recall_at_1(data, qs, found, truth, "cosine")
-            p50 = percentile(times, 50)
-            rows.append(f"| {graph.label} | {ef} | {recall:.4f} | {p50:.3f} |")
-            print(f"  {graph.label} ef {ef}: recall@1 {recall:.4f}, p50 {p50:.3f} ms", flush=True)
+    rows = ef_rows([(g.label, g.index) for g in graphs], EFS, data, qs, truth)
     summary = [
         "| graph | growth | build + adds + rebuilds s | rebuilt at (faces, s) | graph at the end "
         "| orphans | MB |",

@@ -26,15 +26,12 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run as a script: make ``bench`` importable
     sys.path.insert(0, str(REPO))
 
-from bench.bench_connectivity import graph_name  # noqa: E402
+from bench.bench_connectivity import ef_rows, graph_name  # noqa: E402
 from bench.bench_index import (  # noqa: E402
-    recall_at_1,
     sweep_data,
     sweep_truth,
-    timed_side_by_side,
-    top_key,
 )
-from bench.report import percentile, write_section  # noqa: E402
+from bench.report import write_section  # noqa: E402
 from facerec.storage import projection  # noqa: E402
 from facerec.storage.hnsw_index import HnswIndex  # noqa: E402
 from facerec.storage.index_builds import configured_hnsw  # noqa: E402
@@ -79,16 +76,7 @@ def main() -> None:
             (f"within {projection.TIE}", projection.TIE),
         )
     ]
-    rows = []
-    for ef in EFS:
-        for _, index, _ in graphs:
-            index.expansion_search = ef
-        measured = timed_side_by_side([top_key(index) for _, index, _ in graphs], qs)
-        for (label, _, _), (times, found) in zip(graphs, measured, strict=True):
-            recall = recall_at_1(data, qs, found, truth, "cosine")
-            p50 = percentile(times, 50)
-            rows.append(f"| {label} | {ef} | {recall:.4f} | {p50:.3f} |")
-            print(f"  {label}, ef {ef}: recall@1 {recall:.4f}, p50 {p50:.3f} ms", flush=True)
+    rows = ef_rows([(label, index) for label, index, _ in graphs], EFS, data, qs, truth)
     summary = ["| checks count | build s | graph | orphans | MB |", "|---|---:|---|---:|---:|"] + [
         f"| {label} | {seconds:.0f} | {graph_name(index)} | {index.orphans} | "
         f"{index.memory_bytes() / 2**20:.0f} |"
