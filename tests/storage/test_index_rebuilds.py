@@ -96,6 +96,7 @@ async def test_the_copy_leaves_out_faces_removed_before_their_turn(
     index.add(["new"], data[100:101])  # takes a freed key
     ids, rows = await copy
     assert "f50" not in ids and "f51" not in ids and "new" not in ids and len(ids) == 98
+    assert index.rows_of(["f50", "f51"])[1].shape == (0, DIM)  # none of them held any more
     expected = data[[int(f[1:]) for f in ids]]
     expected /= np.linalg.norm(expected, axis=1, keepdims=True)
     found = rows / np.linalg.norm(rows, axis=1, keepdims=True)

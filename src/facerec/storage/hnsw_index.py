@@ -198,7 +198,9 @@ class HnswIndex:
         keys = np.fromiter((self._keys[f] for f in kept), np.uint64, len(kept))
         if self._exact is not None:
             return kept, self._exact.data[keys.astype(np.intp)]
-        rows = self._index.get(keys, dtype=np.float32) if len(kept) else None
+        if not kept:
+            return kept, np.empty((0, self.dim), np.float32)
+        rows = self._index.get(keys, dtype=np.float32)
         return kept, np.asarray(rows, np.float32).reshape(len(kept), self.dim)
 
     def _graph_rows(self, matrix: NDArray[np.float32]) -> NDArray[np.float32]:
