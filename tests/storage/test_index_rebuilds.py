@@ -171,6 +171,41 @@ async def test_changes_during_a_rebuild_reach_the_new_graph(
     await registry.close()
 
 
+async def test_a_rebuild_holds_up_neither_snapshots_nor_shutdown(
+    backend: Backend, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """While a graph is built again, snapshots go on being written (of the graph it will
+    replace), and a shutdown saves and returns instead of waiting for the build."""
+    repo = backend.repo
+    for i in range(4):
+        await enroll(repo, f"p{i}", 10 + i)
+    directory = tmp_path / "index"
+    options = IndexOptions(backend="memory", hnsw_threshold=2, build_threads=1, index_dir=directory)
+    registry = IndexRegistry(repo, options)
+    assert await registry.search("default", SPACE, vec(12))
+    release = threading.Event()
+    build = index_builds.IndexBuilds.hnsw_from
+
+    def held(self: IndexBuilds, *args: Any) -> HnswIndex:
+        assert release.wait(30)
+        return build(self, *args)
+
+    monkeypatch.setattr(index_builds.IndexBuilds, "hnsw_from", held)
+    try:
+        for i in range(4, 8):
+            await enroll(repo, f"p{i}", 10 + i)
+        await registry.sync()
+        assert registry._builds._rebuilds  # held open
+        assert await asyncio.wait_for(registry.save(), 10) == 1
+        (path,) = directory.glob("*.hnsw")
+        saved = HnswIndex.load(path)
+        assert (saved.built_faces, len(saved)) == (4, 8)  # the graph that keeps answering
+        await asyncio.wait_for(registry.close(), 10)
+        assert not registry._builds._tasks
+    finally:
+        release.set()
+
+
 def test_growth_setting() -> None:
     options = IndexOptions.from_settings(Settings(index={"hnsw_rebuild_growth": 3}))
     assert (options.rebuild_growth, IndexOptions().rebuild_growth) == (3.0, 2.0)

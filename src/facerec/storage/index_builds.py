@@ -18,7 +18,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Coroutine, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -74,6 +74,7 @@ class IndexBuilds:
         self._lock = lock
         self._on_swapped = on_swapped
         self._tasks: dict[ShardKey, asyncio.Task[None]] = {}
+        self._rebuilds: set[ShardKey] = set()  # of _tasks: graphs being built again
 
     async def from_rows(
         self, collection: str, space: str, spec: EmbeddingSpace, *, background: bool
@@ -147,23 +148,39 @@ class IndexBuilds:
                 index.built_faces,
             )
             copied = _copied(index)
+            self._rebuilds.add(key)
         else:
             shard.pending = None
             return
         task = asyncio.create_task(self._upgrade(key, shard, copied))
         self._tasks[key] = task
-        task.add_done_callback(lambda _: self._tasks.pop(key, None))
+        task.add_done_callback(lambda _: self._done(key))
 
-    async def wait(self) -> None:
-        """Wait for the graphs being built (never call it holding the lock: swaps take it)."""
-        await asyncio.gather(*list(self._tasks.values()), return_exceptions=True)
+    def _done(self, key: ShardKey) -> None:
+        self._tasks.pop(key, None)
+        self._rebuilds.discard(key)
 
-    async def cancel(self) -> None:
-        """Stop the graphs being built."""
-        tasks = list(self._tasks.values())
+    async def wait(self, *, rebuilds: bool = True) -> None:
+        """Wait for the graphs being built (never call it holding the lock: swaps take it);
+        ``rebuilds=False``: only for first graphs, not for graphs being built again, whose
+        predecessor answers (and can be saved) meanwhile."""
+        tasks = self._selected("all" if rebuilds else "first")
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def cancel(self, *, rebuilds_only: bool = False) -> None:
+        """Stop the graphs being built (``rebuilds_only``: those being built again). A build's
+        thread runs on to its end; its graph is dropped."""
+        tasks = self._selected("rebuilds" if rebuilds_only else "all")
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _selected(self, kinds: Literal["all", "first", "rebuilds"]) -> list[asyncio.Task[None]]:
+        return [
+            task
+            for key, task in self._tasks.items()
+            if kinds == "all" or (key in self._rebuilds) == (kinds == "rebuilds")
+        ]
 
     async def _catch_up(self, graph: HnswIndex, shard: Shard) -> None:
         """Apply the faces changed during the build to ``graph`` in rounds, off the registry's

@@ -198,16 +198,19 @@ class IndexRegistry(SyncedSearch):
         """Stop the snapshot writer and save snapshots (on shutdown, before the engine is
         disposed)."""
         await self._writer.stop()
-        if self._options.index_dir is None:  # nothing to save: stop graphs being built
-            await self._builds.cancel()
+        # Without index_dir there is nothing to save: every build stops. With it, graphs being
+        # built again stop (the graphs they would replace are saved; the next change after a
+        # restart starts them again); first graphs are waited for and saved.
+        await self._builds.cancel(rebuilds_only=self._options.index_dir is not None)
         await self.save()
 
     async def save(self) -> int:
         """Snapshot every HNSW index to ``index_dir``; returns how many were written."""
         if self._options.index_dir is None:
             return 0
-        # Graphs being built are waited for (the swap takes the lock: never await it inside).
-        await self._builds.wait()
+        # First graphs being built are waited for (the swap takes the lock: never await it
+        # inside); a graph being built again is not: the one it will replace is saved.
+        await self._builds.wait(rebuilds=False)
         async with self._lock:
             await self._sync_locked()  # never write out a face erased before this call
             self._writer.saved()
