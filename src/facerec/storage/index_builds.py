@@ -119,10 +119,10 @@ class IndexBuilds:
         again (a graph grown to ``rebuild_growth`` times its build) in the background."""
         index = self._shards[key].index
         exact = isinstance(index, ExactIndex) and len(index) > self._options.hnsw_threshold
-        if exact or (isinstance(index, HnswIndex) and self.outgrown(index)):
+        if exact or (isinstance(index, HnswIndex) and self._outgrown(index)):
             self.upgrade_later(key)
 
-    def outgrown(self, index: HnswIndex) -> bool:
+    def _outgrown(self, index: HnswIndex) -> bool:
         growth = self._options.rebuild_growth
         return (
             growth > 1
@@ -137,7 +137,6 @@ class IndexBuilds:
         if key in self._tasks:
             return
         index = shard.index
-        shard.pending = set()  # before any copy: a change from here on is replayed at the swap
         if isinstance(index, ExactIndex):
             copied = _ready(index.ids(), index.vectors())
         elif isinstance(index, HnswIndex):
@@ -147,11 +146,11 @@ class IndexBuilds:
                 len(index),
                 index.built_faces,
             )
-            copied = _copied(index)
+            copied = _copied(index)  # (runs in the task)
             self._rebuilds.add(key)
         else:
-            shard.pending = None
             return
+        shard.pending = set()  # from here on, a change is replayed onto the new graph
         task = asyncio.create_task(self._upgrade(key, shard, copied))
         self._tasks[key] = task
         task.add_done_callback(lambda _: self._done(key))
