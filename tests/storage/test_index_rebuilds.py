@@ -38,6 +38,19 @@ def builds_of(shards: dict[ShardKey, Shard], options: IndexOptions) -> IndexBuil
     )
 
 
+def held_builds(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
+    """Graph builds wait on their thread until the event returned is set."""
+    release = threading.Event()
+    build = index_builds.IndexBuilds.hnsw_from
+
+    def held(self: IndexBuilds, *args: Any) -> HnswIndex:
+        assert release.wait(30)
+        return build(self, *args)
+
+    monkeypatch.setattr(index_builds.IndexBuilds, "hnsw_from", held)
+    return release
+
+
 async def test_a_graph_grown_past_the_growth_factor_is_built_again() -> None:
     """A graph built on a gallery too small for a projection, grown one add at a time, gets
     one when it is built again; every face is still found, each by its own vector."""
@@ -117,14 +130,7 @@ async def test_changes_during_a_rebuild_reach_the_new_graph(
     shard = registry._shards[("default", SPACE)]
     first = shard.index
     assert isinstance(first, HnswIndex) and first.built_faces == 4
-    release = threading.Event()
-    build = index_builds.IndexBuilds.hnsw_from
-
-    def held(self: IndexBuilds, *args: Any) -> HnswIndex:
-        assert release.wait(30)
-        return build(self, *args)
-
-    monkeypatch.setattr(index_builds.IndexBuilds, "hnsw_from", held)
+    release = held_builds(monkeypatch)
     copied: list[str] = []
     copy = index_builds._copied
 
@@ -183,14 +189,7 @@ async def test_a_rebuild_holds_up_neither_snapshots_nor_shutdown(
     options = IndexOptions(backend="memory", hnsw_threshold=2, build_threads=1, index_dir=directory)
     registry = IndexRegistry(repo, options)
     assert await registry.search("default", SPACE, vec(12))
-    release = threading.Event()
-    build = index_builds.IndexBuilds.hnsw_from
-
-    def held(self: IndexBuilds, *args: Any) -> HnswIndex:
-        assert release.wait(30)
-        return build(self, *args)
-
-    monkeypatch.setattr(index_builds.IndexBuilds, "hnsw_from", held)
+    release = held_builds(monkeypatch)
     try:
         for i in range(4, 8):
             await enroll(repo, f"p{i}", 10 + i)
