@@ -75,7 +75,7 @@ async def grown(
     options = replace(IndexOptions(), rebuild_growth=growth, build_threads=threads)
     space = EmbeddingSpace(KEY[1], data.shape[1], "cosine")
     shards: dict[tuple[str, str], Shard] = {}
-    builds = IndexBuilds(None, options, shards, asyncio.Lock(), on_swapped=lambda: None)  # type: ignore[arg-type]
+    builds = IndexBuilds(None, options, shards, asyncio.Lock())  # type: ignore[arg-type]
     started = time.perf_counter()
     shards[KEY] = Shard(space, builds.hnsw_from(space, ids[:start], data[:start]), {})
     rebuilds = []

@@ -172,7 +172,6 @@ def test_the_setting_reaches_built_and_restored_graphs(tmp_path: Path, setting: 
         options,
         {},
         asyncio.Lock(),
-        on_swapped=lambda: None,
     )
     space = EmbeddingSpace("s@1", 128, "l2")
     ids, vectors = _gallery(500)

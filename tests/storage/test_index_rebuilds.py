@@ -14,7 +14,7 @@ import pytest
 from pydantic import ValidationError
 
 from facerec.config import Settings
-from facerec.storage import index_builds
+from facerec.storage import graph_copies, index_builds
 from facerec.storage.index_builds import IndexBuilds
 from facerec.storage.models import EmbeddingSpace
 from facerec.storage.registry import IndexOptions, IndexRegistry
@@ -34,7 +34,6 @@ def builds_of(shards: dict[ShardKey, Shard], options: IndexOptions) -> IndexBuil
         options,
         shards,
         asyncio.Lock(),
-        on_swapped=lambda: None,
     )
 
 
@@ -102,8 +101,8 @@ async def test_the_copy_leaves_out_faces_removed_before_their_turn(
     data, _ = faces(30, 4)
     index = HnswIndex(DIM, "cosine", threads=1, dtype=dtype)
     index.add(ids_of(data)[:100], data[:100])
-    monkeypatch.setattr(index_builds, "COPY_ROWS", 10)
-    copy = asyncio.create_task(index_builds._copied(index))
+    monkeypatch.setattr(graph_copies, "COPY_ROWS", 10)
+    copy = asyncio.create_task(graph_copies.copied_rows(index))
     await asyncio.sleep(0)  # the first ten are copied
     index.remove(["f50", "f51"])
     index.add(["new"], data[100:101])  # takes a freed key
@@ -132,23 +131,24 @@ async def test_changes_during_a_rebuild_reach_the_new_graph(
     assert isinstance(first, HnswIndex) and first.built_faces == 4
     release = held_builds(monkeypatch)
     copied: list[str] = []
-    copy = index_builds._copied
+    copy = index_builds.copied_rows
 
     async def recorded(index: HnswIndex) -> tuple[list[str], Any]:
         ids, rows = await copy(index)
         copied.extend(ids)
         return ids, rows
 
-    monkeypatch.setattr(index_builds, "_copied", recorded)
-    monkeypatch.setattr(index_builds, "CATCH_UP_BELOW", 1)  # two changes: one round off the lock
+    monkeypatch.setattr(index_builds, "copied_rows", recorded)
+    monkeypatch.setattr(graph_copies, "CATCH_UP_BELOW", 1)  # two changes: one round off the lock
     applied: list[tuple[int, int, int]] = []
-    apply = index_builds._apply
+    apply = index_builds.apply_changes
 
     def counted(graph: HnswIndex, gone: list[str], found: list[Any], *, threads: int) -> None:
         applied.append((len(gone), len(found), threads))
         apply(graph, gone, found, threads=threads)
 
-    monkeypatch.setattr(index_builds, "_apply", counted)
+    monkeypatch.setattr(index_builds, "apply_changes", counted)  # at the swap
+    monkeypatch.setattr(graph_copies, "apply_changes", counted)  # in the rounds before it
     people += [await enroll(repo, f"p{i}", 10 + i) for i in range(4, 8)]
     await registry.sync()  # eight faces: twice the four it was built with
     assert shard.pending is not None and shard.index is first

@@ -236,7 +236,6 @@ def test_the_registrys_graphs_are_projected_as_configured() -> None:
             IndexOptions(graph_dim=graph_dim, build_threads=1),  # one thread: deterministic
             {},
             asyncio.Lock(),
-            on_swapped=lambda: None,
         )
         index = builds.hnsw_from(EmbeddingSpace("s@1", DIM, metric), ids_of(data), data)  # type: ignore[arg-type]
         assert (index.projection is not None) is projected
@@ -285,7 +284,6 @@ def test_graphs_are_built_with_the_configured_breadth_and_links() -> None:
         options,
         {},
         asyncio.Lock(),
-        on_swapped=lambda: None,
     )
     data, _ = faces(300, 4)
     index = builds.hnsw_from(EmbeddingSpace("s@1", DIM, "cosine"), ids_of(data), data)

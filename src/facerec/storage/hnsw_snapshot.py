@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import struct
 import tempfile
 from pathlib import Path
@@ -52,6 +53,7 @@ def write_snapshot(index: HnswIndex, path: Path, extra: dict[str, Any]) -> None:
     header = json.dumps(
         {
             "format": FORMAT,
+            "built_faces": index.built_faces,  # first: read by built_faces() without the ids
             "dim": index.dim,
             "metric": index.metric,
             "dtype": index.dtype,
@@ -64,7 +66,6 @@ def write_snapshot(index: HnswIndex, path: Path, extra: dict[str, Any]) -> None:
             "expansion_search": index.expansion_search,
             "ids": list(index._keys),
             "orphans": index._orphans.keys.tolist(),
-            "built_faces": index.built_faces,
             "graph_bytes": len(graph),
             "rows": 0 if rows is None else len(rows),
             "extra": extra,
@@ -88,6 +89,26 @@ def write_snapshot(index: HnswIndex, path: Path, extra: dict[str, Any]) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+_BUILT = re.compile(rb'^\{"format": \d+, "built_faces": (\d+),')
+
+
+def built_faces(path: Path) -> int | None:
+    """How many faces the snapshot's graph was built with, from the start of its header (the
+    whole header, ids included, for a snapshot written before that came first); None when there
+    is no readable snapshot."""
+    try:
+        with path.open("rb") as handle:
+            (size,) = struct.unpack("<Q", handle.read(8))
+            found = _BUILT.match(handle.read(min(size, 64)))
+            if found is not None:
+                return int(found.group(1))
+            handle.seek(8)
+            header = json.loads(handle.read(size))
+            return int(header.get("built_faces", len(header["ids"])))
+    except (OSError, ValueError, KeyError, TypeError, struct.error):
+        return None
 
 
 def read_snapshot(

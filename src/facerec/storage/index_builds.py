@@ -10,6 +10,11 @@ graph built at the threshold and grown one add at a time keeps the projection an
 for the gallery it started from (or none, when that gallery was too small to choose one), and
 only a build checks every face for the orphan list. Doubling bounds the work: all the rebuilds
 of a gallery together cost about one more build of its final size.
+
+Processes sharing an ``index_dir`` (the workers of one service) build each graph once: the one
+that claims the build (:mod:`facerec.storage.build_claims`) writes its snapshot as soon as it is
+swapped in, and the others, answering with what they have meanwhile, load it. Builds run on
+daemon threads (:mod:`facerec.storage.build_threads`), so a shutdown never waits for one.
 """
 
 from __future__ import annotations
@@ -17,26 +22,31 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
 
+from facerec.storage.build_claims import BuildClaims
+from facerec.storage.build_threads import in_daemon_thread
+from facerec.storage.graph_copies import (
+    apply_changes,
+    catch_up,
+    copied_rows,
+    differences,
+    ready,
+)
 from facerec.storage.index_options import IndexOptions
 from facerec.storage.models import EmbeddingSpace
-from facerec.storage.protocols import FaceVector, IndexSource, VectorIndex
+from facerec.storage.protocols import IndexSource, VectorIndex
 from facerec.storage.quantised_rows import graph_dtype
 from facerec.storage.shards import Shard, ShardKey, exact_index, forget_faces
+from facerec.storage.snapshot_replay import load_snapshot
+from facerec.storage.snapshots import SnapshotStore
 from facerec.storage.vector_index import ExactIndex, HnswIndex
 
 log = logging.getLogger(__name__)
-
-COPY_ROWS = 16_384  # faces copied per step of a rebuild's copy (32 MB at 512-D)
-# Faces changed during a build are applied to the new graph off the lock, in up to
-# CATCH_UP_ROUNDS rounds, until at most CATCH_UP_BELOW are left for the swap to apply under it.
-CATCH_UP_BELOW = 256
-CATCH_UP_ROUNDS = 8
 
 
 def configured_hnsw(options: IndexOptions, spec: EmbeddingSpace) -> HnswIndex:
@@ -66,15 +76,44 @@ class IndexBuilds:
         shards: dict[ShardKey, Shard],
         lock: asyncio.Lock,
         *,
-        on_swapped: Callable[[], None],
+        snapshots: SnapshotStore | None = None,
+        adopt: Callable[[ShardKey, Shard], Awaitable[bool]] | None = None,
+        publish: Callable[[ShardKey], Awaitable[None]] | None = None,
     ) -> None:
+        """``snapshots``: where graphs are loaded from and saved (None: nowhere, and no other
+        process shares this one's graphs); ``adopt``: swap in the graph another process built
+        for a shard (from its snapshot), False when there is none that fits; ``publish``:
+        snapshot a shard's new graph at once."""
         self._source = source
         self._options = options
         self._shards = shards
         self._lock = lock
-        self._on_swapped = on_swapped
+        self._snapshots = snapshots
+        self._claims = BuildClaims(snapshots)
+        self._adopt = adopt or _nothing_to_adopt
+        self._publish = publish or _nothing_to_publish
         self._tasks: dict[ShardKey, asyncio.Task[None]] = {}
         self._rebuilds: set[ShardKey] = set()  # of _tasks: graphs being built again
+        self._waiting: set[ShardKey] = set()  # of _tasks: waiting for another process's build
+
+    async def load_or_build(
+        self, collection: str, spec: EmbeddingSpace, *, pruned: int, seq: int, background: bool
+    ) -> Shard:
+        """One index: its snapshot brought up to ``seq`` when there is one that fits, else
+        built from the faces table (:meth:`from_rows`)."""
+        if self._snapshots is not None:
+            shard = await load_snapshot(
+                self._source,
+                self._snapshots,
+                collection,
+                spec,
+                pruned=pruned,
+                seq=seq,
+                max_replay=self._options.max_replay,
+            )
+            if shard is not None:
+                return shard
+        return await self.from_rows(collection, spec.name, spec, background=background)
 
     async def from_rows(
         self, collection: str, space: str, spec: EmbeddingSpace, *, background: bool
@@ -86,7 +125,7 @@ class IndexBuilds:
         owners = dict(zip(rows.face_ids, rows.person_ids, strict=True))
         large = len(rows.face_ids) > self._options.hnsw_threshold
         if large and not background:
-            index: VectorIndex = await asyncio.to_thread(
+            index: VectorIndex = await in_daemon_thread(
                 self.hnsw_from, spec, rows.face_ids, rows.vectors
             )
         else:
@@ -123,12 +162,14 @@ class IndexBuilds:
             self.upgrade_later(key)
 
     def _outgrown(self, index: HnswIndex) -> bool:
-        growth = self._options.rebuild_growth
-        return (
-            growth > 1
-            and len(index) > self._options.hnsw_threshold
-            and len(index) >= growth * max(1, index.built_faces)
+        return len(index) > self._options.hnsw_threshold and self.outgrown(
+            len(index), index.built_faces
         )
+
+    def outgrown(self, faces: int, built_faces: int) -> bool:
+        """Whether a graph built with ``built_faces`` faces is due a rebuild at ``faces``."""
+        growth = self._options.rebuild_growth
+        return growth > 1 and faces >= growth * max(1, built_faces)
 
     def upgrade_later(self, key: ShardKey) -> None:
         """Build the HNSW graph of an exact index, or a grown graph again, in the background;
@@ -138,7 +179,7 @@ class IndexBuilds:
             return
         index = shard.index
         if isinstance(index, ExactIndex):
-            copied = _ready(index.ids(), index.vectors())
+            copied = ready(index.ids(), index.vectors())
         elif isinstance(index, HnswIndex):
             log.info(
                 "HNSW index of %s/%s has %d faces, built with %d: building it again",
@@ -146,7 +187,7 @@ class IndexBuilds:
                 len(index),
                 index.built_faces,
             )
-            copied = _copied(index)  # (runs in the task)
+            copied = copied_rows(index)  # (runs in the task)
             self._rebuilds.add(key)
         else:
             return
@@ -158,44 +199,31 @@ class IndexBuilds:
     def _done(self, key: ShardKey) -> None:
         self._tasks.pop(key, None)
         self._rebuilds.discard(key)
+        self._waiting.discard(key)
 
     async def wait(self, *, rebuilds: bool = True) -> None:
         """Wait for the graphs being built (never call it holding the lock: swaps take it);
-        ``rebuilds=False``: only for first graphs, not for graphs being built again, whose
-        predecessor answers (and can be saved) meanwhile."""
+        ``rebuilds=False``: only for first graphs built here, not for graphs being built again,
+        whose predecessor answers (and can be saved) meanwhile, nor for another process's."""
         tasks = self._selected("all" if rebuilds else "first")
         await asyncio.gather(*tasks, return_exceptions=True)
 
     async def cancel(self, *, rebuilds_only: bool = False) -> None:
-        """Stop the graphs being built (``rebuilds_only``: those being built again). A build's
-        thread runs on to its end; its graph is dropped."""
-        tasks = self._selected("rebuilds" if rebuilds_only else "all")
+        """Stop the graphs being built (``rebuilds_only``: those being built again, and waits
+        for another process's build). A build's thread runs on (as a daemon thread, it does
+        not hold up the process's exit); its graph is dropped."""
+        tasks = self._selected("droppable" if rebuilds_only else "all")
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    def _selected(self, kinds: Literal["all", "first", "rebuilds"]) -> list[asyncio.Task[None]]:
+    def _selected(self, kinds: Literal["all", "first", "droppable"]) -> list[asyncio.Task[None]]:
+        droppable = self._rebuilds | self._waiting
         return [
             task
             for key, task in self._tasks.items()
-            if kinds == "all" or (key in self._rebuilds) == (kinds == "rebuilds")
+            if kinds == "all" or (key in droppable) == (kinds == "droppable")
         ]
-
-    async def _catch_up(self, graph: HnswIndex, shard: Shard) -> None:
-        """Apply the faces changed during the build to ``graph`` in rounds, off the registry's
-        lock and off the event loop, while more than :data:`CATCH_UP_BELOW` wait (a bulk
-        enrollment during a rebuild): the swap, under the lock, then applies only the last few.
-        The graph is still private to this build."""
-        for _ in range(CATCH_UP_ROUNDS):
-            if shard.pending is None or len(shard.pending) <= CATCH_UP_BELOW:
-                return
-            changed, shard.pending = shard.pending, set()
-            gone, wanted = _differences(graph, shard, changed)
-            found = await self._source.face_vectors(wanted) if wanted else []
-            # Erased since the registry saw it: left for the swap to settle, under the lock.
-            shard.pending |= wanted - {v.face_id for v in found}
-            threads = self._options.build_threads
-            await asyncio.to_thread(_apply, graph, gone, found, threads=threads)
 
     async def _upgrade(
         self,
@@ -203,73 +231,65 @@ class IndexBuilds:
         shard: Shard,
         copied: Coroutine[Any, Any, tuple[list[str], NDArray[np.float32]]],
     ) -> None:
+        try:
+            self._waiting.add(key)
+            claim = await self._claims.claim(key, lambda: self._adopt(key, shard))
+            self._waiting.discard(key)
+            if claim is None:  # another process built it: its graph was swapped in
+                return
+            with claim:  # held until the snapshot is written, for the others to load
+                if await self._build(key, shard, copied):
+                    await self._publish(key)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the next change tries again
+            log.exception("HNSW build of %s/%s failed: the index stays as it is", *key)
+        finally:
+            copied.close()  # (not awaited when another process's graph was taken)
+
+    async def _build(
+        self,
+        key: ShardKey,
+        shard: Shard,
+        copied: Coroutine[Any, Any, tuple[list[str], NDArray[np.float32]]],
+    ) -> bool:
+        """Build the graph and swap it in; False when it was not (failed, or dropped)."""
         started = time.perf_counter()
         try:
             ids, vectors = await copied
-            graph = await asyncio.to_thread(self.hnsw_from, shard.space, ids, vectors)
+            graph = await in_daemon_thread(self.hnsw_from, shard.space, ids, vectors)
             del ids, vectors
-            await self._catch_up(graph, shard)
+            await catch_up(self._source, graph, shard, threads=self._options.build_threads)
         except Exception:  # the next change tries again
             log.exception("HNSW build of %s/%s failed: the index stays as it is", *key)
             shard.pending = None
-            return
+            return False
         async with self._lock:
             changed, shard.pending = shard.pending or set(), None
             if self._shards.get(key) is not shard:
-                return  # dropped meanwhile (collection removed, or a rebuild)
+                return False  # dropped meanwhile (collection removed, or a rebuild)
             # Faces changed during the build: make the graph agree with the index it replaces.
-            gone, wanted = _differences(graph, shard, changed)
+            gone, wanted = differences(graph, shard, changed)
             try:
                 found = await self._source.face_vectors(wanted) if wanted else []
             except Exception:  # the next change tries again
                 log.exception("HNSW swap of %s/%s failed: the index stays as it is", *key)
-                return
-            _apply(graph, gone, found, threads=1)
+                return False
+            apply_changes(graph, gone, found, threads=1)
             forget_faces(shard, wanted - {v.face_id for v in found})  # erased since: never added
             shard.index = graph
-            self._on_swapped()
         log.info(
             "HNSW index of %s/%s swapped in: %d faces, built in %.2f s",
             *key,
             len(graph),
             time.perf_counter() - started,
         )
+        return True
 
 
-def _differences(graph: HnswIndex, shard: Shard, changed: set[str]) -> tuple[list[str], set[str]]:
-    """Of the faces ``changed`` since ``graph``'s copy was taken: those it holds that the
-    shard's index no longer does, and those the index holds that it does not."""
-    gone = [f for f in changed if f not in shard.index and f in graph]
-    return gone, {f for f in changed if f in shard.index and f not in graph}
+async def _nothing_to_adopt(key: ShardKey, shard: Shard) -> bool:
+    return False
 
 
-def _apply(graph: HnswIndex, gone: list[str], found: list[FaceVector], *, threads: int) -> None:
-    if gone:
-        graph.remove(gone)
-    if found:
-        graph.threads = threads
-        try:
-            graph.add([v.face_id for v in found], np.stack([v.vector for v in found]))
-        finally:
-            graph.threads = 1
-
-
-async def _ready(
-    ids: list[str], vectors: NDArray[np.float32]
-) -> tuple[list[str], NDArray[np.float32]]:
-    return ids, vectors
-
-
-async def _copied(index: HnswIndex) -> tuple[list[str], NDArray[np.float32]]:
-    """A copy of the faces ``index`` holds, :data:`COPY_ROWS` at a time with the event loop
-    free in between. A face removed before its turn is left out and one added meanwhile is not
-    copied: both are in the shard's ``pending`` and put right at the swap."""
-    ids = index.ids()
-    kept: list[str] = []
-    parts: list[NDArray[np.float32]] = []
-    for start in range(0, len(ids), COPY_ROWS):
-        part, rows = index.rows_of(ids[start : start + COPY_ROWS])
-        kept.extend(part)
-        parts.append(rows)
-        await asyncio.sleep(0)
-    return kept, (np.concatenate(parts) if parts else np.empty((0, index.dim), np.float32))
+async def _nothing_to_publish(key: ShardKey) -> None:
+    return None

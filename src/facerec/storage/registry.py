@@ -18,8 +18,9 @@ index of every (collection, space) that has faces, so no request builds one; fro
 from the change log. An index above the HNSW threshold is answered exactly while its HNSW graph
 is built in the background, then swapped in. Each index keeps its face and person counts as the
 log is applied (:meth:`IndexRegistry.gallery_size`), so a request never counts rows. Snapshots
-are written every ``snapshot_every_changes`` changes or ``snapshot_every_s`` seconds and on
-shutdown, so a crash costs a replay of the log rather than a rebuild.
+are written every ``snapshot_every_changes`` changes or ``snapshot_every_s`` seconds, on
+shutdown and as soon as a graph is built, so a crash costs a replay of the log rather than a
+rebuild, and processes sharing ``index_dir`` build each graph once (``index_builds``).
 """
 
 from __future__ import annotations
@@ -36,10 +37,10 @@ from facerec.errors import NotFoundError
 from facerec.storage.change_feed import ChangeNotifier, PersonsChanged
 from facerec.storage.index_builds import IndexBuilds
 from facerec.storage.index_options import IndexOptions
-from facerec.storage.models import EmbeddingSpace, SearchHit, as_vector, best_per_person
+from facerec.storage.models import EmbeddingSpace, SearchHit
 from facerec.storage.protocols import Change, GallerySize, IndexSource
-from facerec.storage.shards import Shard, ShardKey, exact_index, reconcile
-from facerec.storage.snapshot_replay import load_snapshot
+from facerec.storage.shards import Shard, ShardKey, best_persons, exact_index, reconcile
+from facerec.storage.snapshot_replay import built_elsewhere, take_over
 from facerec.storage.snapshot_writer import SnapshotWriter
 from facerec.storage.snapshots import SnapshotStore
 from facerec.storage.synced_search import SyncedSearch
@@ -68,15 +69,7 @@ class IndexRegistry(SyncedSearch):
         self._shards: dict[ShardKey, Shard] = {}
         self._seq = -1  # nothing applied yet: the first sync only records the position
         self._pruned = 0
-        self._snapshots = SnapshotStore(
-            self._options.index_dir,
-            dtype=self._options.dtype,
-            graph_dim=self._options.graph_dim,
-            connectivity=self._options.connectivity,
-            expansion_search=self._options.expansion_search,
-            mmap=self._options.mmap_snapshots,
-            huge_pages=self._options.huge_pages,
-        )
+        self._snapshots = SnapshotStore.configured(self._options)
         self._lock = asyncio.Lock()
         # After warm(): every (collection, space) with faces is in _shards.
         self._complete = False
@@ -87,7 +80,9 @@ class IndexRegistry(SyncedSearch):
             self._options,
             self._shards,
             self._lock,
-            on_swapped=self._writer.changed,
+            snapshots=self._snapshots,
+            adopt=self._adopt,
+            publish=self._publish,
         )
 
     @property
@@ -106,15 +101,7 @@ class IndexRegistry(SyncedSearch):
         shard = await self._shard(collection, space)
         if shard is None:
             return []
-        vector = as_vector(query, shard.space.dim)
-        fetch = max(4 * k, 16)
-        while True:
-            ids, distances = shard.index.search(vector, fetch)
-            rows = ((shard.owners[f], f, float(d)) for f, d in zip(ids, distances, strict=True))
-            hits = best_per_person(rows)
-            if len(hits) >= k or len(ids) < fetch:
-                return hits[:k]
-            fetch *= 4
+        return best_persons(shard, query, k)
 
     async def count(self, collection: str, space: str) -> int:
         return (await self.gallery_size(collection, space)).faces
@@ -211,22 +198,50 @@ class IndexRegistry(SyncedSearch):
         # First graphs being built are waited for (the swap takes the lock: never await it
         # inside); a graph being built again is not: the one it will replace is saved.
         await self._builds.wait(rebuilds=False)
+        return await self._write(None)
+
+    async def _publish(self, key: ShardKey) -> None:
+        """Snapshot ``key``'s new graph at once: processes waiting for it load it rather than
+        build their own, and a crash does not cost the build."""
+        if self._options.index_dir is not None:
+            await self._write(key)
+
+    async def _write(self, only: ShardKey | None) -> int:
+        """Snapshot the HNSW index of ``only``, or of every shard with None."""
         async with self._lock:
             await self._sync_locked()  # never write out a face erased before this call
-            self._writer.saved()
+            if only is None:
+                self._writer.saved()
             saved = 0
-            for (collection, space), shard in self._shards.items():
-                if isinstance(shard.index, HnswIndex):
-                    await asyncio.to_thread(
-                        self._snapshots.write,
-                        collection,
-                        space,
-                        shard.index,
-                        self._seq,
-                        shard.owners,
+            for key, shard in self._shards.items():
+                if only in (None, key) and isinstance(shard.index, HnswIndex):
+                    saved += await asyncio.to_thread(
+                        self._snapshots.write, *key, shard.index, self._seq, shard.owners
                     )
-                    saved += 1
             return saved
+
+    async def _adopt(self, key: ShardKey, shard: Shard) -> bool:
+        """Swap the graph another process built for ``key`` (its snapshot, brought up to this
+        process's position in the log) into ``shard``; False when there is none that fits (none,
+        or one built with too few faces for the gallery now)."""
+        found = await built_elsewhere(
+            self._source,
+            self._snapshots,
+            key[0],
+            shard.space,
+            pruned=self._pruned,
+            fits=lambda built: not self._builds.outgrown(len(shard.index), built),
+        )
+        if found is None:
+            return False
+        async with self._lock:
+            await self._sync_locked()  # (at least as far as the snapshot)
+            if self._shards.get(key) is not shard:
+                return True  # dropped meanwhile: nothing to build
+            replay = self._options.max_replay
+            return await take_over(
+                self._source, self._snapshots, key, shard, *found, self._seq, replay
+            )
 
     # ---- internals ---------------------------------------------------------------------------
 
@@ -286,18 +301,9 @@ class IndexRegistry(SyncedSearch):
         spec = await self._space(space)
         if spec is None:
             return None
-        snapshot = await load_snapshot(
-            self._source,
-            self._snapshots,
-            collection,
-            spec,
-            pruned=self._pruned,
-            seq=self._seq,
-            max_replay=self._options.max_replay,
+        return await self._builds.load_or_build(
+            collection, spec, pruned=self._pruned, seq=self._seq, background=background
         )
-        if snapshot is not None:
-            return snapshot
-        return await self._builds.from_rows(collection, space, spec, background=background)
 
     def _drop(self, keys: list[ShardKey]) -> None:
         for key in keys:

@@ -7,8 +7,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+from numpy.typing import NDArray
 
-from facerec.storage.models import EmbeddingSpace
+from facerec.storage.models import EmbeddingSpace, SearchHit, as_vector, best_per_person
 from facerec.storage.protocols import FaceVector, VectorIndex
 from facerec.storage.vector_index import ExactIndex
 
@@ -28,6 +29,19 @@ class Shard:
     def __post_init__(self) -> None:
         if not self.persons:
             self.persons = Counter(self.owners.values())
+
+
+def best_persons(shard: Shard, query: NDArray[np.float32], k: int) -> list[SearchHit]:
+    """The ``k`` persons nearest ``query``, each by its nearest face."""
+    vector = as_vector(query, shard.space.dim)
+    fetch = max(4 * k, 16)
+    while True:
+        ids, distances = shard.index.search(vector, fetch)
+        rows = ((shard.owners[f], f, float(d)) for f, d in zip(ids, distances, strict=True))
+        hits = best_per_person(rows)
+        if len(hits) >= k or len(ids) < fetch:
+            return hits[:k]
+        fetch *= 4
 
 
 def exact_index(spec: EmbeddingSpace, size: int) -> ExactIndex:

@@ -14,6 +14,8 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from facerec.storage.hnsw_snapshot import built_faces
+from facerec.storage.index_options import IndexOptions
 from facerec.storage.models import EmbeddingSpace
 from facerec.storage.projection import graph_dim_for
 from facerec.storage.quantised_rows import DtypeSetting, graph_dtype
@@ -57,17 +59,53 @@ class SnapshotStore:
         self.huge_pages = huge_pages
         self.instance = 0  # set once the database's instance id is known
 
+    @classmethod
+    def configured(cls, options: IndexOptions) -> SnapshotStore:
+        """The store of the graphs ``options`` asks for."""
+        return cls(
+            options.index_dir,
+            dtype=options.dtype,
+            graph_dim=options.graph_dim,
+            connectivity=options.connectivity,
+            expansion_search=options.expansion_search,
+            mmap=options.mmap_snapshots,
+            huge_pages=options.huge_pages,
+        )
+
     def path(self, collection: str, space: str | None) -> Path:
         assert self.directory is not None
         space_part = _digest(space) if space is not None else "*"
         return self.directory / f"{self.instance:016x}-{_digest(collection)}-{space_part}.hnsw"
 
+    def claim_path(self, collection: str, space: str) -> Path:
+        """The lock file of (collection, space)'s graph builds (``build_claims``)."""
+        return self.path(collection, space).with_suffix(".build")
+
+    def built_faces(self, collection: str, space: str) -> int | None:
+        """How many faces the snapshot's graph was built with; None without a snapshot.
+        Blocking (reads the start of the file): run it in a thread."""
+        return None if self.directory is None else built_faces(self.path(collection, space))
+
     def write(
         self, collection: str, space: str, index: HnswIndex, seq: int, owners: dict[str, str]
-    ) -> None:
-        """Blocking: run it in a thread."""
+    ) -> bool:
+        """Write the snapshot, unless the one there holds a graph built with more faces
+        (another process's rebuild, which this process loads rather than overwrites); returns
+        whether it wrote. Blocking: run it in a thread."""
+        path = self.path(collection, space)
+        there = built_faces(path)
+        if there is not None and there > index.built_faces:
+            log.info(
+                "kept the snapshot of %s/%s: built with %d faces, not %d",
+                collection,
+                space,
+                there,
+                index.built_faces,
+            )
+            return False
         extra = {"instance": self.instance, "collection": collection, "seq": seq, "owners": owners}
-        index.save(self.path(collection, space), extra)
+        index.save(path, extra)
+        return True
 
     def read(
         self, collection: str, space: EmbeddingSpace, oldest: int, newest: int

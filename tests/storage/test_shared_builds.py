@@ -1,0 +1,300 @@
+"""Processes sharing an index_dir build each graph once: one builds, the others load its snapshot.
+
+Two registries in this process stand for two worker processes: each has its own engine, and
+``flock`` locks belong to open files, so the two conflict as two processes' would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from facerec.config import DatabaseSettings, Settings
+from facerec.storage import build_claims, index_builds
+from facerec.storage.engine import create_engine
+from facerec.storage.index_builds import IndexBuilds
+from facerec.storage.migrate import upgrade_database
+from facerec.storage.registry import IndexOptions, IndexRegistry
+from facerec.storage.snapshots import SnapshotStore
+from facerec.storage.sql_repository import SqlGalleryRepository
+from facerec.storage.vector_index import ExactIndex, HnswIndex
+from tests.storage.helpers import L2_SPACE, Backend, vec
+from tests.storage.test_registry_startup import SPACE, enroll, wait_for
+
+KEY = ("default", SPACE)
+
+
+class Builds:
+    """``IndexBuilds.hnsw_from``, counted by registry, held open until ``release`` is set;
+    the first ``failing`` builds raise once released."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, failing: int = 0) -> None:
+        self.release = threading.Event()
+        self.by: list[int] = []  # id() of the IndexBuilds of each build started
+        self.failing = failing
+        build = IndexBuilds.hnsw_from
+
+        def counted(builds: IndexBuilds, *args: Any) -> HnswIndex:
+            self.by.append(id(builds))
+            assert self.release.wait(30)
+            if len(self.by) <= self.failing:
+                raise RuntimeError("out of memory (a test's)")
+            return build(builds, *args)
+
+        monkeypatch.setattr(index_builds.IndexBuilds, "hnsw_from", counted)
+
+
+@pytest.fixture
+def fast_polls(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(build_claims, "POLL_S", 0.02)
+
+
+@pytest.fixture
+def second(backend: Backend) -> Iterator[SqlGalleryRepository]:
+    """The gallery as a second worker process sees it: its own engine."""
+    yield SqlGalleryRepository(backend.new_engine())
+
+
+def options(tmp_path: Path, threshold: int = 4) -> IndexOptions:
+    directory = tmp_path / "index"
+    return IndexOptions(backend="memory", hnsw_threshold=threshold, index_dir=directory)
+
+
+async def test_one_process_builds_the_first_graph_the_other_loads_it(
+    backend: Backend,
+    second: SqlGalleryRepository,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    fast_polls: None,
+) -> None:
+    """Both start on a gallery past the threshold: one builds while the other waits, answering
+    exactly meanwhile, and then loads the graph the first wrote, with the changes made during
+    the build (a person enrolled, one erased) applied."""
+    repo = backend.repo
+    people = [await enroll(repo, f"p{i}", 10 + i) for i in range(6)]
+    builds = Builds(monkeypatch)
+    a = IndexRegistry(repo, options(tmp_path))
+    b = IndexRegistry(second, options(tmp_path))
+    try:
+        await a.warm()
+        await wait_for(lambda: len(builds.by) == 1)
+        await b.warm()
+        await wait_for(lambda: KEY in b._builds._waiting)
+        assert isinstance(b._shards[KEY].index, ExactIndex)
+        assert (await b.search(*KEY, vec(12)))[0].person_id == people[2]
+        late = await enroll(repo, "late", 40)
+        await repo.delete_person(people[5])
+        await a.sync()
+        await b.sync()  # (before the snapshot is written: see docs/index.md on erasures)
+        builds.release.set()
+        await wait_for(lambda: isinstance(b._shards[KEY].index, HnswIndex))
+        assert builds.by == [id(a._builds)]  # one build, in a
+        graph = b._shards[KEY].index
+        assert isinstance(graph, HnswIndex) and graph is not a._shards[KEY].index
+        assert graph.built_faces == 6 and len(graph) == 6
+        assert (await b.search(*KEY, vec(40)))[0].person_id == late
+        hits = await b.search(*KEY, vec(15), k=10)
+        assert people[5] not in {h.person_id for h in hits} and len(hits) == 6
+        assert await b.gallery_size(*KEY) == await a.gallery_size(*KEY)
+        assert not b._builds._tasks and b._shards[KEY].pending is None
+    finally:
+        builds.release.set()
+        await a.close()
+        await b.close()
+        await second.close()
+
+
+async def test_when_the_builder_fails_the_waiting_process_builds(
+    backend: Backend,
+    second: SqlGalleryRepository,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    fast_polls: None,
+) -> None:
+    """The claim is released when a build fails (or its process dies): the process that
+    waited builds the graph itself, and the one that failed loads it at its next change."""
+    repo = backend.repo
+    for i in range(6):
+        await enroll(repo, f"p{i}", 10 + i)
+    builds = Builds(monkeypatch, failing=1)
+    a = IndexRegistry(repo, options(tmp_path))
+    b = IndexRegistry(second, options(tmp_path))
+    try:
+        await a.warm()
+        await wait_for(lambda: len(builds.by) == 1)
+        await b.warm()
+        await wait_for(lambda: KEY in b._builds._waiting)
+        builds.release.set()
+        await wait_for(lambda: isinstance(b._shards[KEY].index, HnswIndex))
+        assert builds.by == [id(a._builds), id(b._builds)]
+        assert isinstance(a._shards[KEY].index, ExactIndex)  # its build failed
+        newcomer = await enroll(repo, "newcomer", 50)
+        await a.sync()  # a change: a tries again, and finds b's graph
+        await wait_for(lambda: isinstance(a._shards[KEY].index, HnswIndex))
+        assert len(builds.by) == 2
+        assert (await a.search(*KEY, vec(50)))[0].person_id == newcomer
+        assert len(a._shards[KEY].index) == 7
+    finally:
+        builds.release.set()
+        await a.close()
+        await b.close()
+        await second.close()
+
+
+async def test_a_rebuild_is_shared_too(
+    backend: Backend,
+    second: SqlGalleryRepository,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    fast_polls: None,
+) -> None:
+    """A graph grown to twice its build is rebuilt by one process; the other keeps answering
+    with its grown graph until it loads the rebuilt one."""
+    repo = backend.repo
+    for i in range(5):
+        await enroll(repo, f"p{i}", 10 + i)
+    a = IndexRegistry(repo, options(tmp_path))
+    await a.warm()
+    await wait_for(lambda: isinstance(a._shards[KEY].index, HnswIndex))
+    b = IndexRegistry(second, options(tmp_path))
+    builds = Builds(monkeypatch)
+    try:
+        await b.warm()  # from a's snapshot
+        grown = b._shards[KEY].index
+        assert isinstance(grown, HnswIndex) and grown.built_faces == 5 and not builds.by
+        people = [await enroll(repo, f"q{i}", 20 + i) for i in range(5)]
+        await a.sync()
+        await wait_for(lambda: len(builds.by) == 1)
+        await b.sync()
+        await wait_for(lambda: KEY in b._builds._waiting)
+        assert (await b.search(*KEY, vec(24)))[0].person_id == people[4]  # the grown graph
+        builds.release.set()
+        await wait_for(lambda: b._shards[KEY].index is not grown)
+        rebuilt = b._shards[KEY].index
+        assert isinstance(rebuilt, HnswIndex) and rebuilt.built_faces == 10
+        assert builds.by == [id(a._builds)]
+        assert (await b.search(*KEY, vec(24)))[0].person_id == people[4]
+    finally:
+        builds.release.set()
+        await a.close()
+        await b.close()
+        await second.close()
+
+
+async def test_waiting_for_another_process_holds_up_neither_snapshots_nor_shutdown(
+    backend: Backend,
+    second: SqlGalleryRepository,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    fast_polls: None,
+) -> None:
+    repo = backend.repo
+    for i in range(6):
+        await enroll(repo, f"p{i}", 10 + i)
+    builds = Builds(monkeypatch)
+    a = IndexRegistry(repo, options(tmp_path))
+    b = IndexRegistry(second, options(tmp_path))
+    try:
+        await a.warm()
+        await wait_for(lambda: len(builds.by) == 1)
+        await b.warm()
+        await wait_for(lambda: KEY in b._builds._waiting)
+        assert await asyncio.wait_for(b.save(), 10) == 0  # nothing of its own to wait for
+        await asyncio.wait_for(b.close(), 10)
+        assert not b._builds._tasks
+    finally:
+        builds.release.set()
+        await a.close()
+        await second.close()
+    assert a.loaded() == {KEY: 6} and builds.by == [id(a._builds)]
+
+
+def test_a_snapshot_of_a_larger_build_is_not_overwritten(tmp_path: Path) -> None:
+    """A process whose graph is older (built with fewer faces) than the one another process
+    wrote keeps that snapshot: it loads it rather than replaces it."""
+    store = SnapshotStore(tmp_path)
+    rows = np.stack([vec(i) for i in range(12)])
+    newer = HnswIndex(8, "l2", threads=1)
+    newer.add([f"f{i}" for i in range(12)], rows)
+    older = HnswIndex(8, "l2", threads=1)
+    older.add([f"f{i}" for i in range(6)], rows[:6])
+    older.add([f"f{i}" for i in range(6, 12)], rows[6:])
+    older.built_faces = 6
+    assert store.write("c", "s", newer, 5, {})
+    written = store.path("c", "s").read_bytes()
+    assert not store.write("c", "s", older, 7, {})
+    assert store.path("c", "s").read_bytes() == written
+    assert store.built_faces("c", "s") == 12
+    store.forget("c", "s")
+    assert store.write("c", "s", older, 7, {}) and store.built_faces("c", "s") == 6
+
+
+EXIT_DURING_A_BUILD = """
+import asyncio, sys, threading
+from facerec.config import DatabaseSettings
+from facerec.storage import index_builds
+from facerec.storage.engine import create_engine
+from facerec.storage.registry import IndexOptions, IndexRegistry
+from facerec.storage.sql_repository import SqlGalleryRepository
+
+started, never = threading.Event(), threading.Event()
+
+def never_ending(self, *args):  # a build that never ends
+    started.set()
+    never.wait()
+
+index_builds.IndexBuilds.hnsw_from = never_ending
+
+async def main() -> None:
+    engine = create_engine(DatabaseSettings(url=sys.argv[1]))
+    options = IndexOptions(backend="memory", hnsw_threshold=2, build_threads=1)
+    registry = IndexRegistry(SqlGalleryRepository(engine), options)
+    await registry.warm()
+    for _ in range(1000):  # (bounded: 10 s)
+        if started.is_set():
+            break
+        await asyncio.sleep(0.01)
+    assert started.is_set() and registry._builds._tasks, "no build under way"
+    await registry.close()
+    await engine.dispose()
+    print("closed", flush=True)
+
+asyncio.run(main())
+"""
+
+
+async def test_the_process_exits_during_a_build(tmp_path: Path) -> None:
+    """A build cannot be stopped midway, but it runs on a daemon thread: a process shutting down
+    during one exits instead of waiting for it (here, for a build that never ends). One
+    database is enough: the thread, not the database, is under test."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'gallery.db'}"
+    engine = create_engine(DatabaseSettings(url=url))
+    try:
+        await upgrade_database(Settings(database_url=url), engine=engine)
+        repo = SqlGalleryRepository(engine)
+        await repo.ensure_space(L2_SPACE)
+        for i in range(4):
+            await enroll(repo, f"p{i}", 10 + i)
+        await repo.close()
+    finally:
+        await engine.dispose()
+    script = tmp_path / "exit_during_a_build.py"
+    script.write_text(EXIT_DURING_A_BUILD)
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, str(script), url],
+        capture_output=True,
+        text=True,
+        timeout=120,  # a hang, not a speed: the build never ends
+        cwd=Path(__file__).parents[2],
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "closed"
