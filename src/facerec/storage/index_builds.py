@@ -240,10 +240,9 @@ class IndexBuilds:
             with claim:  # held until the snapshot is written, for the others to load
                 if await self._build(key, shard, copied):
                     await self._publish(key)
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # the next change tries again
+        except Exception:  # (adopting or publishing) the next change tries again
             log.exception("HNSW build of %s/%s failed: the index stays as it is", *key)
+            shard.pending = None
         finally:
             copied.close()  # (not awaited when another process's graph was taken)
 
