@@ -77,7 +77,8 @@ async def test_one_process_builds_the_first_graph_the_other_loads_it(
 ) -> None:
     """Both start on a gallery past the threshold: one builds while the other waits, answering
     exactly meanwhile, and then loads the graph the first wrote, with the changes made during
-    the build (a person enrolled, one erased) applied."""
+    the build (a person enrolled, one erased) applied. The waiting one learns of the erasure
+    after the snapshot was written, which does not hold the erased face: it keeps it."""
     repo = backend.repo
     people = [await enroll(repo, f"p{i}", 10 + i) for i in range(6)]
     builds = Builds(monkeypatch)
@@ -92,11 +93,12 @@ async def test_one_process_builds_the_first_graph_the_other_loads_it(
         assert (await b.search(*KEY, vec(12)))[0].person_id == people[2]
         late = await enroll(repo, "late", 40)
         await repo.delete_person(people[5])
-        await a.sync()
-        await b.sync()  # (before the snapshot is written: see docs/index.md on erasures)
+        await a.sync()  # (b applies the erasure only after a's snapshot is written)
         builds.release.set()
         await wait_for(lambda: isinstance(b._shards[KEY].index, HnswIndex))
         assert builds.by == [id(a._builds)]  # one build, in a
+        (snapshot,) = (tmp_path / "index").glob("*.hnsw")  # kept: written after the erasure
+        assert HnswIndex.load(snapshot).built_faces == 6
         graph = b._shards[KEY].index
         assert isinstance(graph, HnswIndex) and graph is not a._shards[KEY].index
         assert graph.built_faces == 6 and len(graph) == 6
@@ -235,6 +237,24 @@ def test_a_snapshot_of_a_larger_build_is_not_overwritten(tmp_path: Path) -> None
     assert store.built_faces("c", "s") == 12
     store.forget("c", "s")
     assert store.write("c", "s", older, 7, {}) and store.built_faces("c", "s") == 6
+
+
+def test_a_removal_deletes_only_older_snapshots(tmp_path: Path) -> None:
+    """A removal (seq R) deletes a snapshot written before it, which may hold the face, and
+    keeps one written at or after it, by a process that had applied it: a lagging worker
+    learning of the removal late does not delete another worker's new snapshot."""
+    store = SnapshotStore(tmp_path)
+    graph = HnswIndex(8, "l2", threads=1)
+    graph.add(["f1", "f2"], np.stack([vec(1), vec(2)]))
+    assert store.write("c", "s", graph, 10, {})
+    store.forget("c", "s", before=10)
+    store.forget("c", "s", before=7)
+    assert store.path("c", "s").exists()
+    store.forget("c", "s", before=11)
+    assert not store.path("c", "s").exists()
+    assert store.write("c", "s", graph, 10, {})
+    store.forget("c", "s")  # without a seq: always
+    assert not store.path("c", "s").exists()
 
 
 EXIT_DURING_A_BUILD = """

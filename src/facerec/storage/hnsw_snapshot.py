@@ -53,7 +53,9 @@ def write_snapshot(index: HnswIndex, path: Path, extra: dict[str, Any]) -> None:
     header = json.dumps(
         {
             "format": FORMAT,
-            "built_faces": index.built_faces,  # first: read by built_faces() without the ids
+            # first: read by peek() without the ids
+            "built_faces": index.built_faces,
+            "seq": int(extra.get("seq", -1)),
             "dim": index.dim,
             "metric": index.metric,
             "dtype": index.dtype,
@@ -91,23 +93,24 @@ def write_snapshot(index: HnswIndex, path: Path, extra: dict[str, Any]) -> None:
         raise
 
 
-_BUILT = re.compile(rb'^\{"format": \d+, "built_faces": (\d+),')
+_PEEK = re.compile(rb'^\{"format": \d+, "built_faces": (\d+), "seq": (-?\d+),')
 
 
-def built_faces(path: Path) -> int | None:
-    """How many faces the snapshot's graph was built with, from the start of its header (the
-    whole header, ids included, for a snapshot written before that came first); None when there
-    is no readable snapshot."""
+def peek(path: Path) -> tuple[int, int] | None:
+    """(faces the snapshot's graph was built with, its change-log seq), from the start of its
+    header (the whole header, ids included, for a snapshot written before those came first);
+    None when there is no readable snapshot."""
     try:
         with path.open("rb") as handle:
             (size,) = struct.unpack("<Q", handle.read(8))
-            found = _BUILT.match(handle.read(min(size, 64)))
+            found = _PEEK.match(handle.read(min(size, 96)))
             if found is not None:
-                return int(found.group(1))
+                return int(found.group(1)), int(found.group(2))
             handle.seek(8)
             header = json.loads(handle.read(size))
-            return int(header.get("built_faces", len(header["ids"])))
-    except (OSError, ValueError, KeyError, TypeError, struct.error):
+            built = int(header.get("built_faces", len(header["ids"])))
+            return built, int(header["extra"].get("seq", -1))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, struct.error):
         return None
 
 

@@ -251,9 +251,10 @@ class IndexRegistry(SyncedSearch):
         # Erased faces leave no snapshot behind, loaded here or not.
         for collection in gone:
             self._snapshots.forget(collection)
-        for key in {(c.collection, c.space) for c in batch if c.op == "face_remove"}:
-            if key[0] and key[1]:
-                self._snapshots.forget(key[0], key[1])
+        removals = {(c.collection, c.space): c.seq for c in batch if c.op == "face_remove"}
+        for (owner, space), seq in removals.items():  # (the batch's last of each)
+            if owner and space:
+                self._snapshots.forget(owner, space, before=seq)
         if self._complete:  # the first face of a (collection, space): its index starts empty
             for c in batch:
                 key = (c.collection or "", c.space or "")
@@ -270,7 +271,7 @@ class IndexRegistry(SyncedSearch):
             present = {v.face_id: v for v in await self._source.face_vectors(faces)}
             for key, face_ids in touched.items():
                 if reconcile(self._shards[key], face_ids, present):
-                    self._snapshots.forget(*key)
+                    self._snapshots.forget(*key, before=batch[-1].seq)
                 self._builds.maybe_upgrade(key)
         await self._notifier.changed(batch)
 

@@ -4,7 +4,8 @@ One file per (collection, space), named after the database's instance id (a rand
 when the database was created), so databases sharing a directory never read each other's files.
 A snapshot records the change-log seq it reflects; the registry replays the log from there.
 Snapshots may hold faces erased since they were written: the registry deletes a snapshot as soon
-as it sees a removal in its index, and whenever it cannot prove a snapshot current.
+as it sees a removal in its index (unless the snapshot was written at or after the removal's
+seq, by a process that had applied it), and whenever it cannot prove a snapshot current.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from facerec.storage.hnsw_snapshot import built_faces
+from facerec.storage.hnsw_snapshot import peek
 from facerec.storage.index_options import IndexOptions
 from facerec.storage.models import EmbeddingSpace
 from facerec.storage.projection import graph_dim_for
@@ -84,7 +85,8 @@ class SnapshotStore:
     def built_faces(self, collection: str, space: str) -> int | None:
         """How many faces the snapshot's graph was built with; None without a snapshot.
         Blocking (reads the start of the file): run it in a thread."""
-        return None if self.directory is None else built_faces(self.path(collection, space))
+        found = None if self.directory is None else peek(self.path(collection, space))
+        return None if found is None else found[0]
 
     def write(
         self, collection: str, space: str, index: HnswIndex, seq: int, owners: dict[str, str]
@@ -93,7 +95,7 @@ class SnapshotStore:
         (another process's rebuild, which this process loads rather than overwrites); returns
         whether it wrote. Blocking: run it in a thread."""
         path = self.path(collection, space)
-        there = built_faces(path)
+        there = self.built_faces(collection, space)
         if there is not None and there > index.built_faces:
             log.info(
                 "kept the snapshot of %s/%s: built with %d faces, not %d",
@@ -142,11 +144,20 @@ class SnapshotStore:
             index.expansion_search = self.expansion_search
         return snapshot
 
-    def forget(self, collection: str, space: str | None = None) -> None:
-        """Delete the snapshot of (collection, space), or of every space with None."""
+    def forget(
+        self, collection: str, space: str | None = None, *, before: int | None = None
+    ) -> None:
+        """Delete the snapshot of (collection, space), or of every space with None; with
+        ``before`` (the seq of a removal), only a snapshot older than that: one written at or
+        after it was written by a process that had applied the removal (another worker's, which
+        a lagging one must not delete)."""
         if self.directory is None:
             return
         path = self.path(collection, space)
+        if before is not None and space is not None:
+            summary = peek(path)
+            if summary is not None and summary[1] >= before:
+                return
         for found in path.parent.glob(path.name) if space is None else [path]:
             found.unlink(missing_ok=True)
 
