@@ -10,7 +10,8 @@ import asyncio
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,27 @@ def options(tmp_path: Path, threshold: int = 4) -> IndexOptions:
     return IndexOptions(backend="memory", hnsw_threshold=threshold, index_dir=directory)
 
 
+@asynccontextmanager
+async def first_build_held(
+    backend: Backend, second: SqlGalleryRepository, tmp_path: Path, builds: Builds
+) -> AsyncIterator[tuple[IndexRegistry, IndexRegistry]]:
+    """Workers ``a`` and ``b`` started on the gallery, in that order: a's first graph build
+    held open by ``builds``, b waiting for it. Both closed on the way out."""
+    a = IndexRegistry(backend.repo, options(tmp_path))
+    b = IndexRegistry(second, options(tmp_path))
+    try:
+        await a.warm()
+        await wait_for(lambda: len(builds.by) == 1)
+        await b.warm()
+        await wait_for(lambda: KEY in b._builds._waiting)
+        yield a, b
+    finally:
+        builds.release.set()
+        await a.close()
+        await b.close()
+        await second.close()
+
+
 async def test_one_process_builds_the_first_graph_the_other_loads_it(
     backend: Backend,
     second: SqlGalleryRepository,
@@ -82,13 +104,7 @@ async def test_one_process_builds_the_first_graph_the_other_loads_it(
     repo = backend.repo
     people = [await enroll(repo, f"p{i}", 10 + i) for i in range(6)]
     builds = Builds(monkeypatch)
-    a = IndexRegistry(repo, options(tmp_path))
-    b = IndexRegistry(second, options(tmp_path))
-    try:
-        await a.warm()
-        await wait_for(lambda: len(builds.by) == 1)
-        await b.warm()
-        await wait_for(lambda: KEY in b._builds._waiting)
+    async with first_build_held(backend, second, tmp_path, builds) as (a, b):
         assert isinstance(b._shards[KEY].index, ExactIndex)
         assert (await b.search(*KEY, vec(12)))[0].person_id == people[2]
         late = await enroll(repo, "late", 40)
@@ -107,11 +123,6 @@ async def test_one_process_builds_the_first_graph_the_other_loads_it(
         assert people[5] not in {h.person_id for h in hits} and len(hits) == 6
         assert await b.gallery_size(*KEY) == await a.gallery_size(*KEY)
         assert not b._builds._tasks and b._shards[KEY].pending is None
-    finally:
-        builds.release.set()
-        await a.close()
-        await b.close()
-        await second.close()
 
 
 async def test_when_the_builder_fails_the_waiting_process_builds(
@@ -127,13 +138,7 @@ async def test_when_the_builder_fails_the_waiting_process_builds(
     for i in range(6):
         await enroll(repo, f"p{i}", 10 + i)
     builds = Builds(monkeypatch, failing=1)
-    a = IndexRegistry(repo, options(tmp_path))
-    b = IndexRegistry(second, options(tmp_path))
-    try:
-        await a.warm()
-        await wait_for(lambda: len(builds.by) == 1)
-        await b.warm()
-        await wait_for(lambda: KEY in b._builds._waiting)
+    async with first_build_held(backend, second, tmp_path, builds) as (a, b):
         builds.release.set()
         await wait_for(lambda: isinstance(b._shards[KEY].index, HnswIndex))
         assert builds.by == [id(a._builds), id(b._builds)]
@@ -144,11 +149,6 @@ async def test_when_the_builder_fails_the_waiting_process_builds(
         assert len(builds.by) == 2
         assert (await a.search(*KEY, vec(50)))[0].person_id == newcomer
         assert len(a._shards[KEY].index) == 7
-    finally:
-        builds.release.set()
-        await a.close()
-        await b.close()
-        await second.close()
 
 
 async def test_a_rebuild_is_shared_too(
@@ -202,21 +202,14 @@ async def test_waiting_for_another_process_holds_up_neither_snapshots_nor_shutdo
     for i in range(6):
         await enroll(repo, f"p{i}", 10 + i)
     builds = Builds(monkeypatch)
-    a = IndexRegistry(repo, options(tmp_path))
-    b = IndexRegistry(second, options(tmp_path))
-    try:
-        await a.warm()
-        await wait_for(lambda: len(builds.by) == 1)
-        await b.warm()
-        await wait_for(lambda: KEY in b._builds._waiting)
+    async with first_build_held(backend, second, tmp_path, builds) as (a, b):
         assert await asyncio.wait_for(b.save(), 10) == 0  # nothing of its own to wait for
         await asyncio.wait_for(b.close(), 10)
         assert not b._builds._tasks
-    finally:
         builds.release.set()
-        await a.close()
-        await second.close()
-    assert a.loaded() == {KEY: 6} and builds.by == [id(a._builds)]
+        await a.close()  # (waits for its first graph)
+        assert a.loaded() == {KEY: 6} and isinstance(a._shards[KEY].index, HnswIndex)
+    assert builds.by == [id(a._builds)]
 
 
 def test_a_snapshot_of_a_larger_build_is_not_overwritten(tmp_path: Path) -> None:
