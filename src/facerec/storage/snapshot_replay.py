@@ -1,4 +1,6 @@
-"""Load an index snapshot and bring it up to the registry's position in the change log."""
+"""Load an index snapshot and bring it up to the registry's position in the change log: at
+start-up (:func:`load_snapshot`), or to take the graph another process built
+(:func:`built_elsewhere`, then :func:`take_over`)."""
 
 from __future__ import annotations
 
