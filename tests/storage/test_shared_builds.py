@@ -10,8 +10,8 @@ import asyncio
 import subprocess
 import sys
 import threading
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -53,162 +53,144 @@ class Builds:
         monkeypatch.setattr(index_builds.IndexBuilds, "hnsw_from", counted)
 
 
-@pytest.fixture
-def fast_polls(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(build_claims, "POLL_S", 0.02)
-
-
-@pytest.fixture
-def second(backend: Backend) -> Iterator[SqlGalleryRepository]:
-    """The gallery as a second worker process sees it: its own engine."""
-    yield SqlGalleryRepository(backend.new_engine())
-
-
 def options(tmp_path: Path, threshold: int = 4) -> IndexOptions:
     directory = tmp_path / "index"
     return IndexOptions(backend="memory", hnsw_threshold=threshold, index_dir=directory)
 
 
-@asynccontextmanager
-async def first_build_held(
-    backend: Backend, second: SqlGalleryRepository, tmp_path: Path, builds: Builds
-) -> AsyncIterator[tuple[IndexRegistry, IndexRegistry]]:
-    """Workers ``a`` and ``b`` started on the gallery, in that order: a's first graph build
-    held open by ``builds``, b waiting for it. Both closed on the way out."""
-    a = IndexRegistry(backend.repo, options(tmp_path))
-    b = IndexRegistry(second, options(tmp_path))
-    try:
-        await a.warm()
+@dataclass
+class Workers:
+    """Two workers on one gallery and one ``index_dir``; tests write through ``repo``."""
+
+    repo: SqlGalleryRepository
+    a: IndexRegistry
+    b: IndexRegistry
+    monkeypatch: pytest.MonkeyPatch
+    held: list[Builds] = field(default_factory=list)
+
+    def hold_builds(self, failing: int = 0) -> Builds:
+        builds = Builds(self.monkeypatch, failing)
+        self.held.append(builds)
+        return builds
+
+    async def first_build_held(self, builds: Builds) -> None:
+        """Start ``a`` then ``b``: a's first graph build held open by ``builds``, b waiting."""
+        await self.a.warm()
         await wait_for(lambda: len(builds.by) == 1)
-        await b.warm()
-        await wait_for(lambda: KEY in b._builds._waiting)
-        yield a, b
+        await self.b.warm()
+        await wait_for(lambda: KEY in self.b._builds._waiting)
+
+
+@pytest.fixture
+async def workers(
+    backend: Backend, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> AsyncIterator[Workers]:
+    """The second worker sees the gallery through its own engine; claims are polled often."""
+    monkeypatch.setattr(build_claims, "POLL_S", 0.02)
+    second = SqlGalleryRepository(backend.new_engine())
+    a = IndexRegistry(backend.repo, options(tmp_path))
+    found = Workers(backend.repo, a, IndexRegistry(second, options(tmp_path)), monkeypatch)
+    try:
+        yield found
     finally:
-        builds.release.set()
-        await a.close()
-        await b.close()
+        for builds in found.held:
+            builds.release.set()
+        await found.a.close()
+        await found.b.close()
         await second.close()
 
 
 async def test_one_process_builds_the_first_graph_the_other_loads_it(
-    backend: Backend,
-    second: SqlGalleryRepository,
-    monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path,
-    fast_polls: None,
+    workers: Workers, tmp_path: Path
 ) -> None:
     """Both start on a gallery past the threshold: one builds while the other waits, answering
     exactly meanwhile, and then loads the graph the first wrote, with the changes made during
     the build (a person enrolled, one erased) applied. The waiting one learns of the erasure
     after the snapshot was written, which does not hold the erased face: it keeps it."""
-    repo = backend.repo
+    repo, a, b = workers.repo, workers.a, workers.b
     people = [await enroll(repo, f"p{i}", 10 + i) for i in range(6)]
-    builds = Builds(monkeypatch)
-    async with first_build_held(backend, second, tmp_path, builds) as (a, b):
-        assert isinstance(b._shards[KEY].index, ExactIndex)
-        assert (await b.search(*KEY, vec(12)))[0].person_id == people[2]
-        late = await enroll(repo, "late", 40)
-        await repo.delete_person(people[5])
-        await a.sync()  # (b applies the erasure only after a's snapshot is written)
-        builds.release.set()
-        await wait_for(lambda: isinstance(b._shards[KEY].index, HnswIndex))
-        assert builds.by == [id(a._builds)]  # one build, in a
-        (snapshot,) = (tmp_path / "index").glob("*.hnsw")  # kept: written after the erasure
-        assert HnswIndex.load(snapshot).built_faces == 6
-        graph = b._shards[KEY].index
-        assert isinstance(graph, HnswIndex) and graph is not a._shards[KEY].index
-        assert graph.built_faces == 6 and len(graph) == 6
-        assert (await b.search(*KEY, vec(40)))[0].person_id == late
-        hits = await b.search(*KEY, vec(15), k=10)
-        assert people[5] not in {h.person_id for h in hits} and len(hits) == 6
-        assert await b.gallery_size(*KEY) == await a.gallery_size(*KEY)
-        assert not b._builds._tasks and b._shards[KEY].pending is None
+    builds = workers.hold_builds()
+    await workers.first_build_held(builds)
+    assert isinstance(b._shards[KEY].index, ExactIndex)
+    assert (await b.search(*KEY, vec(12)))[0].person_id == people[2]
+    late = await enroll(repo, "late", 40)
+    await repo.delete_person(people[5])
+    await a.sync()  # (b applies the erasure only after a's snapshot is written)
+    builds.release.set()
+    await wait_for(lambda: isinstance(b._shards[KEY].index, HnswIndex))
+    assert builds.by == [id(a._builds)]  # one build, in a
+    (snapshot,) = (tmp_path / "index").glob("*.hnsw")  # kept: written after the erasure
+    assert HnswIndex.load(snapshot).built_faces == 6
+    graph = b._shards[KEY].index
+    assert isinstance(graph, HnswIndex) and graph is not a._shards[KEY].index
+    assert graph.built_faces == 6 and len(graph) == 6
+    assert (await b.search(*KEY, vec(40)))[0].person_id == late
+    hits = await b.search(*KEY, vec(15), k=10)
+    assert people[5] not in {h.person_id for h in hits} and len(hits) == 6
+    assert await b.gallery_size(*KEY) == await a.gallery_size(*KEY)
+    assert not b._builds._tasks and b._shards[KEY].pending is None
 
 
-async def test_when_the_builder_fails_the_waiting_process_builds(
-    backend: Backend,
-    second: SqlGalleryRepository,
-    monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path,
-    fast_polls: None,
-) -> None:
+async def test_when_the_builder_fails_the_waiting_process_builds(workers: Workers) -> None:
     """The claim is released when a build fails (or its process dies): the process that
     waited builds the graph itself, and the one that failed loads it at its next change."""
-    repo = backend.repo
+    repo, a, b = workers.repo, workers.a, workers.b
     for i in range(6):
         await enroll(repo, f"p{i}", 10 + i)
-    builds = Builds(monkeypatch, failing=1)
-    async with first_build_held(backend, second, tmp_path, builds) as (a, b):
-        builds.release.set()
-        await wait_for(lambda: isinstance(b._shards[KEY].index, HnswIndex))
-        assert builds.by == [id(a._builds), id(b._builds)]
-        assert isinstance(a._shards[KEY].index, ExactIndex)  # its build failed
-        newcomer = await enroll(repo, "newcomer", 50)
-        await a.sync()  # a change: a tries again, and finds b's graph
-        await wait_for(lambda: isinstance(a._shards[KEY].index, HnswIndex))
-        assert len(builds.by) == 2
-        assert (await a.search(*KEY, vec(50)))[0].person_id == newcomer
-        assert len(a._shards[KEY].index) == 7
+    builds = workers.hold_builds(failing=1)
+    await workers.first_build_held(builds)
+    builds.release.set()
+    await wait_for(lambda: isinstance(b._shards[KEY].index, HnswIndex))
+    assert builds.by == [id(a._builds), id(b._builds)]
+    assert isinstance(a._shards[KEY].index, ExactIndex)  # its build failed
+    newcomer = await enroll(repo, "newcomer", 50)
+    await a.sync()  # a change: a tries again, and finds b's graph
+    await wait_for(lambda: isinstance(a._shards[KEY].index, HnswIndex))
+    assert len(builds.by) == 2
+    assert (await a.search(*KEY, vec(50)))[0].person_id == newcomer
+    assert len(a._shards[KEY].index) == 7
 
 
-async def test_a_rebuild_is_shared_too(
-    backend: Backend,
-    second: SqlGalleryRepository,
-    monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path,
-    fast_polls: None,
-) -> None:
+async def test_a_rebuild_is_shared_too(workers: Workers) -> None:
     """A graph grown to twice its build is rebuilt by one process; the other keeps answering
     with its grown graph until it loads the rebuilt one."""
-    repo = backend.repo
+    repo, a, b = workers.repo, workers.a, workers.b
     for i in range(5):
         await enroll(repo, f"p{i}", 10 + i)
-    a = IndexRegistry(repo, options(tmp_path))
     await a.warm()
     await wait_for(lambda: isinstance(a._shards[KEY].index, HnswIndex))
-    b = IndexRegistry(second, options(tmp_path))
-    builds = Builds(monkeypatch)
-    try:
-        await b.warm()  # from a's snapshot
-        grown = b._shards[KEY].index
-        assert isinstance(grown, HnswIndex) and grown.built_faces == 5 and not builds.by
-        people = [await enroll(repo, f"q{i}", 20 + i) for i in range(5)]
-        await a.sync()
-        await wait_for(lambda: len(builds.by) == 1)
-        await b.sync()
-        await wait_for(lambda: KEY in b._builds._waiting)
-        assert (await b.search(*KEY, vec(24)))[0].person_id == people[4]  # the grown graph
-        builds.release.set()
-        await wait_for(lambda: b._shards[KEY].index is not grown)
-        rebuilt = b._shards[KEY].index
-        assert isinstance(rebuilt, HnswIndex) and rebuilt.built_faces == 10
-        assert builds.by == [id(a._builds)]
-        assert (await b.search(*KEY, vec(24)))[0].person_id == people[4]
-    finally:
-        builds.release.set()
-        await a.close()
-        await b.close()
-        await second.close()
+    builds = workers.hold_builds()
+    await b.warm()  # from a's snapshot
+    grown = b._shards[KEY].index
+    assert isinstance(grown, HnswIndex) and grown.built_faces == 5 and not builds.by
+    people = [await enroll(repo, f"q{i}", 20 + i) for i in range(5)]
+    await a.sync()
+    await wait_for(lambda: len(builds.by) == 1)
+    await b.sync()
+    await wait_for(lambda: KEY in b._builds._waiting)
+    assert (await b.search(*KEY, vec(24)))[0].person_id == people[4]  # the grown graph
+    builds.release.set()
+    await wait_for(lambda: b._shards[KEY].index is not grown)
+    rebuilt = b._shards[KEY].index
+    assert isinstance(rebuilt, HnswIndex) and rebuilt.built_faces == 10
+    assert builds.by == [id(a._builds)]
+    assert (await b.search(*KEY, vec(24)))[0].person_id == people[4]
 
 
 async def test_waiting_for_another_process_holds_up_neither_snapshots_nor_shutdown(
-    backend: Backend,
-    second: SqlGalleryRepository,
-    monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path,
-    fast_polls: None,
+    workers: Workers,
 ) -> None:
-    repo = backend.repo
+    a, b = workers.a, workers.b
     for i in range(6):
-        await enroll(repo, f"p{i}", 10 + i)
-    builds = Builds(monkeypatch)
-    async with first_build_held(backend, second, tmp_path, builds) as (a, b):
-        assert await asyncio.wait_for(b.save(), 10) == 0  # nothing of its own to wait for
-        await asyncio.wait_for(b.close(), 10)
-        assert not b._builds._tasks
-        builds.release.set()
-        await a.close()  # (waits for its first graph)
-        assert a.loaded() == {KEY: 6} and isinstance(a._shards[KEY].index, HnswIndex)
+        await enroll(workers.repo, f"p{i}", 10 + i)
+    builds = workers.hold_builds()
+    await workers.first_build_held(builds)
+    assert await asyncio.wait_for(b.save(), 10) == 0  # nothing of its own to wait for
+    await asyncio.wait_for(b.close(), 10)
+    assert not b._builds._tasks
+    builds.release.set()
+    await a.close()  # (waits for its first graph)
+    assert a.loaded() == {KEY: 6} and isinstance(a._shards[KEY].index, HnswIndex)
     assert builds.by == [id(a._builds)]
 
 
