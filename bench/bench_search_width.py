@@ -6,19 +6,22 @@ decision. ``shards.best_persons`` asks the index for ``max(4k, 16)`` faces (40 f
 and an i8 / projected graph re-ranks ``rescore`` (4) graph candidates per face exactly
 (``HnswIndex.candidate_count``): 160 candidates, so the graph walks at least that wide, far
 wider than a k=1 search (9 candidates, the index sweeps' figures). Side by side on one graph
-(one thread, in turns of 50 queries), the service's rule and two narrower ones:
+(one thread; each rule over all the queries in turn, twice, the second time in reverse order),
+the service's rule, narrower ones, and wider ones:
 
 - *service*: ``max(4k, 16)`` faces, each re-ranked over 4 candidates;
 - *head 24*: the same faces, but only the first 24 re-ranked over 4, the rest over one;
 - *2k+8 faces*: fewer faces, each re-ranked over 4;
-- *k faces*: as many faces as persons (k=1: the one-face search the index sweeps time).
+- *k faces*: as many faces as persons (k=1: the one-face search the index sweeps time);
+- *service, ef N*: the service's rule on a graph searched wider than its 160 candidates
+  (``HNSW_EXPANSION_SEARCH=N``), for the runner-up persons.
 
 Per rule and k (persons asked for): p50 of the search and how often its first 1, 2, 5 and 10
 persons are as near as exact search's, place by place (within 0.01 cosine: among strangers at
 near-equal distances, which comes first is noise). Galleries: ``bench_index.sweep_data`` ``spread``,
 512-D, with ``--per-id`` faces per identity.
 
-    python bench/bench_search_width.py --size 200000 --per-id 4
+    python bench/bench_search_width.py --size 1000000 --per-id 4
 
 Writes the ``search_width`` section of BENCHMARKS.md (``--no-write``: only print it).
 """
@@ -49,7 +52,7 @@ from facerec.storage.models import EmbeddingSpace, SearchHit, best_per_person  #
 from facerec.storage.shards import Shard, best_persons, exact_index  # noqa: E402
 
 KS = (1, 10)  # a duplicate check or a k=1 caller; a recognize's default top_k 5 + 5
-BLOCK = 50  # queries each rule runs before the next takes over
+WIDER = (256, 400)  # ef of the service's rule searched wider
 PREFIXES = (1, 2, 5, 10)  # the decision (nearest; margin to the next), shown (top_k 5), all
 # A person found at a place counts as exact search's when this near (cosine distance) to the one
 # exact search has there: among strangers at near-equal distances, which comes first is noise;
@@ -88,31 +91,45 @@ def narrower(faces: Callable[[int], int], head: int | None) -> Rule:
     return search
 
 
+def searched_at(ef: int) -> Rule:
+    """The service's rule with the graph's ``expansion_search`` at ``ef`` for the search."""
+
+    def search(shard: Shard, query: NDArray[np.float32], k: int) -> list[SearchHit]:
+        index = shard.index
+        assert isinstance(index, HnswIndex)
+        configured = index.expansion_search
+        index.expansion_search = ef
+        try:
+            return best_persons(shard, query, k)
+        finally:
+            index.expansion_search = configured
+
+    return search
+
+
 def measure(
     rules: dict[str, Rule], shard: Shard, truth: list[list[float]], qs: NDArray[np.float32], k: int
 ) -> dict[str, tuple[float, list[float]]]:
     """Per rule: (p50 ms, per prefix of :data:`PREFIXES`: share of queries whose first persons
     are each as near as exact search's at their place, within :data:`TIE`). The rules share one
-    graph, so they do not take turns on a query (the second would find the first's path in
-    cache): each runs over every query in turn, in blocks of :data:`BLOCK` queries, twice."""
+    graph: a rule run on queries another has just searched finds their paths in cache, so each
+    runs over all the queries before the next starts (at 1M their paths are far larger than the
+    cache), twice, the second time in reverse order."""
     times: dict[str, list[float]] = {name: [] for name in rules}
     same: dict[str, list[int]] = {name: [0] * len(PREFIXES) for name in rules}
     for rep in range(2):
-        for start in range(0, len(qs), BLOCK):
-            for name, rule in rules.items():
-                for query, wanted in zip(
-                    qs[start : start + BLOCK], truth[start : start + BLOCK], strict=True
-                ):
-                    started = time.perf_counter_ns()
-                    hits = rule(shard, query, k)
-                    times[name].append((time.perf_counter_ns() - started) / 1e6)
-                    if rep == 0:
-                        near = [
-                            h.distance <= exact + TIE
-                            for h, exact in zip(hits, wanted, strict=False)
-                        ] + [False] * (k - len(hits))
-                        for i, prefix in enumerate(PREFIXES):
-                            same[name][i] += all(near[:prefix])
+        for name in list(rules) if rep == 0 else list(rules)[::-1]:
+            rule = rules[name]
+            for query, wanted in zip(qs, truth, strict=True):
+                started = time.perf_counter_ns()
+                hits = rule(shard, query, k)
+                times[name].append((time.perf_counter_ns() - started) / 1e6)
+                if rep == 0:
+                    near = [
+                        h.distance <= exact + TIE for h, exact in zip(hits, wanted, strict=False)
+                    ] + [False] * (k - len(hits))
+                    for i, prefix in enumerate(PREFIXES):
+                        same[name][i] += all(near[:prefix])
     return {
         name: (percentile(times[name], 50), [n / len(qs) for n in same[name]]) for name in rules
     }
@@ -148,7 +165,7 @@ def main() -> None:
         "head 24": (narrower(lambda k: max(4 * k, 16), 24), lambda k: max(4 * k, 16), 24),
         "2k+8 faces": (narrower(lambda k: 2 * k + 8, None), lambda k: 2 * k + 8, None),
         "k faces": (narrower(lambda k: k, None), lambda k: k, None),
-    }
+    } | {f"service, ef {ef}": (searched_at(ef), lambda k: max(4 * k, 16), None) for ef in WIDER}
     rows = []
     for k in KS:
         found = measure(
@@ -168,7 +185,9 @@ def main() -> None:
         f"{args.per_id} per identity; graph as the service builds it ({graph_name(graph)}, "
         f"M {graph.connectivity}, ef {graph.expansion_search}, {graph.orphans} orphans).\n"
         f"- {args.queries} queries, new faces of enrolled identities; one thread, the rules "
-        "taking turns every 50 queries (twice over); *first n as exact*: share of queries "
+        "each over all the queries in turn, twice, the second time in reverse order (rules "
+        "searching the same queries back to back would find each other's paths in cache); "
+        "*first n as exact*: share of queries "
         "whose first n persons are each within 0.01 cosine of exact search's at the same place "
         "(1 and 2 make the decision: the nearest person and the margin to the next; 5 are shown "
         "by default).\n"
