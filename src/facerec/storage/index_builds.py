@@ -240,7 +240,7 @@ class IndexBuilds:
             with claim:  # held until the snapshot is written, for the others to load
                 if await self._build(key, shard, copied):
                     await self._publish(key)
-        except Exception:  # (adopting or publishing) the next change tries again
+        except Exception:  # (building, adopting or publishing) the next change tries again
             log.exception("HNSW build of %s/%s failed: the index stays as it is", *key)
             shard.pending = None
         finally:
@@ -252,17 +252,13 @@ class IndexBuilds:
         shard: Shard,
         copied: Coroutine[Any, Any, tuple[list[str], NDArray[np.float32]]],
     ) -> bool:
-        """Build the graph and swap it in; False when it was not (failed, or dropped)."""
+        """Build the graph and swap it in; False when it was not (dropped, or the swap's read
+        failed). A failed build raises, for :meth:`_upgrade` to log."""
         started = time.perf_counter()
-        try:
-            ids, vectors = await copied
-            graph = await in_daemon_thread(self.hnsw_from, shard.space, ids, vectors)
-            del ids, vectors
-            await catch_up(self._source, graph, shard, threads=self._options.build_threads)
-        except Exception:  # the next change tries again
-            log.exception("HNSW build of %s/%s failed: the index stays as it is", *key)
-            shard.pending = None
-            return False
+        ids, vectors = await copied
+        graph = await in_daemon_thread(self.hnsw_from, shard.space, ids, vectors)
+        del ids, vectors
+        await catch_up(self._source, graph, shard, threads=self._options.build_threads)
         async with self._lock:
             changed, shard.pending = shard.pending or set(), None
             if self._shards.get(key) is not shard:
