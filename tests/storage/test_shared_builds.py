@@ -7,6 +7,9 @@ Two registries in this process stand for two worker processes: each has its own 
 from __future__ import annotations
 
 import asyncio
+import errno
+import fcntl
+import logging
 import subprocess
 import sys
 import threading
@@ -192,6 +195,63 @@ async def test_waiting_for_another_process_holds_up_neither_snapshots_nor_shutdo
     await a.close()  # (waits for its first graph)
     assert a.loaded() == {KEY: 6} and isinstance(a._shards[KEY].index, HnswIndex)
     assert builds.by == [id(a._builds)]
+
+
+async def test_an_index_dir_without_locks_still_gets_its_graphs(
+    backend: Backend,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A file system that refuses ``flock`` (ENOLCK: some network file systems) does not leave
+    the gallery on exact search: the process builds as if alone, and says so once."""
+
+    def no_locks(fd: int, operation: int) -> None:
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)  # (build_claims calls fcntl.flock)
+    people = [await enroll(backend.repo, f"p{i}", 10 + i) for i in range(6)]
+    registry = IndexRegistry(backend.repo, options(tmp_path))
+    try:
+        with caplog.at_level(logging.WARNING, logger=build_claims.__name__):
+            await registry.warm()
+            await wait_for(lambda: isinstance(registry._shards[KEY].index, HnswIndex))
+            await registry.save()
+        refused = [r for r in caplog.records if "cannot hold build claims" in r.getMessage()]
+        assert len(refused) == 1
+        assert len(list((tmp_path / "index").glob("*.hnsw"))) == 1
+        assert (await registry.search(*KEY, vec(12)))[0].person_id == people[2]
+    finally:
+        await registry.close()
+
+
+def test_a_read_only_index_dir_grants_claims_unlocked(tmp_path: Path) -> None:
+    """A claim file that cannot be created grants the claim, without a lock."""
+    store = SnapshotStore(tmp_path / "index")
+    store.directory = tmp_path / "not-a-directory"
+    store.directory.write_bytes(b"")  # (its children cannot be created)
+    claims = build_claims.BuildClaims(store)
+    first, second = claims.try_claim(KEY), claims.try_claim(KEY)
+    assert first is not None and second is not None  # both granted: nothing to lock
+    first.release()
+    second.release()
+
+
+def test_removing_a_collection_removes_its_claim_files(tmp_path: Path) -> None:
+    """Claim files stay while their collection does (a space's snapshot deleted keeps its
+    claim file); removing the collection deletes them with its snapshots."""
+    store = SnapshotStore(tmp_path)
+    claims = build_claims.BuildClaims(store)
+    for key in [("c", "s1"), ("c", "s2"), ("other", "s1")]:
+        claim = claims.try_claim(key)
+        assert claim is not None
+        claim.release()
+    store.forget("c", "s1")
+    assert store.claim_path("c", "s1").exists()
+    store.forget("c")
+    assert not store.claim_path("c", "s1").exists()
+    assert not store.claim_path("c", "s2").exists()
+    assert store.claim_path("other", "s1").exists()
 
 
 def test_a_snapshot_of_a_larger_build_is_not_overwritten(tmp_path: Path) -> None:

@@ -9,8 +9,10 @@ free it loads the snapshot the builder wrote (``adopt``) rather than build a gra
 and builds only when there is none that fits: the builder failed, or died (the kernel drops a
 dead process's lock), or an erasure deleted the snapshot meanwhile.
 
-Without an ``index_dir`` every process builds its own graph. ``flock`` holds between processes of
-one machine; replicas on other machines each keep their own ``index_dir``.
+Without an ``index_dir`` every process builds its own graph, and so does a process whose
+``index_dir`` refuses the claim file or its lock (read-only, or a file system without locks),
+with a warning. ``flock`` holds between processes of one machine; replicas on other machines
+each keep their own ``index_dir``.
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ class BuildClaims:
 
     def __init__(self, snapshots: SnapshotStore | None) -> None:
         self._snapshots = snapshots
+        self._warned = False  # (that index_dir refused a claim: said once)
 
     def try_claim(self, key: ShardKey) -> Claim | None:
         """The claim on ``key``'s build, or None while another process holds it."""
@@ -66,17 +69,37 @@ class BuildClaims:
             return Claim(None)
         assert self._snapshots is not None
         path = self._snapshots.claim_path(*key)
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            return self._unlocked(exc)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
             return None
+        except OSError as exc:
+            os.close(fd)
+            return self._unlocked(exc)
         except BaseException:
             os.close(fd)
             raise
         return Claim(fd)
+
+    def _unlocked(self, error: OSError) -> Claim:
+        """A claim granted without a lock: ``index_dir`` refused the claim file or its lock
+        (a read-only directory, a network file system without locks). The build goes ahead,
+        as in a process alone; a build that failed here for good would leave the gallery on
+        exact search."""
+        if not self._warned:
+            self._warned = True
+            log.warning(
+                "index_dir %s cannot hold build claims (%s): each process builds its own graphs",
+                self._snapshots.directory if self._snapshots else None,
+                error,
+            )
+        return Claim(None)
 
     @property
     def shared(self) -> bool:

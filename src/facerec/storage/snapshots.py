@@ -147,10 +147,11 @@ class SnapshotStore:
     def forget(
         self, collection: str, space: str | None = None, *, before: int | None = None
     ) -> None:
-        """Delete the snapshot of (collection, space), or of every space with None; with
-        ``before`` (the seq of a removal), only a snapshot older than that: one written at or
-        after it was written by a process that had applied the removal (another worker's, which
-        a lagging one must not delete)."""
+        """Delete the snapshot of (collection, space); with ``before`` (the seq of a removal),
+        only a snapshot older than that: one written at or after it was written by a process
+        that had applied the removal (another worker's, which a lagging one must not delete).
+        With ``space`` None (the collection was removed): every space's snapshot, and the build
+        claim files beside them (a build still holding one is of the removed collection)."""
         if self.directory is None:
             return
         path = self.path(collection, space)
@@ -158,8 +159,12 @@ class SnapshotStore:
             summary = peek(path)
             if summary is not None and summary[1] >= before:
                 return
-        for found in path.parent.glob(path.name) if space is None else [path]:
-            found.unlink(missing_ok=True)
+        if space is not None:
+            path.unlink(missing_ok=True)
+            return
+        for pattern in (path.name, path.with_suffix(".build").name):
+            for found in path.parent.glob(pattern):
+                found.unlink(missing_ok=True)
 
     def forget_all(self) -> None:
         if self.directory is not None:
