@@ -225,16 +225,29 @@ async def test_an_index_dir_without_locks_still_gets_its_graphs(
         await registry.close()
 
 
-def test_a_read_only_index_dir_grants_claims_unlocked(tmp_path: Path) -> None:
-    """A claim file that cannot be created grants the claim, without a lock."""
-    store = SnapshotStore(tmp_path / "index")
-    store.directory = tmp_path / "not-a-directory"
-    store.directory.write_bytes(b"")  # (its children cannot be created)
-    claims = build_claims.BuildClaims(store)
-    first, second = claims.try_claim(KEY), claims.try_claim(KEY)
-    assert first is not None and second is not None  # both granted: nothing to lock
-    first.release()
-    second.release()
+async def test_an_index_dir_that_cannot_be_written_still_gets_its_graphs(
+    backend: Backend, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An ``index_dir`` where nothing can be created (here a file, not a directory) grants the
+    build without a lock; the graph serves although its snapshot cannot be written, and the
+    logs say so, not that the build failed."""
+    people = [await enroll(backend.repo, f"p{i}", 10 + i) for i in range(6)]
+    unusable = options(tmp_path)
+    assert unusable.index_dir is not None
+    unusable.index_dir.write_bytes(b"")
+    registry = IndexRegistry(backend.repo, unusable)
+    try:
+        with caplog.at_level(logging.WARNING):
+            await registry.warm()
+            await wait_for(lambda: isinstance(registry._shards[KEY].index, HnswIndex))
+            await wait_for(lambda: not registry._builds._tasks)
+        said = [r.getMessage() for r in caplog.records]
+        assert sum("cannot hold build claims" in m for m in said) == 1
+        assert any("was not written" in m for m in said)
+        assert not any("failed" in m for m in said)
+        assert (await registry.search(*KEY, vec(12)))[0].person_id == people[2]
+    finally:
+        await registry.close()
 
 
 def test_removing_a_collection_removes_its_claim_files(tmp_path: Path) -> None:

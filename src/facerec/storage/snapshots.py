@@ -92,8 +92,9 @@ class SnapshotStore:
         self, collection: str, space: str, index: HnswIndex, seq: int, owners: dict[str, str]
     ) -> bool:
         """Write the snapshot, unless the one there holds a graph built with more faces
-        (another process's rebuild, which this process loads rather than overwrites); returns
-        whether it wrote. Blocking: run it in a thread."""
+        (another process's rebuild, which this process loads rather than overwrites) or the
+        directory refuses it (logged); returns whether it wrote. Blocking: run it in a
+        thread."""
         path = self.path(collection, space)
         there = self.built_faces(collection, space)
         if there is not None and there > index.built_faces:
@@ -106,7 +107,11 @@ class SnapshotStore:
             )
             return False
         extra = {"instance": self.instance, "collection": collection, "seq": seq, "owners": owners}
-        index.save(path, extra)
+        try:
+            index.save(path, extra)
+        except OSError as exc:  # a read-only or full index_dir: the graph in memory serves on
+            log.warning("the snapshot of %s/%s was not written: %s", collection, space, exc)
+            return False
         return True
 
     def read(
