@@ -28,7 +28,9 @@ class ModelSettings(BaseModel):
     memory_budget_mb: int = Field(2048, ge=1)
     # Models unused this long are unloaded; 0 disables idle unload.
     idle_unload_seconds: float = Field(900.0, ge=0)
-    preload: list[str] = Field(default_factory=lambda: ["retinaface", "dlib_resnet"])
+    # Models loaded at start-up, before /ready. "auto": the detector and embedder a request
+    # naming no model gets (retinaface and dlib_resnet until a better pack is installed).
+    preload: list[str] = Field(default_factory=lambda: ["auto"])
     # Execution providers wanted, in order; the ones onnxruntime really has are used.
     providers: list[str] = Field(
         default_factory=lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"]

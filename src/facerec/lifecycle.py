@@ -221,9 +221,10 @@ async def _discard_partial_storage(state: AppState) -> None:
 
 
 def preload(state: AppState) -> None:
-    """The configured models, and bulk enrollment's own sessions of those that have a use
-    for them (onnxruntime's: :meth:`AppState.bulk_manager`), so no first call waits for a load."""
-    names = state.settings.models.preload
+    """The configured models (``auto``: the default detector and embedder), and bulk
+    enrollment's own sessions of those that have a use for them (onnxruntime's:
+    :meth:`AppState.bulk_manager`), so no first call waits for a load."""
+    names = state.models.preload_names(state.settings.models.preload)
     state.models.preload(names)
     if state.bulk_models is not None:
         known = [n for n in names if n in state.models.names()]

@@ -5,9 +5,12 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 
 from facerec.app import create_app
+from facerec.config import ModelSettings
+from facerec.inference.types import ModelTask
 from tests.api.conftest import b64, make_settings, wait_ready
 from tests.images import grace_hopper_jpeg
 
@@ -32,6 +35,30 @@ def test_ready_flips_after_initialisation(tmp_path: Path) -> None:
         body = client.get("/ready").json()
         assert body["ready"] is True
         assert body["components"]["models"] == "ok"
+
+
+@pytest.mark.parametrize("packs", [False, True], ids=["no packs", "packs installed"])
+def test_the_default_preload_is_what_requests_naming_no_model_get(
+    tmp_path: Path, pack_model_dir: Path, packs: bool
+) -> None:
+    """By default (``models.preload`` ``["auto"]``), /ready comes once the detector and the
+    embedder that ``auto`` picks are loaded, whichever packs are installed, and no other."""
+    settings = make_settings(tmp_path)
+    settings.models.preload = ModelSettings().preload
+    if packs:
+        settings.models.model_dir = pack_model_dir
+    with TestClient(create_app(settings)) as client:
+        wait_ready(client)
+        listed = client.get("/api/models").json()["models"]
+        loaded = {m["name"] for m in listed if m["loaded"]}
+        state = client.app.state.facerec  # type: ignore[attr-defined]
+        wanted = {
+            state.models.resolve(ModelTask.DETECTION, "auto"),
+            state.models.resolve(ModelTask.EMBEDDING, "auto"),
+        }
+    assert loaded == wanted
+    if not packs:
+        assert wanted == {"retinaface", "dlib_resnet"}
 
 
 def test_models_listing(client: TestClient) -> None:

@@ -194,6 +194,22 @@ def test_auto_is_the_configured_default() -> None:
     assert unknown.value.code == "unknown_model"
 
 
+def test_preload_auto_is_what_a_request_naming_no_model_gets() -> None:
+    """``auto`` in ``models.preload`` loads the default detector and embedder: the best
+    installed (a pack installed later changes it), or the configured defaults; once each."""
+    hog, cnn = FakeModel("hog", 1), FakeModel("cnn", 1)
+    embedder = FakeModel("resnet", 1)
+    embedder.info = ModelInfo("resnet", ModelTask.EMBEDDING, "fake", "1", "test", "none")
+    m = manager([hog, cnn, embedder])
+    assert m.preload_names(["auto"]) == ["hog", "resnet"]
+    assert m.preload_names(["cnn", "auto", "hog"]) == ["cnn", "hog", "resnet"]
+    configured = manager([hog, cnn, embedder], default_detector="cnn")
+    assert configured.preload_names(["auto"]) == ["cnn", "resnet"]
+    detectors_only = manager([hog])
+    assert detectors_only.preload_names(["auto"]) == ["hog"]  # no embedder installed
+    assert ModelSettings().preload == ["auto"]
+
+
 def test_status_reports_memory_and_provider() -> None:
     a, b = FakeModel("a", 5), FakeModel("b", 7)
     m = manager([a, b])

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextlib import suppress
 
 from facerec.config import ModelSettings
 from facerec.errors import ModelNotAvailableError
@@ -82,6 +83,20 @@ class ModelChoice:
                 available=self.installed(task),
             )
         return name
+
+    def preload_names(self, names: list[str]) -> list[str]:
+        """``models.preload`` as model names, each once: ``auto`` stands for the detector and
+        the embedder a request naming no model gets (what ``auto`` picks follows the packs
+        installed and the defaults configured), left out when none is installed."""
+        found: list[str] = []
+        for name in names:
+            if name != "auto":
+                found.append(name)
+                continue
+            for task in (ModelTask.DETECTION, ModelTask.EMBEDDING):
+                with suppress(ModelNotAvailableError):  # (a request naming no model says why)
+                    found.append(self.resolve(task, "auto"))
+        return list(dict.fromkeys(found))
 
     def _best(self, task: ModelTask) -> str:
         candidates = self.auto_candidates(task)
