@@ -13,6 +13,7 @@ import asyncio
 import numpy as np
 from numpy.typing import NDArray
 
+from facerec.storage.build_threads import in_daemon_thread
 from facerec.storage.protocols import FaceVector, IndexSource
 from facerec.storage.shards import Shard
 from facerec.storage.vector_index import HnswIndex
@@ -28,7 +29,8 @@ async def catch_up(source: IndexSource, graph: HnswIndex, shard: Shard, *, threa
     """Apply the faces changed during the build to ``graph`` in rounds, off the registry's
     lock and off the event loop, while more than :data:`CATCH_UP_BELOW` wait (a bulk
     enrollment during a rebuild): the swap, under the lock, then applies only the last few.
-    The graph is still private to this build."""
+    The graph is still private to this build, so the rounds run on daemon threads, like the
+    build: an exit does not wait for them."""
     for _ in range(CATCH_UP_ROUNDS):
         if shard.pending is None or len(shard.pending) <= CATCH_UP_BELOW:
             return
@@ -37,7 +39,7 @@ async def catch_up(source: IndexSource, graph: HnswIndex, shard: Shard, *, threa
         found = await source.face_vectors(wanted) if wanted else []
         # Erased since the registry saw it: left for the swap to settle, under the lock.
         shard.pending |= wanted - {v.face_id for v in found}
-        await asyncio.to_thread(apply_changes, graph, gone, found, threads=threads)
+        await in_daemon_thread(apply_changes, graph, gone, found, threads=threads)
 
 
 def differences(graph: HnswIndex, shard: Shard, changed: set[str]) -> tuple[list[str], set[str]]:
