@@ -190,6 +190,42 @@ def test_tight_crop_gets_no_live_verdict(packs_client: TestClient) -> None:
     assert refused.json()["error"]["code"] == "liveness_insufficient_context"
 
 
+def test_a_new_collection_takes_the_configured_default_embedder(
+    tmp_path: Path, pack_model_dir: Path
+) -> None:
+    """``models.default_embedder`` is what ``auto`` means for a collection without faces too
+    (before, a new collection took the best-ranked installed model whatever was configured),
+    and it is the embedder preloaded; a collection that already holds faces of another model
+    keeps answering from that model's space."""
+    settings = packs_settings(tmp_path, pack_model_dir)
+    settings.models.default_embedder = "dlib_resnet"  # ranked below MobileFaceNet
+    settings.models.preload = ["auto"]
+    grace = b64(grace_hopper_jpeg())
+    with TestClient(create_app(settings)) as client:
+        wait_ready(client)
+        loaded = {m["name"] for m in client.get("/api/models").json()["models"] if m["loaded"]}
+        assert "dlib_resnet" in loaded and "mobilefacenet" not in loaded
+        client.post(REC + "/collections", json={"name": "mbf"})
+        held = client.post(
+            REC + "/add-face",
+            json={
+                "person_name": "G",
+                "face_image_base64": grace,
+                "collection": "mbf",
+                "model_name": "mobilefacenet",
+            },
+        ).json()
+        fresh = client.post(
+            REC + "/add-face", json={"person_name": "G", "face_image_base64": grace}
+        ).json()
+        assert fresh["model_used"] == "dlib_resnet"
+        found = client.post(
+            REC + "/recognize", json={"face_image_base64": grace, "gallery": "mbf"}
+        ).json()
+        assert found["model_used"] == "mobilefacenet"
+        assert found["best_match"]["person_id"] == held["person_id"]
+
+
 def test_auto_keeps_a_collection_in_its_space(packs_client: TestClient) -> None:
     """``auto`` ranks MobileFaceNet above dlib (measured), but a collection already enrolled
     with dlib keeps answering from dlib's space instead of silently finding nobody."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import suppress
 from dataclasses import dataclass, replace
 
 from facerec.cache.base import image_result_key
@@ -87,8 +88,9 @@ class QueryRunner:
         """``auto`` for a collection: the embedder of its active space when installed (set at
         its first enrollment, switched by a migration's cut-over); else the installed embedder
         the collection already holds the most faces of, so that a newly installed, better model
-        never leaves a gallery silently unsearchable; the best installed (measured order) for a
-        collection without faces. Any other name is returned as it is."""
+        never leaves a gallery silently unsearchable; for a collection without faces, the
+        configured ``models.default_embedder``, or the best installed (measured order) when that
+        is ``auto``. Any other name is returned as it is."""
         if requested not in (None, "", "auto"):
             return requested
         active = await self.active_of(collection)
@@ -100,6 +102,9 @@ class QueryRunner:
             except FaceRecError:  # not installed (any more): fall back to the faces held
                 pass
         candidates = self.models.auto_candidates(ModelTask.EMBEDDING)
+        with suppress(FaceRecError):  # the configured default first (auto: the best anyway)
+            default = self.models.resolve(ModelTask.EMBEDDING, "auto")
+            candidates = [default, *(name for name in candidates if name != default)]
         if not candidates or self.space_counts is None:
             return requested
         counts = await self._space_counts(collection)
