@@ -52,6 +52,7 @@ if str(REPO) not in sys.path:  # run as a script: make ``bench`` importable
 from tests.images import astronaut_png, grace_hopper_jpeg  # noqa: E402
 
 from bench.bench_index import sweep_data  # noqa: E402
+from bench.bench_sizes import model_dir  # noqa: E402
 from bench.bench_throughput import MOBILEFACENET, model_dir_with_packs  # noqa: E402
 from bench.report import percentile, write_section  # noqa: E402
 from bench.server import free_port  # noqa: E402
@@ -146,9 +147,9 @@ class Server:
         return ", ".join(said) or "exact search"
 
 
-async def fill(root: Path, grace: str, size: int) -> int:
+async def fill(root: Path, grace: str, size: int) -> tuple[int, str]:
     """Synthetic persons of ``PER_PERSON`` faces in grace's space, until the gallery holds
-    ``size`` faces; returns how many were added."""
+    ``size`` faces; returns how many were added, and the space (dimension, metric)."""
     from facerec.config import Settings
     from facerec.storage import NewFace, NewPerson, SqlGalleryRepository, create_engine
 
@@ -164,7 +165,7 @@ async def fill(root: Path, grace: str, size: int) -> int:
             faces = [NewFace(space=space.name, embedding=v) for v in data[start : start + 4]]
             await repo.add_faces(person, faces, create=NewPerson(name=person, id=person))
         await repo.close()
-        return wanted
+        return wanted, f"{space.dim}-D, {space.metric}"
     finally:
         await engine.dispose()
 
@@ -193,9 +194,10 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=20, help="recognize calls after the first")
     parser.add_argument(
         "--embedder",
-        choices=["default", "mobilefacenet"],
+        choices=["default", "mobilefacenet", "w600k_mbf"],
         default="default",
-        help="mobilefacenet: its pack copied from ../shared/models (512-D, cosine)",
+        help="a pack from ../shared/models: mobilefacenet (128-D, cosine) or w600k_mbf "
+        "(InsightFace's, 512-D, cosine; non-commercial weights)",
     )
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
@@ -209,6 +211,9 @@ def main() -> None:
     if args.embedder == "mobilefacenet":
         embedder = MOBILEFACENET[0]
         model_dir_with_packs(root)
+    elif args.embedder == "w600k_mbf":
+        embedder = args.embedder
+        model_dir(root / "models")
     grace_photo, astronaut_photo = grace_hopper_jpeg(), astronaut_png()
     starts: list[Start] = []
     try:
@@ -217,7 +222,7 @@ def main() -> None:
         grace = server.enroll("grace", grace_photo)
         server.stop()
         began = time.perf_counter()
-        added = asyncio.run(fill(root, grace, args.size))
+        added, space = asyncio.run(fill(root, grace, args.size))
         fill_s = time.perf_counter() - began
         print(f"{added + 1} faces in the gallery ({fill_s:.0f} s to write them)")
 
@@ -243,12 +248,13 @@ def main() -> None:
         print(crashed, "astronaut named" if crashed.first_named == astronaut else "NOT named")
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    model = embedder or "default models"
+    model = f"{embedder or 'default models'}, {space}"
     body = report(starts, args.size, model, fill_s, snapshot_s, grace, astronaut)
     print(body)
     if not args.no_write:
         name = "restart" if embedder is None else f"restart_{embedder}"
-        write_section(name, f"Start and restart on a large gallery ({model})", body)
+        title = f"Start and restart on a large gallery ({embedder or 'default models'})"
+        write_section(name, title, body)
 
 
 def report(
