@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import os
 import shutil
 import signal
 import subprocess
@@ -55,7 +54,7 @@ from bench.bench_index import sweep_data  # noqa: E402
 from bench.bench_sizes import model_dir  # noqa: E402
 from bench.bench_throughput import MOBILEFACENET, model_dir_with_packs  # noqa: E402
 from bench.report import percentile, write_section  # noqa: E402
-from bench.server import free_port  # noqa: E402
+from bench.server import free_port, server_env  # noqa: E402
 
 API = "/api/face-recognition"
 PER_PERSON = 4
@@ -80,14 +79,7 @@ class Server:
     def __init__(self, root: Path, number: int, embedder: str | None) -> None:
         self.port = free_port()
         self.log = root / f"serve-{number}.log"
-        env = dict(
-            os.environ,
-            FACEREC_DB__URL=f"sqlite+aiosqlite:///{root / 'gallery.db'}",
-            FACEREC_SERVER__LOG_DIR=str(root / "logs"),
-            FACEREC_SERVER__LOG_LEVEL="info",
-            FACEREC_MODELS__MODEL_DIR=str(root / "models"),
-            FACEREC_INDEX__INDEX_DIR=str(root / "index"),
-        )
+        env = server_env(root, log_level="info")
         if embedder is not None:
             env["FACEREC_MODELS__DEFAULT_EMBEDDER"] = embedder
         self.started = time.perf_counter()
@@ -153,7 +145,7 @@ async def fill(root: Path, grace: str, size: int) -> tuple[int, str]:
     from facerec.config import Settings
     from facerec.storage import NewFace, NewPerson, SqlGalleryRepository, create_engine
 
-    engine = create_engine(Settings(database_url=f"sqlite+aiosqlite:///{root / 'gallery.db'}").db)
+    engine = create_engine(Settings(database_url=server_env(root)["FACEREC_DB__URL"]).db)
     try:
         repo = SqlGalleryRepository(engine)
         (face,) = await repo.list_faces(grace)

@@ -56,6 +56,19 @@ class RssSampler(threading.Thread):
             time.sleep(0.05)
 
 
+def server_env(root: Path, log_level: str = "warning") -> dict[str, str]:
+    """The environment of a ``facerec serve`` on ``root``'s files: its SQLite database
+    (``bench.db``), logs, model dir and index dir."""
+    return dict(
+        os.environ,
+        FACEREC_DB__URL=f"sqlite+aiosqlite:///{root / 'bench.db'}",
+        FACEREC_SERVER__LOG_DIR=str(root / "logs"),
+        FACEREC_SERVER__LOG_LEVEL=log_level,
+        FACEREC_MODELS__MODEL_DIR=str(root / "models"),
+        FACEREC_INDEX__INDEX_DIR=str(root / "index"),
+    )
+
+
 @dataclass
 class Server:
     client: httpx.Client
@@ -76,14 +89,7 @@ def running_server(
     arguments that run facerec's command line (a bench may wrap it)."""
     port = free_port()
     tmp = data_dir or Path(tempfile.mkdtemp(prefix="facerec-bench-"))
-    full_env = dict(
-        os.environ,
-        FACEREC_DB__URL=f"sqlite+aiosqlite:///{tmp / 'bench.db'}",
-        FACEREC_SERVER__LOG_DIR=str(tmp / "logs"),
-        FACEREC_SERVER__LOG_LEVEL="warning",
-        FACEREC_MODELS__MODEL_DIR=str(tmp / "models"),
-        FACEREC_INDEX__INDEX_DIR=str(tmp / "index"),
-    )
+    full_env = server_env(tmp)
     full_env.update(env or {})
     process = subprocess.Popen(
         [sys.executable, *launcher, "serve", "--port", str(port), "--skip-checks"],

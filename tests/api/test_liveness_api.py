@@ -190,6 +190,16 @@ def test_tight_crop_gets_no_live_verdict(packs_client: TestClient) -> None:
     assert refused.json()["error"]["code"] == "liveness_insufficient_context"
 
 
+def add_face(
+    client: TestClient, photo: str, collection: str = "default", model: str | None = None
+) -> Any:
+    """Enroll ``photo`` (base64) as a new person; ``model``: the embedder named (None: auto)."""
+    body = {"person_name": "G", "face_image_base64": photo, "collection": collection}
+    if model is not None:
+        body["model_name"] = model
+    return client.post(REC + "/add-face", json=body).json()
+
+
 def test_a_new_collection_takes_the_configured_default_embedder(
     tmp_path: Path, pack_model_dir: Path
 ) -> None:
@@ -206,18 +216,8 @@ def test_a_new_collection_takes_the_configured_default_embedder(
         loaded = {m["name"] for m in client.get("/api/models").json()["models"] if m["loaded"]}
         assert "dlib_resnet" in loaded and "mobilefacenet" not in loaded
         client.post(REC + "/collections", json={"name": "mbf"})
-        held = client.post(
-            REC + "/add-face",
-            json={
-                "person_name": "G",
-                "face_image_base64": grace,
-                "collection": "mbf",
-                "model_name": "mobilefacenet",
-            },
-        ).json()
-        fresh = client.post(
-            REC + "/add-face", json={"person_name": "G", "face_image_base64": grace}
-        ).json()
+        held = add_face(client, grace, "mbf", "mobilefacenet")
+        fresh = add_face(client, grace)
         assert fresh["model_used"] == "dlib_resnet"
         found = client.post(
             REC + "/recognize", json={"face_image_base64": grace, "gallery": "mbf"}
@@ -232,15 +232,7 @@ def test_auto_keeps_a_collection_in_its_space(packs_client: TestClient) -> None:
     grace = b64(grace_hopper_jpeg())
     packs_client.post(REC + "/collections", json={"name": "old-dlib"})
     packs_client.post(REC + "/collections", json={"name": "fresh"})
-    old = packs_client.post(
-        REC + "/add-face",
-        json={
-            "person_name": "G",
-            "face_image_base64": grace,
-            "collection": "old-dlib",
-            "model_name": "dlib_resnet",
-        },
-    ).json()
+    old = add_face(packs_client, grace, "old-dlib", "dlib_resnet")
     found = packs_client.post(
         REC + "/recognize", json={"face_image_base64": grace, "gallery": "old-dlib"}
     ).json()
