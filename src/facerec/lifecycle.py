@@ -24,6 +24,7 @@ from facerec.domain.photos import PhotoService
 from facerec.domain.queries import QueryRunner
 from facerec.domain.tagging import TaggingService
 from facerec.domain.verification import VerificationService
+from facerec.errors import FaceRecError
 from facerec.events.factory import build_event_bus
 from facerec.executor import InferenceExecutor
 from facerec.inference.manager import ModelManager, PrefixedEvents
@@ -44,6 +45,8 @@ logger = logging.getLogger(__name__)
 # Start-up with the database down: retry after 0.5 s, doubling up to every 10 s, until it answers.
 STORAGE_RETRY_FIRST_S = 0.5
 STORAGE_RETRY_MAX_S = 10.0
+# ``auto`` preloads the embedders of at most this many collections (by name).
+PRELOAD_COLLECTIONS_MAX = 256
 
 
 def build_state(settings: Settings) -> AppState:
@@ -220,11 +223,36 @@ async def _discard_partial_storage(state: AppState) -> None:
     state.cache = None
 
 
-def preload(state: AppState) -> None:
-    """The configured models (``auto``: the default detector and embedder), and bulk
-    enrollment's own sessions of those that have a use for them (onnxruntime's:
-    :meth:`AppState.bulk_manager`), so no first call waits for a load."""
-    names = state.models.preload_names(state.settings.models.preload)
+async def preload_names(state: AppState) -> list[str]:
+    """``models.preload`` as model names. ``auto`` stands for the default detector and embedder
+    and, once storage is open, for the embedder each collection answers with (its active
+    space's, :meth:`QueryRunner.collection_embedder`): a gallery enrolled with dlib before a
+    better pack was installed keeps dlib, and its first recognize must not wait for a load.
+    Collections past :data:`PRELOAD_COLLECTIONS_MAX` are not looked at (their model loads on
+    first use)."""
+    configured = state.settings.models.preload
+    names = state.models.preload_names(configured)
+    if "auto" not in configured or state.repository is None:
+        return names
+    found = await state.repository.list_collections()
+    if len(found) > PRELOAD_COLLECTIONS_MAX:
+        logger.info(
+            "preload: the embedders of the first %d of %d collections",
+            PRELOAD_COLLECTIONS_MAX,
+            len(found),
+        )
+    for collection in found[:PRELOAD_COLLECTIONS_MAX]:
+        with contextlib.suppress(FaceRecError):  # (its first request says why)
+            name = await state.queries.collection_embedder(collection.name, None)
+            if name is not None:
+                names.append(name)
+    return list(dict.fromkeys(names))
+
+
+def preload(state: AppState, names: list[str]) -> None:
+    """Load ``names`` (:func:`preload_names`), and bulk enrollment's own sessions of those that
+    have a use for them (onnxruntime's: :meth:`AppState.bulk_manager`), so no first call waits
+    for a load."""
     state.models.preload(names)
     if state.bulk_models is not None:
         known = [n for n in names if n in state.models.names()]
@@ -240,7 +268,7 @@ async def initialise(state: AppState) -> None:
             await state.services.searcher.warm()
             state.components["index_warm"] = "ok"
         state.components["models"] = "loading"
-        await asyncio.to_thread(preload, state)
+        await asyncio.to_thread(preload, state, await preload_names(state))
         state.components["models"] = "ok"
         state.ready = True
         logger.info("facerec %s ready", __version__)

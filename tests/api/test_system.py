@@ -14,6 +14,8 @@ from facerec.inference.types import ModelTask
 from tests.api.conftest import b64, make_settings, wait_ready
 from tests.images import grace_hopper_jpeg
 
+REC = "/api/face-recognition"
+
 
 def test_every_api_route_is_503_until_initialised(tmp_path: Path) -> None:
     app = create_app(make_settings(tmp_path))
@@ -59,6 +61,31 @@ def test_the_default_preload_is_what_requests_naming_no_model_get(
     assert loaded == wanted
     if not packs:
         assert wanted == {"retinaface", "dlib_resnet"}
+
+
+def test_the_default_preload_keeps_each_collections_model_after_an_upgrade(
+    tmp_path: Path, pack_model_dir: Path
+) -> None:
+    """A gallery enrolled with dlib, then a better pack installed: ``auto`` preloads the
+    embedder a new collection gets (MobileFaceNet) and the one the gallery answers with (dlib),
+    so its first recognize after /ready loads nothing."""
+    settings = make_settings(tmp_path)
+    settings.models.preload = ModelSettings().preload
+    photo = b64(grace_hopper_jpeg())
+    with TestClient(create_app(settings)) as client:
+        wait_ready(client)
+        client.post(REC + "/collections", json={"name": "staff"})
+        body = {"person_name": "G", "face_image_base64": photo, "collection": "staff"}
+        assert client.post(REC + "/add-face", json=body).json()["model_used"] == "dlib_resnet"
+    settings.models.model_dir = pack_model_dir  # the upgrade
+    with TestClient(create_app(settings)) as client:
+        wait_ready(client)
+        loaded = {m["name"] for m in client.get("/api/models").json()["models"] if m["loaded"]}
+        assert loaded == {"retinaface", "dlib_resnet", "mobilefacenet"}
+        found = client.post(
+            REC + "/recognize", json={"face_image_base64": photo, "gallery": "staff"}
+        ).json()
+        assert found["model_used"] == "dlib_resnet" and found["best_match"] is not None
 
 
 def test_models_listing(client: TestClient) -> None:

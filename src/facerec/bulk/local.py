@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 @asynccontextmanager
 async def open_local(settings: Settings, *, threads: int | None = None) -> AsyncIterator[AppState]:
     """``threads``: inference threads (the executor); default: the configured ones."""
-    from facerec.lifecycle import build_state, close_storage, open_storage, preload
+    from facerec.lifecycle import build_state, close_storage, open_storage, preload, preload_names
 
     if threads is not None:
         settings = settings.model_copy(deep=True)
@@ -40,7 +40,7 @@ async def open_local(settings: Settings, *, threads: int | None = None) -> Async
     state = build_state(settings)
     try:
         await open_storage(state)
-        await asyncio.to_thread(preload, state)
+        await asyncio.to_thread(preload, state, await preload_names(state))
         state.ready = True
         yield state
     finally:
