@@ -21,9 +21,15 @@ The real server (``python -m facerec.cli serve``: SQLite, default models, its ow
    astronaut names her (the change log replayed over the snapshot).
 
 Whether a start loaded the snapshot or built: its log (``loaded index snapshot`` / ``swapped
-in``).
+in``), and how long loading the indexes took (``vector indexes ready in``).
+
+``--mmap both`` measures each restart twice in a row, reading the snapshot's exact rows and
+mapping them (``FACEREC_INDEX__HNSW_MMAP_SNAPSHOTS``), so the two are compared side by side.
+``--keep DIR`` keeps the gallery's files in DIR; a later run on the same DIR and size skips
+the fill and the first start (it restarts on the snapshot there).
 
     python bench/bench_restart.py --size 1000000
+    python bench/bench_restart.py --size 1000000 --embedder w600k_mbf --mmap both --keep /tmp/g
 
 Writes the ``restart`` section of BENCHMARKS.md (``--no-write``: only print it).
 """
@@ -33,14 +39,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import itertools
+import json
+import re
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -60,6 +70,7 @@ API = "/api/face-recognition"
 PER_PERSON = 4
 READY_TIMEOUT_S = 300.0
 SNAPSHOT_TIMEOUT_S = 1800.0  # a 1M-face build on two cores takes minutes
+GALLERY = "gallery.json"  # what a run on a --keep dir reuses
 
 
 @dataclass
@@ -67,19 +78,21 @@ class Start:
     step: str
     ready_s: float
     first_ms: float
-    first_named: str | None  # the person the first recognize named (None: unknown)
+    first_named: str | None  # the name the first recognize gave (None: unknown)
     p50_ms: float | None
     index: str  # what the start's log says of the index
+    index_s: float | None  # the indexes' load, from the start's log
 
 
 class Server:
     """One ``facerec serve`` process on ``root``'s files; its log in ``root/serve-N.log``;
     ``embedder``: the default embedder's name (None: the service's default)."""
 
-    def __init__(self, root: Path, number: int, embedder: str | None) -> None:
+    def __init__(self, root: Path, number: int, embedder: str | None, mmap: bool = False) -> None:
         self.port = free_port()
         self.log = root / f"serve-{number}.log"
         env = server_env(root, log_level="info")
+        env["FACEREC_INDEX__HNSW_MMAP_SNAPSHOTS"] = str(mmap).lower()
         if embedder is not None:
             env["FACEREC_MODELS__DEFAULT_EMBEDDER"] = embedder
         self.started = time.perf_counter()
@@ -104,8 +117,11 @@ class Server:
             time.sleep(0.05)
         raise RuntimeError(f"facerec serve did not become ready: see {self.log}")
 
-    def enroll(self, name: str, photo: bytes) -> str:
+    def enroll(self, name: str, photo: bytes, person_id: str | None = None) -> str:
+        """The person's id; ``person_id``: that person (created, or given one more face)."""
         body = {"person_name": name, "face_image_base64": base64.b64encode(photo).decode()}
+        if person_id is not None:
+            body["person_id"] = person_id
         response = self.client.post(API + "/add-face", json=body)
         response.raise_for_status()
         return str(response.json()["person_id"])
@@ -119,7 +135,7 @@ class Server:
         response.raise_for_status()
         found = response.json()
         best = found.get("best_match")
-        return elapsed, None if found.get("unknown") or not best else str(best["person_id"])
+        return elapsed, None if found.get("unknown") or not best else str(best["person_name"])
 
     def stop(self, *, crash: bool = False) -> None:
         self.client.close()
@@ -137,6 +153,12 @@ class Server:
             if needle in text
         ]
         return ", ".join(said) or "exact search"
+
+    def index_s(self) -> float | None:
+        """Seconds the start-up's index load took, as its log says."""
+        text = self.log.read_text(errors="replace")
+        found = re.search(r"vector indexes ready in ([0-9.]+) s", text)
+        return None if found is None else float(found.group(1))
 
 
 async def fill(root: Path, grace: str, size: int) -> tuple[int, str]:
@@ -167,7 +189,7 @@ def measured(server: Server, step: str, photo: bytes, queries: int) -> Start:
     first_ms, named = server.recognize(photo)
     times = [server.recognize(photo + i.to_bytes(4, "little"))[0] for i in range(queries)]
     p50 = percentile(times, 50) if times else None
-    return Start(step, ready, first_ms, named, p50, server.index_said())
+    return Start(step, ready, first_ms, named, p50, server.index_said(), server.index_s())
 
 
 def wait_for_snapshot(root: Path, server: Server) -> float:
@@ -177,6 +199,35 @@ def wait_for_snapshot(root: Path, server: Server) -> float:
             return time.perf_counter() - server.started
         time.sleep(0.5)
     raise RuntimeError("no index snapshot was written")
+
+
+def setup(root: Path, size: int, embedder: str | None) -> dict[str, object]:
+    """Steps 1 and 2 on a new ``root``: grace enrolled, the gallery filled, the first start
+    measured until its snapshot is written. What later runs on ``root`` reuse."""
+    server = Server(root, 0, embedder)
+    server.ready()
+    grace = server.enroll("grace", grace_hopper_jpeg())
+    server.stop()
+    began = time.perf_counter()
+    added, space = asyncio.run(fill(root, grace, size))
+    fill_s = time.perf_counter() - began
+    print(f"{added + 1} faces in the gallery ({fill_s:.0f} s to write them)")
+    server = Server(root, 1, embedder)
+    first = measured(server, "first start (no snapshot)", grace_hopper_jpeg(), 0)
+    snapshot_s = wait_for_snapshot(root, server)
+    first.index = server.index_said()
+    server.stop()
+    print(first, f"snapshot after {snapshot_s:.0f} s")
+    gallery = {
+        "size": size,
+        "embedder": embedder,
+        "space": space,
+        "fill_s": fill_s,
+        "snapshot_s": snapshot_s,
+        "first": asdict(first),
+    }
+    (root / GALLERY).write_text(json.dumps(gallery))
+    return gallery
 
 
 def main() -> None:
@@ -191,6 +242,13 @@ def main() -> None:
         help="a pack from ../shared/models: mobilefacenet (128-D, cosine) or w600k_mbf "
         "(InsightFace's, 512-D, cosine; non-commercial weights)",
     )
+    parser.add_argument(
+        "--mmap",
+        choices=["off", "on", "both"],
+        default="off",
+        help="map the snapshot's exact rows instead of reading them (both: each restart twice)",
+    )
+    parser.add_argument("--keep", type=Path, help="keep (and reuse) the gallery in this dir")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     from facerec.storage.index_options import IndexOptions
@@ -198,50 +256,53 @@ def main() -> None:
     threshold = IndexOptions().hnsw_threshold
     if args.size <= threshold:
         parser.error(f"--size must pass the HNSW threshold ({threshold:,} faces)")
-    root = Path(tempfile.mkdtemp(prefix="facerec-bench-restart-"))
-    embedder = None
-    if args.embedder == "mobilefacenet":
-        embedder = MOBILEFACENET[0]
+    root = args.keep or Path(tempfile.mkdtemp(prefix="facerec-bench-restart-"))
+    root.mkdir(parents=True, exist_ok=True)
+    embedder = {"default": None, "mobilefacenet": MOBILEFACENET[0]}.get(
+        args.embedder, args.embedder
+    )
+    if args.embedder == "mobilefacenet" and not (root / "models").exists():
         model_dir_with_packs(root)
-    elif args.embedder == "w600k_mbf":
-        embedder = args.embedder
+    elif args.embedder == "w600k_mbf" and not (root / "models").exists():
         model_dir(root / "models")
-    grace_photo, astronaut_photo = grace_hopper_jpeg(), astronaut_png()
+    modes = {"off": [False], "on": [True], "both": [False, True]}[args.mmap]
     starts: list[Start] = []
     try:
-        server = Server(root, 0, embedder)
-        server.ready()
-        grace = server.enroll("grace", grace_photo)
-        server.stop()
-        began = time.perf_counter()
-        added, space = asyncio.run(fill(root, grace, args.size))
-        fill_s = time.perf_counter() - began
-        print(f"{added + 1} faces in the gallery ({fill_s:.0f} s to write them)")
-
-        server = Server(root, 1, embedder)
-        first = measured(server, "first start (no snapshot)", grace_photo, 0)
-        snapshot_s = wait_for_snapshot(root, server)
-        first.index = server.index_said()
-        server.stop()
+        kept = root / GALLERY
+        gallery = json.loads(kept.read_text()) if kept.exists() else None
+        if gallery is not None and (gallery["size"], gallery["embedder"]) != (args.size, embedder):
+            parser.error(f"{root} holds another gallery: {gallery['size']}, {gallery['embedder']}")
+        first = None if gallery is None else Start(**gallery["first"])
+        if gallery is None:
+            gallery = setup(root, args.size, embedder)
+            first = Start(**gallery["first"])
+        else:
+            first.step += " (an earlier run)"
         starts.append(first)
-        print(first, f"snapshot after {snapshot_s:.0f} s")
+        numbers = itertools.count(len(list(root.glob("serve-*.log"))))
+        server = None
         for run in range(1, args.runs + 1):
-            server = Server(root, 1 + run, embedder)
-            starts.append(measured(server, f"restart {run}", grace_photo, args.queries))
+            for mmap in modes:
+                if server is not None:
+                    server.stop()
+                server = Server(root, next(numbers), embedder, mmap)
+                step = f"restart {run}{label(mmap, modes)}"
+                starts.append(measured(server, step, grace_hopper_jpeg(), args.queries))
+                print(starts[-1])
+        assert server is not None
+        for mmap in modes:
+            server.enroll("astronaut", astronaut_png(), "astronaut")  # one person, rerun or not
+            server.stop(crash=True)
+            server = Server(root, next(numbers), embedder, mmap)
+            step = f"after a crash{label(mmap, modes)}"
+            starts.append(measured(server, step, astronaut_png(), args.queries))
             print(starts[-1])
-            if run < args.runs:
-                server.stop()
-        astronaut = server.enroll("astronaut", astronaut_photo)
-        server.stop(crash=True)
-        server = Server(root, 2 + args.runs, embedder)
-        crashed = measured(server, "after a crash", astronaut_photo, args.queries)
         server.stop()
-        starts.append(crashed)
-        print(crashed, "astronaut named" if crashed.first_named == astronaut else "NOT named")
     finally:
-        shutil.rmtree(root, ignore_errors=True)
-    model = f"{embedder or 'default models'}, {space}"
-    body = report(starts, args.size, model, fill_s, snapshot_s, grace, astronaut)
+        if args.keep is None:
+            shutil.rmtree(root, ignore_errors=True)
+    model = f"{embedder or 'default models'}, {gallery['space']}"
+    body = report(starts, args.size, model, gallery)
     print(body)
     if not args.no_write:
         name = "restart" if embedder is None else f"restart_{embedder}"
@@ -249,35 +310,39 @@ def main() -> None:
         write_section(name, title, body)
 
 
-def report(
-    starts: list[Start],
-    size: int,
-    model: str,
-    fill_s: float,
-    snapshot_s: float,
-    grace: str,
-    astronaut: str,
-) -> str:
-    expected = {s.step: astronaut if s.step == "after a crash" else grace for s in starts}
+def label(mmap: bool, modes: list[bool]) -> str:
+    if len(modes) == 1:
+        return ""
+    return ", rows mapped" if mmap else ", rows read"
+
+
+def report(starts: list[Start], size: int, model: str, gallery: dict[str, Any]) -> str:
     lines = [
         f"`facerec serve` (SQLite, {model}) on a gallery of {size:,} faces: "
         "grace_hopper.jpg enrolled through the API, the rest synthetic persons of "
         f"{PER_PERSON} faces in her space "
-        f"(written offline in {fill_s:.0f} s). *ready*: seconds from the process's start to "
-        "`/ready` 200 (models loaded, index loaded or exact search serving); *first recognize*: "
-        "the next request, with whether it named the person photographed; *p50*: further "
-        "recognize calls (new bytes each, no cache). *index*: what the start's log says. "
-        f"First start: the graph's snapshot was written {snapshot_s:.0f} s after the process "
-        "started (built in the background while exact search served).",
+        f"(written offline in {gallery['fill_s']:.0f} s). *ready*: seconds from the process's "
+        "start to `/ready` 200 (models loaded, index loaded or exact search serving); *index "
+        "s*: of those, the indexes' load (the start's log); *first recognize*: the next "
+        "request, with whether it named the person photographed (grace; after a crash, an "
+        "astronaut enrolled just before the SIGKILL); *p50*: further recognize calls (new "
+        "bytes each, no cache). *index*: what the start's log says. *rows mapped*: the "
+        "snapshot's exact rows mapped copy-on-write (`FACEREC_INDEX__HNSW_MMAP_SNAPSHOTS=true`) "
+        "instead of read. First start: the graph's snapshot was written "
+        f"{gallery['snapshot_s']:.0f} s after the process started (built in the background "
+        "while exact search served).",
         "",
-        "| start | ready s | first recognize ms | named | p50 ms | index |",
-        "|---|---:|---:|---|---:|---|",
+        "| start | ready s | index s | first recognize ms | named | p50 ms | index |",
+        "|---|---:|---:|---:|---|---:|---|",
     ]
     for s in starts:
-        named = "yes" if s.first_named == expected[s.step] else "no"
+        wanted = "astronaut" if s.step.startswith("after a crash") else "grace"
+        named = "yes" if s.first_named == wanted else "no"
         p50 = "-" if s.p50_ms is None else f"{s.p50_ms:.1f}"
+        index_s = "-" if s.index_s is None else f"{s.index_s:.1f}"
         lines.append(
-            f"| {s.step} | {s.ready_s:.1f} | {s.first_ms:.1f} | {named} | {p50} | {s.index} |"
+            f"| {s.step} | {s.ready_s:.1f} | {index_s} | {s.first_ms:.1f} | {named} | {p50} "
+            f"| {s.index} |"
         )
     return "\n".join(lines) + "\n"
 
