@@ -248,13 +248,15 @@ class IndexRegistry(SyncedSearch):
     async def _apply(self, batch: Sequence[Change]) -> None:
         gone = {c.collection for c in batch if c.op == "collection_remove" and c.collection}
         self._drop([key for key in self._shards if key[0] in gone])
-        # Erased faces leave no snapshot behind, loaded here or not.
+        # Erased faces leave no snapshot behind, loaded here or not. (Off the event loop: a
+        # removal reads the start of the snapshot file, on whatever disk index_dir is.)
+        forget = self._snapshots.forget
         for collection in gone:
-            self._snapshots.forget(collection)
+            await asyncio.to_thread(forget, collection)
         removals = {(c.collection, c.space): c.seq for c in batch if c.op == "face_remove"}
         for (owner, space), seq in removals.items():  # (the batch's last of each)
             if owner and space:
-                self._snapshots.forget(owner, space, before=seq)
+                await asyncio.to_thread(forget, owner, space, before=seq)
         if self._complete:  # the first face of a (collection, space): its index starts empty
             for c in batch:
                 key = (c.collection or "", c.space or "")
@@ -271,7 +273,7 @@ class IndexRegistry(SyncedSearch):
             present = {v.face_id: v for v in await self._source.face_vectors(faces)}
             for key, face_ids in touched.items():
                 if reconcile(self._shards[key], face_ids, present):
-                    self._snapshots.forget(*key, before=batch[-1].seq)
+                    await asyncio.to_thread(forget, *key, before=batch[-1].seq)
                 self._builds.maybe_upgrade(key)
         await self._notifier.changed(batch)
 
