@@ -4,17 +4,24 @@ the background, snapshots written while running, and no COUNT per recognize."""
 from __future__ import annotations
 
 import asyncio
+import errno
+import fcntl
+import os
+import time
 from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 from sqlalchemy import event
 
+from facerec.storage import hnsw_snapshot
 from facerec.storage.models import EmbeddingSpace, NewFace, NewPerson
 from facerec.storage.protocols import Change, FaceVector, GallerySize, IndexRows, LogState
 from facerec.storage.registry import IndexOptions, IndexRegistry
+from facerec.storage.snapshots import PARTIAL_STALE_S, SnapshotStore
 from facerec.storage.sql_repository import SqlGalleryRepository
 from facerec.storage.vector_index import ExactIndex, HnswIndex
 from tests.domain.test_services import World, at, world  # noqa: F401 (fixture)
@@ -168,6 +175,40 @@ async def test_snapshot_written_periodically_without_shutdown(
     await registry.close()
 
 
+async def test_a_start_deletes_partial_snapshots_of_stopped_writers(
+    backend: Backend, tmp_path: Path
+) -> None:
+    """A writer killed mid-write leaves its partial snapshot (``.tmp``): vectors of faces that
+    may be erased later, gigabytes at scale. The next start deletes it, but not one another
+    process is still writing (locked), nor another database's."""
+    repo = backend.repo
+    directory = tmp_path / "index"
+    options = IndexOptions(
+        backend="memory", hnsw_threshold=2, index_dir=directory, snapshot_every_s=0.05
+    )
+    for i in range(4):
+        await enroll(repo, f"p{i}", 30 + i)
+    first = IndexRegistry(repo, options)
+    await first.warm()
+    await wait_for(lambda: bool(list(directory.glob("*.hnsw"))))
+    await first.close()
+    (snapshot,) = directory.glob("*.hnsw")
+    crashed = snapshot.with_name(snapshot.name + "k1ll3d.tmp")
+    crashed.write_bytes(snapshot.read_bytes()[:100])
+    writing = snapshot.with_name(snapshot.name + "wr1t1ng.tmp")
+    writing.write_bytes(b"partial")
+    other = directory / ("0" * 16 + "-" + snapshot.name.split("-", 1)[1] + "0th3r.tmp")
+    other.write_bytes(b"another database's")
+    with writing.open("rb") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # its writer, still at work
+        restarted = IndexRegistry(repo, options)
+        await restarted.warm()
+        assert not crashed.exists()
+        assert writing.exists() and other.exists() and snapshot.exists()
+        assert isinstance(restarted._shards[("default", SPACE)].index, HnswIndex)
+        await restarted.close()
+
+
 async def test_recognize_counts_no_persons(world: World) -> None:  # noqa: F811
     alice = await world.enroll("alice", at(0.3))
     await world.enroll("bob", at(2.0, axis=1))
@@ -262,3 +303,24 @@ async def test_search_many_catches_up_once_and_answers_like_search(backend: Back
     assert source.log_state_calls - before == 1
     assert await registry.search_many("default", SPACE, [], 2) == []
     await registry.close()
+
+
+def test_without_file_locks_a_partial_snapshot_is_deleted_once_stale(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where the file system refuses locks, a partial snapshot is taken as abandoned only once
+    untouched for ``PARTIAL_STALE_S`` (a writer at work touches it)."""
+
+    def no_locks(fd: object, operation: int) -> None:
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(hnsw_snapshot.fcntl, "flock", no_locks)
+    store = SnapshotStore(tmp_path)
+    fresh = store.path("default", SPACE).with_suffix(".hnswa1.tmp")
+    stale = store.path("other", SPACE).with_suffix(".hnswb2.tmp")
+    fresh.write_bytes(b"being written")
+    stale.write_bytes(b"left by a crash")
+    long_ago = time.time() - PARTIAL_STALE_S - 60
+    os.utime(stale, (long_ago, long_ago))
+    assert store.sweep_partial() == 1
+    assert fresh.exists() and not stale.exists()

@@ -17,11 +17,14 @@ snapshot file itself on the first removal it sees.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import re
 import struct
 import tempfile
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -37,6 +40,7 @@ if TYPE_CHECKING:
 FORMAT = 3
 READABLE = (FORMAT,)  # (format 2, without a projection, never had an orphan list)
 _ALIGN = 64
+PARTIAL_SUFFIX = ".tmp"  # a snapshot being written (renamed once whole)
 H = TypeVar("H", bound="HnswIndex")
 
 
@@ -75,7 +79,9 @@ def write_snapshot(index: HnswIndex, path: Path, extra: dict[str, Any]) -> None:
     ).encode()
     # Owner-only: a snapshot holds every vector of a gallery (mkstemp files are 0600).
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=PARTIAL_SUFFIX)
+    with contextlib.suppress(OSError):  # held until renamed: see abandoned()
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(struct.pack("<Q", len(header)))
@@ -87,10 +93,30 @@ def write_snapshot(index: HnswIndex, path: Path, extra: dict[str, Any]) -> None:
             if rows is not None:
                 handle.write(b"\0" * _padding(handle.tell()))
                 handle.write(np.ascontiguousarray(rows, "<f4").data)
-        os.replace(tmp, path)
+            handle.flush()
+            os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def abandoned(path: Path, stale_s: float) -> bool:
+    """Whether ``path``, a partial snapshot, was left by a writer that stopped (a crash): its
+    writer holds a ``flock`` on it until it is renamed, so an unlocked one has none; on a file
+    system without locks, one untouched for ``stale_s`` seconds."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # gone (renamed or deleted) meanwhile
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+    except OSError:
+        return time.time() - os.fstat(fd).st_mtime > stale_s
+    finally:
+        os.close(fd)
 
 
 _PEEK = re.compile(rb'^\{"format": \d+, "built_faces": (\d+), "seq": (-?\d+),')

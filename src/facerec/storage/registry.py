@@ -121,6 +121,7 @@ class IndexRegistry(SyncedSearch):
         started = time.perf_counter()
         async with self._lock:
             await self._sync_locked()
+            await asyncio.to_thread(self._snapshots.sweep_partial)
             for collection, space in await self._source.index_keys():
                 if (collection, space) not in self._shards:
                     shard = await self._build(collection, space, background=True)

@@ -15,7 +15,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from facerec.storage.hnsw_snapshot import peek
+from facerec.storage.hnsw_snapshot import PARTIAL_SUFFIX, abandoned, peek
 from facerec.storage.index_options import IndexOptions
 from facerec.storage.models import EmbeddingSpace
 from facerec.storage.projection import graph_dim_for
@@ -23,6 +23,9 @@ from facerec.storage.quantised_rows import DtypeSetting, graph_dtype
 from facerec.storage.vector_index import HnswIndex
 
 log = logging.getLogger(__name__)
+
+# A partial snapshot untouched this long is abandoned, where the file system has no locks.
+PARTIAL_STALE_S = 3600.0
 
 
 @dataclass(frozen=True)
@@ -170,6 +173,22 @@ class SnapshotStore:
         for pattern in (path.name, path.with_suffix(".build").name):
             for found in path.parent.glob(pattern):
                 found.unlink(missing_ok=True)
+
+    def sweep_partial(self) -> int:
+        """Delete the partial snapshots of writers that stopped mid-write (a crash, a kill):
+        each holds a gallery's vectors, faces erased since among them, and gigabytes at scale.
+        One still being written is left alone (see ``abandoned``). Returns how many it
+        deleted. Blocking: run it in a thread."""
+        if self.directory is None:
+            return 0
+        removed = 0
+        for found in self.directory.glob(f"{self.instance:016x}-*{PARTIAL_SUFFIX}"):
+            if abandoned(found, PARTIAL_STALE_S):
+                found.unlink(missing_ok=True)
+                removed += 1
+        if removed:
+            log.warning("deleted %d partial index snapshots left by a stopped writer", removed)
+        return removed
 
     def forget_all(self) -> None:
         if self.directory is not None:
