@@ -95,11 +95,15 @@ class SnapshotStore:
         self, collection: str, space: str, index: HnswIndex, seq: int, owners: dict[str, str]
     ) -> bool:
         """Write the snapshot, unless the one there holds a graph built with more faces
-        (another process's rebuild, which this process loads rather than overwrites) or the
-        directory refuses it (logged); returns whether it wrote. Blocking: run it in a
-        thread."""
+        (another process's rebuild, which this process loads rather than overwrites), is this
+        one already (the same graph at the same seq: a stop right after a start writes
+        nothing), or the directory refuses it (logged); returns whether it wrote. Blocking:
+        run it in a thread."""
         path = self.path(collection, space)
-        there = self.built_faces(collection, space)
+        summary = None if self.directory is None else peek(path)
+        if summary == (index.built_faces, seq):
+            return False
+        there = None if summary is None else summary[0]
         if there is not None and there > index.built_faces:
             log.info(
                 "kept the snapshot of %s/%s: built with %d faces, not %d",
