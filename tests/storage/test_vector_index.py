@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -253,6 +255,56 @@ def test_old_or_truncated_snapshot_is_refused(tmp_path: Path) -> None:
     path.write_bytes(b"\x02\0\0\0\0\0\0\0{}")
     with pytest.raises(ValueError):
         HnswIndex.load(path)
+
+
+def _as_format_3(path: Path) -> None:
+    """Rewrite a snapshot in format 3's layout: ids and owners in the JSON header."""
+    raw = path.read_bytes()
+    (size,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8 : 8 + size])
+    keys_end = 8 + size + 8 * header["faces"]
+    ids_end = keys_end + header["ids_bytes"]
+    ids = raw[keys_end:ids_end].decode().split("\n")
+    owners_end = ids_end + (header["owners_bytes"] or 0)
+    if header["owners_bytes"] is not None:
+        owners = raw[ids_end:owners_end].decode().split("\n")
+        header["extra"]["owners"] = dict(zip(ids, owners, strict=True))
+    for key in ("faces", "ids_bytes", "owners_bytes"):
+        del header[key]
+    header.update(format=3, ids=ids)
+    encoded = json.dumps(header).encode()
+    graph_end = owners_end + 4 * header["dim"] * header["projected_dim"] + header["graph_bytes"]
+    rows = raw[graph_end + -graph_end % 64 :]
+    old = struct.pack("<Q", len(encoded)) + encoded + raw[8 + size : keys_end]
+    old += raw[owners_end:graph_end]
+    path.write_bytes(old + b"\0" * (-len(old) % 64) + rows)
+
+
+@pytest.mark.parametrize("mmap", [False, True])
+@pytest.mark.parametrize("layout", [4, 3])
+def test_a_snapshot_keeps_ids_and_owners(tmp_path: Path, mmap: bool, layout: int) -> None:
+    """Ids and owners (one per line since format 4, in the JSON header in format 3, still
+    read) come back as saved: owners of ids the index does not hold are not kept."""
+    index, path, data, ids = quantised_snapshot(tmp_path)
+    owners = {face: f"person:{i // 2}@x" for i, face in enumerate(ids)}  # f5 is not indexed
+    index.save(path, extra={"seq": 4, "owners": owners})
+    if layout == 3:
+        _as_format_3(path)
+    loaded, extra = HnswIndex.load_with_extra(path, mmap=mmap)
+    del owners["f5"]
+    assert extra == {"seq": 4, "owners": owners}
+    assert sorted(loaded._keys) == sorted(owners)
+    for q, face in zip(data[:20], ids[:20], strict=True):
+        if face != "f5":
+            assert loaded.search(q, 1)[0] == [face]
+
+
+def test_a_snapshot_refuses_ids_with_line_breaks(tmp_path: Path) -> None:
+    index = HnswIndex(8, "cosine", dtype="i8")
+    index.add(["a\nb"], np.ones((1, 8), np.float32))
+    with pytest.raises(ValueError):
+        index.save(tmp_path / "n.hnsw")
+    assert not list(tmp_path.iterdir())
 
 
 def test_auto_graph_dtype_by_metric() -> None:
