@@ -151,11 +151,10 @@ async def test_hnsw_built_in_the_background_while_exact_answers(backend: Backend
     await registry.close()
 
 
-async def test_snapshot_written_periodically_without_shutdown(
-    backend: Backend, tmp_path: Path
-) -> None:
-    repo = backend.repo
-    directory = tmp_path / "index"
+async def snapshotted(
+    repo: SqlGalleryRepository, directory: Path
+) -> tuple[IndexRegistry, IndexOptions]:
+    """Four persons enrolled, and a registry (running) once its periodic snapshot is written."""
     options = IndexOptions(
         backend="memory", hnsw_threshold=2, index_dir=directory, snapshot_every_s=0.05
     )
@@ -164,6 +163,15 @@ async def test_snapshot_written_periodically_without_shutdown(
     registry = IndexRegistry(repo, options)
     await registry.warm()
     await wait_for(lambda: bool(list(directory.glob("*.hnsw"))))
+    return registry, options
+
+
+async def test_snapshot_written_periodically_without_shutdown(
+    backend: Backend, tmp_path: Path
+) -> None:
+    repo = backend.repo
+    directory = tmp_path / "index"
+    registry, options = await snapshotted(repo, directory)
     # A second process (or a restart after a crash) loads it instead of building.
     source = CountingSource(repo)
     worker = IndexRegistry(source, options)
@@ -183,14 +191,7 @@ async def test_a_start_deletes_partial_snapshots_of_stopped_writers(
     process is still writing (locked), nor another database's."""
     repo = backend.repo
     directory = tmp_path / "index"
-    options = IndexOptions(
-        backend="memory", hnsw_threshold=2, index_dir=directory, snapshot_every_s=0.05
-    )
-    for i in range(4):
-        await enroll(repo, f"p{i}", 30 + i)
-    first = IndexRegistry(repo, options)
-    await first.warm()
-    await wait_for(lambda: bool(list(directory.glob("*.hnsw"))))
+    first, options = await snapshotted(repo, directory)
     await first.close()
     (snapshot,) = directory.glob("*.hnsw")
     crashed = snapshot.with_name(snapshot.name + "k1ll3d.tmp")
