@@ -11,6 +11,7 @@ import pytest
 from numpy.typing import NDArray
 
 from facerec.errors import InvalidInputError
+from facerec.storage import quantised_rows
 from facerec.storage.graph_search import graph_search
 from facerec.storage.quantised_rows import graph_dtype
 from facerec.storage.vector_index import ExactIndex, GraphDtype, HnswIndex
@@ -340,3 +341,38 @@ def test_graph_search_answers_what_usearch_search_answers(dtype: str) -> None:
             np.testing.assert_array_equal(keys, np.asarray(expected.keys, np.uint64))
             np.testing.assert_array_equal(distances, np.asarray(expected.distances, np.float32))
             assert 0 < len(keys) <= min(count, 300)
+
+
+def test_large_exact_rows_grow_by_blocks_not_by_copies(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past ``GROW_BY_COPY_BYTES`` the exact rows grow by new blocks: the rows already there
+    are never copied (a 2 GB copy stalled the first enrollment after a 1M x 512-D restart),
+    and searches, erasure and snapshots see every block."""
+    monkeypatch.setattr(quantised_rows, "GROW_BY_COPY_BYTES", 16 * 1024)  # 256 rows of 16-D
+    _, data = clustered(200, 3, 16)  # 600 faces
+    ids = [f"f{i}" for i in range(len(data))]
+    index = HnswIndex(16, "cosine", dtype="i8", rescore=3)
+    index.add(ids[:300], data[:300])  # the first add: one matrix
+    exact = index._exact
+    assert exact is not None and not exact._more
+    first = exact.data
+    for start in range(300, 600, 50):
+        index.add(ids[start : start + 50], data[start : start + 50])
+    assert exact.data is first and exact._more  # grown by blocks, the first one kept
+    unit = (data / np.linalg.norm(data, axis=1, keepdims=True)).astype(np.float32)
+    keys = np.asarray([index._keys[f] for f in ids], np.uint64)
+    np.testing.assert_array_equal(exact.rows(keys), unit)
+    for q, face in zip(data[::37], ids[::37], strict=True):
+        assert index.search(q, 1)[0] == [face]
+    index.remove(["f550", "f10"])
+    assert unit[550].tobytes() not in b"".join(p.tobytes() for p in exact.parts(exact.capacity))
+    path = tmp_path / "blocks.hnsw"
+    index.save(path)
+    loaded = HnswIndex.load(path)
+    assert loaded._exact is not None and not loaded._exact._more
+    kept = [f for f in ids if f not in ("f550", "f10")]
+    _, expected = index.rows_of(kept)
+    _, found = loaded.rows_of(kept)
+    np.testing.assert_array_equal(found, expected)
+    assert unit[550].tobytes() not in path.read_bytes()

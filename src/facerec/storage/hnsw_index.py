@@ -197,7 +197,7 @@ class HnswIndex:
         kept = [face_id for face_id in ids if face_id in self._keys]
         keys = np.fromiter((self._keys[f] for f in kept), np.uint64, len(kept))
         if self._exact is not None:
-            return kept, self._exact.data[keys.astype(np.intp)]
+            return kept, self._exact.rows(keys)
         if not kept:
             return kept, np.empty((0, self.dim), np.float32)
         rows = self._index.get(keys, dtype=np.float32)

@@ -70,7 +70,8 @@ def write_snapshot(index: HnswIndex, path: Path, extra: dict[str, Any]) -> None:
     owner_lines = b"" if owners is None else _lines([owners.get(face, "") for face in ids])
     graph = index._index.save()
     assert graph is not None  # no path given: the index comes back as bytes
-    rows = index._exact.data[: index._pool.high] if index._exact is not None else None
+    high = index._pool.high
+    rows = index._exact.parts(high) if index._exact is not None else None
     projection = index.projection
     header = json.dumps(
         {
@@ -93,7 +94,7 @@ def write_snapshot(index: HnswIndex, path: Path, extra: dict[str, Any]) -> None:
             "owners_bytes": None if owners is None else len(owner_lines),
             "orphans": index._orphans.keys.tolist(),
             "graph_bytes": len(graph),
-            "rows": 0 if rows is None else len(rows),
+            "rows": 0 if rows is None else sum(len(part) for part in rows),
             "extra": extra,
         }
     ).encode()
@@ -114,7 +115,8 @@ def write_snapshot(index: HnswIndex, path: Path, extra: dict[str, Any]) -> None:
             handle.write(memoryview(graph))
             if rows is not None:
                 handle.write(b"\0" * _padding(handle.tell()))
-                handle.write(np.ascontiguousarray(rows, "<f4").data)
+                for part in rows:
+                    handle.write(np.ascontiguousarray(part, "<f4").data)
             handle.flush()
             os.replace(tmp, path)
     except BaseException:
@@ -265,7 +267,7 @@ def _restore_orphans(index: HnswIndex, keys: NDArray[np.uint64]) -> None:
     if not np.isin(keys, np.fromiter(index._ids, np.uint64, len(index._ids))).all():
         raise ValueError("snapshot orphans are not faces of the index")
     if index._exact is not None:
-        vectors = index._exact.data[keys.astype(np.intp)]
+        vectors = index._exact.rows(keys)
     else:
         vectors = np.asarray(index._index.get(keys, dtype=np.float32), np.float32)
     sketch = None if index.projection is None else index._graph_rows(vectors)

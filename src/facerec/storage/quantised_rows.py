@@ -19,6 +19,8 @@ from facerec.values import Metric
 GraphDtype = Literal["f32", "f16", "i8"]
 """Scalar type of the vectors inside the HNSW graph (usearch ``dtype``)."""
 DtypeSetting = Literal["auto", "f32", "f16", "i8"]
+# Exact rows up to this size grow by a copy into one matrix twice as large; larger, by blocks.
+GROW_BY_COPY_BYTES = 64 << 20
 
 
 def graph_dtype(setting: DtypeSetting, metric: Metric) -> GraphDtype:
@@ -80,39 +82,96 @@ class KeyPool:
 class ExactRows:
     """Growable float32 matrix, row = key; unit rows for cosine (so a dot product is 1 - d).
 
-    ``data`` may be a copy-on-write memory map of a snapshot (``np.memmap`` mode ``"c"``): adds
-    then go to private pages of this process and never reach the file. The first removal copies
-    the rows into memory (dropping the map) before zeroing, so the snapshot file, which the
-    registry deletes on that removal, is released rather than kept alive by the map.
+    ``data``, the first block, holds the rows a graph was built or loaded with; it may be a
+    copy-on-write memory map of a snapshot (``np.memmap`` mode ``"c"``): writes then go to
+    private pages of this process and never reach the file. A small matrix grows by copying
+    into one twice its size; past :data:`GROW_BY_COPY_BYTES` it grows by further blocks
+    instead, so no add copies a large gallery's rows (at 1M x 512-D, a 2 GB copy stalled the
+    first enrollment after a restart 0.7 s). The first removal copies a mapped block into
+    memory (dropping the map) before zeroing, so the snapshot file, which the registry deletes
+    on that removal, is released rather than kept alive by the map.
     """
 
     def __init__(self, dim: int, metric: Metric, data: NDArray[np.float32] | None = None) -> None:
         self.dim = dim
         self.metric: Metric = metric
         self.data = np.zeros((256, dim), np.float32) if data is None else data
+        self._more: list[NDArray[np.float32]] = []  # the blocks after ``data``
+        self._starts: list[int] = []  # the first key of each
+
+    @property
+    def capacity(self) -> int:
+        return len(self.data) + sum(len(block) for block in self._more)
 
     def put(self, keys: NDArray[np.uint64], matrix: NDArray[np.float32]) -> None:
         if keys.size == 0:
             return
         needed = int(keys.max()) + 1
-        if needed > len(self.data):
-            grown = np.zeros((max(needed, 2 * len(self.data)), self.dim), np.float32)
-            grown[: len(self.data)] = self.data
-            self.data = grown  # a memory map is left for the garbage collector to unmap
-        self.data[keys.astype(np.intp)] = unit_rows(matrix) if self.metric == "cosine" else matrix
+        if needed > self.capacity:
+            self._grow(needed)
+        self._assign(keys.astype(np.intp), unit_rows(matrix) if self.metric == "cosine" else matrix)
 
     def scrub(self, keys: list[int]) -> None:
         if isinstance(self.data, np.memmap):
             # Detach from the snapshot first: the registry deletes that file on this removal,
             # and the kernel frees it only once nothing maps it any more.
             self.data = np.array(self.data)
-        self.data[np.asarray(keys, np.intp)] = 0.0
+        self._assign(np.asarray(keys, np.intp), np.zeros(self.dim, np.float32))
+
+    def rows(self, keys: NDArray[Any]) -> NDArray[np.float32]:
+        """A copy of the rows of ``keys``, in order."""
+        index = np.asarray(keys).astype(np.intp)
+        if not self._more or not index.size or int(index.max()) < len(self.data):
+            return np.asarray(self.data[index], np.float32)
+        found = np.empty((len(index), self.dim), np.float32)
+        for block, start, chosen in self._blocks_of(index):
+            found[chosen] = block[index[chosen] - start]
+        return found
+
+    def parts(self, count: int) -> list[NDArray[np.float32]]:
+        """Rows ``0 .. count - 1``, block by block (what a snapshot writes)."""
+        found, start = [], 0
+        for block in (self.data, *self._more):
+            if start >= count:
+                break
+            found.append(block[: count - start])
+            start += len(block)
+        return found
+
+    def _grow(self, needed: int) -> None:
+        if not self._more and self.data.nbytes <= GROW_BY_COPY_BYTES:
+            grown = np.zeros((max(needed, 2 * len(self.data)), self.dim), np.float32)
+            grown[: len(self.data)] = self.data
+            self.data = grown  # a memory map is left for the garbage collector to unmap
+            return
+        capacity = self.capacity  # (zeroed lazily by the kernel: untouched rows cost nothing)
+        self._starts.append(capacity)
+        self._more.append(np.zeros((max(needed - capacity, capacity // 2), self.dim), np.float32))
+
+    def _assign(self, index: NDArray[np.intp], values: NDArray[np.float32]) -> None:
+        """Rows ``index`` = ``values`` (one row each, or one row for all)."""
+        if not index.size:
+            return
+        if not self._more or int(index.max()) < len(self.data):
+            self.data[index] = values
+            return
+        for block, start, chosen in self._blocks_of(index):
+            block[index[chosen] - start] = values[chosen] if values.ndim == 2 else values
+
+    def _blocks_of(
+        self, index: NDArray[np.intp]
+    ) -> list[tuple[NDArray[np.float32], int, NDArray[np.bool_]]]:
+        """(block, its first key, which of ``index`` fall in it), for the blocks ``index`` hits."""
+        starts = np.asarray([0, *self._starts])
+        which = np.searchsorted(starts, index, side="right") - 1
+        blocks = (self.data, *self._more)
+        return [(blocks[b], int(starts[b]), which == b) for b in np.unique(which).tolist()]
 
     def rerank(
         self, keys: NDArray[np.uint64], query: NDArray[np.float32], k: int
     ) -> tuple[NDArray[np.uint64], NDArray[np.float32]]:
         """The ``k`` nearest of ``keys`` by exact distance (L2, or 1 - cos), nearest first."""
-        rows = self.data[keys.astype(np.intp)]
+        rows = self.rows(keys)
         if self.metric == "cosine":
             norm = float(np.linalg.norm(query))
             # einsum, not matmul: BLAS would wake its thread pool for this small product.
@@ -123,4 +182,4 @@ class ExactRows:
         return keys[order], distances[order].astype(np.float32)
 
     def nbytes(self) -> int:
-        return int(self.data.nbytes)
+        return int(self.data.nbytes) + sum(int(block.nbytes) for block in self._more)
