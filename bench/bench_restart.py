@@ -72,6 +72,7 @@ PER_PERSON = 4
 READY_TIMEOUT_S = 300.0
 SNAPSHOT_TIMEOUT_S = 1800.0  # a 1M-face build on two cores takes minutes
 GALLERY = "gallery.json"  # what a run on a --keep dir reuses
+ENROLLMENTS = 20  # measured after a start
 
 
 @dataclass
@@ -206,14 +207,16 @@ def wait_for_snapshot(root: Path, server: Server) -> float:
 @dataclass
 class Enrolled:
     step: str
-    enroll_ms: float
-    recognize_ms: float  # the next recognize, which applies the new face to the index
+    enroll_ms: float  # the slowest
+    recognize_ms: float  # the slowest recognize after one, which applies it to the index
     health_worst_ms: float  # /health polled meanwhile: how long the event loop stalled
 
 
 def enrolled(server: Server, step: str) -> Enrolled:
-    """The first enrollment after a start (the astronaut, one person over reruns) and the next
-    recognize, with ``/health`` polled every 10 ms meanwhile."""
+    """The first ``ENROLLMENTS`` enrollments after a start (faces of the astronaut, one person
+    over reruns), each followed by a recognize, with ``/health`` polled every 10 ms meanwhile.
+    Several: the first faces take keys freed by erasures, and only a face past those grows the
+    rows loaded from the snapshot."""
     worst = 0.0
     done = threading.Event()
 
@@ -228,10 +231,13 @@ def enrolled(server: Server, step: str) -> Enrolled:
 
     poller = threading.Thread(target=poll)
     poller.start()
-    began = time.perf_counter()
-    server.enroll("astronaut", astronaut_png(), "astronaut")
-    enroll_ms = (time.perf_counter() - began) * 1000
-    recognize_ms, _ = server.recognize(grace_hopper_jpeg() + b"enrolled")
+    enroll_ms = recognize_ms = 0.0
+    for i in range(ENROLLMENTS):
+        began = time.perf_counter()
+        server.enroll("astronaut", astronaut_png() + bytes([i]), "astronaut")
+        enroll_ms = max(enroll_ms, (time.perf_counter() - began) * 1000)
+        took, _ = server.recognize(grace_hopper_jpeg() + bytes([i]))
+        recognize_ms = max(recognize_ms, took)
     done.set()
     poller.join()
     return Enrolled(step, enroll_ms, recognize_ms, worst * 1000)
@@ -358,12 +364,12 @@ def label(mmap: bool, modes: list[bool]) -> str:
 def enrollment_report(enrollments: list[Enrolled]) -> str:
     lines = [
         "",
-        "The first enrollment after a start (the astronaut, through `/add-face`) and the next "
-        "recognize (which applies the new face to the index loaded from the snapshot), with "
-        "`/health` polled every 10 ms meanwhile: its worst latency is how long the event loop "
-        "stalled.",
+        f"The first {ENROLLMENTS} enrollments after a start (faces of the astronaut, through "
+        "`/add-face`), each followed by a recognize (which applies the new face to the index "
+        "loaded from the snapshot), with `/health` polled every 10 ms meanwhile: the slowest "
+        "of each, and `/health`'s worst latency, how long the event loop stalled.",
         "",
-        "| server | enroll ms | next recognize ms | /health worst ms |",
+        "| server | enroll ms (max) | recognize ms (max) | /health worst ms |",
         "|---|---:|---:|---:|",
     ]
     for e in enrollments:
