@@ -7,6 +7,7 @@ import asyncio
 import errno
 import fcntl
 import os
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import replace
@@ -20,6 +21,7 @@ from sqlalchemy import event
 from facerec.storage import hnsw_snapshot
 from facerec.storage.models import EmbeddingSpace, NewFace, NewPerson
 from facerec.storage.protocols import Change, FaceVector, GallerySize, IndexRows, LogState
+from facerec.storage.quantised_rows import ExactRows
 from facerec.storage.registry import IndexOptions, IndexRegistry
 from facerec.storage.snapshots import PARTIAL_STALE_S, SnapshotStore
 from facerec.storage.sql_repository import SqlGalleryRepository
@@ -236,10 +238,20 @@ async def test_recognize_counts_no_persons(world: World) -> None:  # noqa: F811
 
 
 async def test_restart_from_quantised_mapped_snapshot_then_erase(
-    backend: Backend, tmp_path: Path
+    backend: Backend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A restart serves from the snapshot (i8 graph, exact rows mapped) without building, with
-    exact distances, and an erasure seen after the load leaves no trace in memory or on disk."""
+    exact distances, and an erasure seen after the load leaves no trace in memory or on disk;
+    the mapped rows are copied into memory in a thread, not on the event loop."""
+    copied_on_main: list[bool] = []
+    detach = ExactRows.detach
+
+    def recorded(rows: ExactRows) -> None:
+        if isinstance(rows.data, np.memmap):
+            copied_on_main.append(threading.current_thread() is threading.main_thread())
+        detach(rows)
+
+    monkeypatch.setattr(ExactRows, "detach", recorded)
     repo = backend.repo
     directory = tmp_path / "index"
     options = IndexOptions(
@@ -269,6 +281,7 @@ async def test_restart_from_quantised_mapped_snapshot_then_erase(
     assert people[2] not in {h.person_id for h in hits}
     assert vec(42).tobytes() not in index._exact.data.tobytes()
     assert not list(directory.glob("*.hnsw"))  # the snapshot holding the face is deleted
+    assert copied_on_main == [False]
     assert await restarted.save() == 1
     assert not any(vec(42).tobytes() in p.read_bytes() for p in directory.glob("*.hnsw"))
     await restarted.close()

@@ -209,6 +209,11 @@ class HnswIndex:
     def _graph_query(self, q: NDArray[np.float32]) -> NDArray[np.float32]:
         return q if self.projection is None else projection.project_query(q, self.projection)
 
+    def detach_rows(self) -> None:
+        """Exact rows mapped from a snapshot, copied into memory (see ``ExactRows.detach``)."""
+        if self._exact is not None:
+            self._exact.detach()
+
     def remove(self, ids: Iterable[str]) -> int:
         keys = [self._keys.pop(face_id) for face_id in ids if face_id in self._keys]
         if not keys:

@@ -111,11 +111,17 @@ class ExactRows:
             self._grow(needed)
         self._assign(keys.astype(np.intp), unit_rows(matrix) if self.metric == "cosine" else matrix)
 
-    def scrub(self, keys: list[int]) -> None:
+    def detach(self) -> None:
+        """Copy rows mapped from a snapshot into memory (a second for a million 512-D rows:
+        the registry calls it in a thread before a removal). A search that took the map goes
+        on reading it; nothing else writes meanwhile (the registry's lock)."""
         if isinstance(self.data, np.memmap):
-            # Detach from the snapshot first: the registry deletes that file on this removal,
-            # and the kernel frees it only once nothing maps it any more.
             self.data = np.array(self.data)
+
+    def scrub(self, keys: list[int]) -> None:
+        # Detach from the snapshot first: the registry deletes that file on this removal, and
+        # the kernel frees it only once nothing maps it any more.
+        self.detach()
         self._assign(np.asarray(keys, np.intp), np.zeros(self.dim, np.float32))
 
     def rows(self, keys: NDArray[Any]) -> NDArray[np.float32]:

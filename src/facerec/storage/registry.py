@@ -39,7 +39,7 @@ from facerec.storage.index_builds import IndexBuilds
 from facerec.storage.index_options import IndexOptions
 from facerec.storage.models import EmbeddingSpace, SearchHit
 from facerec.storage.protocols import Change, GallerySize, IndexSource
-from facerec.storage.shards import Shard, ShardKey, best_persons, exact_index, reconcile
+from facerec.storage.shards import Shard, ShardKey, best_persons, exact_index, reconciled
 from facerec.storage.snapshot_replay import built_elsewhere, take_over
 from facerec.storage.snapshot_writer import SnapshotWriter
 from facerec.storage.snapshots import SnapshotStore
@@ -273,7 +273,7 @@ class IndexRegistry(SyncedSearch):
             faces = set().union(*touched.values())
             present = {v.face_id: v for v in await self._source.face_vectors(faces)}
             for key, face_ids in touched.items():
-                if reconcile(self._shards[key], face_ids, present):
+                if await reconciled(self._shards[key], face_ids, present):
                     await asyncio.to_thread(forget, *key, before=batch[-1].seq)
                 self._builds.maybe_upgrade(key)
         await self._notifier.changed(batch)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -11,7 +12,7 @@ from numpy.typing import NDArray
 
 from facerec.storage.models import EmbeddingSpace, SearchHit, as_vector, best_per_person
 from facerec.storage.protocols import FaceVector, VectorIndex
-from facerec.storage.vector_index import ExactIndex
+from facerec.storage.vector_index import ExactIndex, HnswIndex
 
 ShardKey = tuple[str, str]
 """(collection, space)."""
@@ -56,6 +57,14 @@ def forget_faces(shard: Shard, face_ids: Sequence[str] | set[str]) -> None:
             shard.persons[owner] -= 1
             if shard.persons[owner] <= 0:
                 del shard.persons[owner]
+
+
+async def reconciled(shard: Shard, face_ids: set[str], present: dict[str, FaceVector]) -> int:
+    """:func:`reconcile`, the rows mapped from a snapshot first copied into memory in a thread
+    when a face goes (a removal detaches them; a million 512-D rows take a second to copy)."""
+    if isinstance(shard.index, HnswIndex) and any(f not in present for f in face_ids):
+        await asyncio.to_thread(shard.index.detach_rows)
+    return reconcile(shard, face_ids, present)
 
 
 def reconcile(shard: Shard, face_ids: set[str], present: dict[str, FaceVector]) -> int:

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from facerec.storage.models import EmbeddingSpace
 from facerec.storage.protocols import Change, IndexSource
-from facerec.storage.shards import Shard, ShardKey, reconcile
+from facerec.storage.shards import Shard, ShardKey, reconciled
 from facerec.storage.snapshots import SnapshotStore
 
 log = logging.getLogger(__name__)
@@ -114,6 +114,6 @@ async def replay(
         c.face_id for c in changes if c.face_id and (c.collection, c.space) == (collection, space)
     }
     present = {v.face_id: v for v in await source.face_vectors(mine)}
-    if reconcile(shard, mine, present):
+    if await reconciled(shard, mine, present):
         snapshots.forget(collection, space)
     return True
