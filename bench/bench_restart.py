@@ -20,6 +20,11 @@ The real server (``python -m facerec.cli serve``: SQLite, default models, its ow
    (SIGKILL) and started again: seconds to ``/ready``, and whether the first recognize of the
    astronaut names her (the change log replayed over the snapshot).
 
+5. *changes*: the first enrollments after a start (astronaut faces, one person over reruns),
+   and, on the last server before its graceful stop, the first erasure (a synthetic person),
+   each followed by a recognize, with ``/health`` polled every 10 ms: how long the event loop
+   stalled while the index took the change.
+
 Whether a start loaded the snapshot or built: its log (``loaded index snapshot`` / ``swapped
 in``), and how long loading the indexes took (``vector indexes ready in``).
 
@@ -49,7 +54,9 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -205,18 +212,17 @@ def wait_for_snapshot(root: Path, server: Server) -> float:
 
 
 @dataclass
-class Enrolled:
+class Changed:
     step: str
-    enroll_ms: float  # the slowest
+    change: str  # what was done: enrollments, or an erasure
+    change_ms: float  # the slowest
     recognize_ms: float  # the slowest recognize after one, which applies it to the index
     health_worst_ms: float  # /health polled meanwhile: how long the event loop stalled
 
 
-def enrolled(server: Server, step: str) -> Enrolled:
-    """The first ``ENROLLMENTS`` enrollments after a start (faces of the astronaut, one person
-    over reruns), each followed by a recognize, with ``/health`` polled every 10 ms meanwhile.
-    Several: the first faces take keys freed by erasures, and only a face past those grows the
-    rows loaded from the snapshot."""
+def changed(server: Server, step: str, change: str, calls: list[Callable[[], object]]) -> Changed:
+    """``calls`` (changes to the gallery), each followed by a recognize, with ``/health`` polled
+    every 10 ms meanwhile."""
     worst = 0.0
     done = threading.Event()
 
@@ -231,16 +237,35 @@ def enrolled(server: Server, step: str) -> Enrolled:
 
     poller = threading.Thread(target=poll)
     poller.start()
-    enroll_ms = recognize_ms = 0.0
-    for i in range(ENROLLMENTS):
+    change_ms = recognize_ms = 0.0
+    for i, call in enumerate(calls):
         began = time.perf_counter()
-        server.enroll("astronaut", astronaut_png() + bytes([i]), "astronaut")
-        enroll_ms = max(enroll_ms, (time.perf_counter() - began) * 1000)
+        call()
+        change_ms = max(change_ms, (time.perf_counter() - began) * 1000)
         took, _ = server.recognize(grace_hopper_jpeg() + bytes([i]))
         recognize_ms = max(recognize_ms, took)
     done.set()
     poller.join()
-    return Enrolled(step, enroll_ms, recognize_ms, worst * 1000)
+    return Changed(step, change, change_ms, recognize_ms, worst * 1000)
+
+
+def enrolled(server: Server, step: str) -> Changed:
+    """The first ``ENROLLMENTS`` enrollments after a start (faces of the astronaut, one person
+    over reruns). Several: the first faces take keys freed by erasures, and only a face past
+    those grows the rows loaded from the snapshot."""
+    photos = [astronaut_png() + bytes([i]) for i in range(ENROLLMENTS)]
+    calls = [partial(server.enroll, "astronaut", photo, "astronaut") for photo in photos]
+    return changed(server, step, f"{ENROLLMENTS} enrollments", list(calls))
+
+
+def erased(server: Server, step: str, person: str) -> Changed:
+    """The first erasure after a start: a synthetic person (a removal copies rows mapped from
+    the snapshot into memory, and deletes the snapshot: the graceful stop after writes it)."""
+
+    def erase() -> None:
+        server.client.delete(f"{API}/persons/{person}").raise_for_status()
+
+    return changed(server, step, "an erasure", [erase])
 
 
 def setup(root: Path, size: int, embedder: str | None) -> dict[str, Any]:
@@ -332,22 +357,28 @@ def main() -> None:
                 starts.append(measured(server, step, grace_hopper_jpeg(), args.queries))
                 print(starts[-1])
         assert server is not None
-        enrollments: list[Enrolled] = []
+        changes: list[Changed] = []
         for mmap in modes:
-            step = f"after {'a crash' if enrollments else 'the last restart'}"
-            enrollments.append(enrolled(server, step + label(server.mmap, modes)))
-            print(enrollments[-1])
+            step = f"after {'a crash' if changes else 'the last restart'}"
+            changes.append(enrolled(server, step + label(server.mmap, modes)))
+            print(changes[-1])
             server.stop(crash=True)
             server = Server(root, next(numbers), embedder, mmap)
             step = f"after a crash{label(mmap, modes)}"
             starts.append(measured(server, step, astronaut_png(), args.queries))
             print(starts[-1])
+        erasure = gallery.get("erased", 0)
+        step = f"after a crash{label(server.mmap, modes)}"
+        changes.append(erased(server, step, f"synthetic-{erasure}"))
+        gallery["erased"] = erasure + 1
+        (root / GALLERY).write_text(json.dumps(gallery))
+        print(changes[-1])
         server.stop()
     finally:
         if args.keep is None:
             shutil.rmtree(root, ignore_errors=True)
     model = f"{embedder or 'default models'}, {gallery['space']}"
-    body = report(starts, args.size, model, gallery) + enrollment_report(enrollments)
+    body = report(starts, args.size, model, gallery) + changes_report(changes)
     print(body)
     if not args.no_write:
         name = "restart" if embedder is None else f"restart_{embedder}"
@@ -361,20 +392,23 @@ def label(mmap: bool, modes: list[bool]) -> str:
     return ", rows mapped" if mmap else ", rows read"
 
 
-def enrollment_report(enrollments: list[Enrolled]) -> str:
+def changes_report(changes: list[Changed]) -> str:
     lines = [
         "",
-        f"The first {ENROLLMENTS} enrollments after a start (faces of the astronaut, through "
-        "`/add-face`), each followed by a recognize (which applies the new face to the index "
-        "loaded from the snapshot), with `/health` polled every 10 ms meanwhile: the slowest "
-        "of each, and `/health`'s worst latency, how long the event loop stalled.",
+        f"Changes after a start: the first {ENROLLMENTS} enrollments (faces of the astronaut, "
+        "through `/add-face`), then, before the last graceful stop, the first erasure (a "
+        "synthetic person, `DELETE /persons/{id}`); each followed by a recognize (which "
+        "applies the change to the index loaded from the snapshot), with `/health` polled "
+        "every 10 ms meanwhile: the slowest of each, and `/health`'s worst latency, how long "
+        "the event loop stalled.",
         "",
-        "| server | enroll ms (max) | recognize ms (max) | /health worst ms |",
-        "|---|---:|---:|---:|",
+        "| server | change | change ms (max) | recognize ms (max) | /health worst ms |",
+        "|---|---|---:|---:|---:|",
     ]
-    for e in enrollments:
+    for c in changes:
         lines.append(
-            f"| {e.step} | {e.enroll_ms:.0f} | {e.recognize_ms:.0f} | {e.health_worst_ms:.0f} |"
+            f"| {c.step} | {c.change} | {c.change_ms:.0f} | {c.recognize_ms:.0f} "
+            f"| {c.health_worst_ms:.0f} |"
         )
     return "\n".join(lines) + "\n"
 
