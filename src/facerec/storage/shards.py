@@ -62,8 +62,9 @@ def forget_faces(shard: Shard, face_ids: Sequence[str] | set[str]) -> None:
 async def reconciled(shard: Shard, face_ids: set[str], present: dict[str, FaceVector]) -> int:
     """:func:`reconcile`, the rows mapped from a snapshot first copied into memory in a thread
     when a face goes (a removal detaches them; a million 512-D rows take a second to copy)."""
-    if isinstance(shard.index, HnswIndex) and any(f not in present for f in face_ids):
-        await asyncio.to_thread(shard.index.detach_rows)
+    index = shard.index
+    if isinstance(index, HnswIndex) and any(f not in present and f in index for f in face_ids):
+        await asyncio.to_thread(index.detach_rows)
     return reconcile(shard, face_ids, present)
 
 
