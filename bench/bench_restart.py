@@ -31,7 +31,9 @@ in``), and how long loading the indexes took (``vector indexes ready in``).
 ``--mmap both`` measures each restart twice in a row, reading the snapshot's exact rows and
 mapping them (``FACEREC_INDEX__HNSW_MMAP_SNAPSHOTS``), so the two are compared side by side.
 ``--keep DIR`` keeps the gallery's files in DIR; a later run on the same DIR and size skips
-the fill and the first start (it restarts on the snapshot there).
+the fill and the first start (it restarts on the snapshot there). ``--cold`` empties the page
+cache before each restart (root): the snapshot and the database are read from disk, as after a
+reboot, and mapped rows are faulted in by the first searches.
 
     python bench/bench_restart.py --size 1000000
     python bench/bench_restart.py --size 1000000 --embedder w600k_mbf --mmap both --keep /tmp/g
@@ -46,6 +48,7 @@ import asyncio
 import base64
 import itertools
 import json
+import os
 import re
 import shutil
 import signal
@@ -316,6 +319,11 @@ def main() -> None:
         help="map the snapshot's exact rows instead of reading them (both: each restart twice)",
     )
     parser.add_argument("--keep", type=Path, help="keep (and reuse) the gallery in this dir")
+    parser.add_argument(
+        "--cold",
+        action="store_true",
+        help="empty the page cache before each restart, as after a reboot (root, Linux)",
+    )
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     from facerec.storage.index_options import IndexOptions
@@ -352,6 +360,8 @@ def main() -> None:
             for mmap in modes:
                 if server is not None:
                     server.stop()
+                if args.cold:
+                    drop_caches()
                 server = Server(root, next(numbers), embedder, mmap)
                 step = f"restart {run}{label(mmap, modes)}"
                 starts.append(measured(server, step, grace_hopper_jpeg(), args.queries))
@@ -363,6 +373,8 @@ def main() -> None:
             changes.append(enrolled(server, step + label(server.mmap, modes)))
             print(changes[-1])
             server.stop(crash=True)
+            if args.cold:
+                drop_caches()
             server = Server(root, next(numbers), embedder, mmap)
             step = f"after a crash{label(mmap, modes)}"
             starts.append(measured(server, step, astronaut_png(), args.queries))
@@ -383,7 +395,16 @@ def main() -> None:
     if not args.no_write:
         name = "restart" if embedder is None else f"restart_{embedder}"
         title = f"Start and restart on a large gallery ({embedder or 'default models'})"
+        if args.cold:
+            name, title = f"{name}_cold", f"{title}, page cache emptied before each restart"
         write_section(name, title, body)
+
+
+def drop_caches() -> None:
+    """The page cache emptied, as after a reboot: the snapshot and the database come from
+    disk again (needs root; Linux)."""
+    os.sync()
+    Path("/proc/sys/vm/drop_caches").write_text("1\n")
 
 
 def label(mmap: bool, modes: list[bool]) -> str:
