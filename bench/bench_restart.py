@@ -381,7 +381,8 @@ def main() -> None:
             print(starts[-1])
         erasure = gallery.get("erased", 0)
         step = f"after a crash{label(server.mmap, modes)}"
-        changes.append(erased(server, step, f"synthetic-{erasure}"))
+        last = args.size // PER_PERSON - 2  # (synthetic persons, erased from the last one down)
+        changes.append(erased(server, step, f"synthetic-{last - erasure}"))
         gallery["erased"] = erasure + 1
         (root / GALLERY).write_text(json.dumps(gallery))
         print(changes[-1])
