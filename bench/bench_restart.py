@@ -355,17 +355,22 @@ def main() -> None:
             first.step += " (an earlier run)"
         starts.append(first)
         numbers = itertools.count(len(list(root.glob("serve-*.log"))))
+
+        def restart(mmap: bool, step: str, photo: bytes) -> Server:
+            """A new server on the gallery (the page cache emptied first with --cold), measured."""
+            if args.cold:
+                drop_caches()
+            server = Server(root, next(numbers), embedder, mmap)
+            starts.append(measured(server, step + label(mmap, modes), photo, args.queries))
+            print(starts[-1])
+            return server
+
         server = None
         for run in range(1, args.runs + 1):
             for mmap in modes:
                 if server is not None:
                     server.stop()
-                if args.cold:
-                    drop_caches()
-                server = Server(root, next(numbers), embedder, mmap)
-                step = f"restart {run}{label(mmap, modes)}"
-                starts.append(measured(server, step, grace_hopper_jpeg(), args.queries))
-                print(starts[-1])
+                server = restart(mmap, f"restart {run}", grace_hopper_jpeg())
         assert server is not None
         changes: list[Changed] = []
         for mmap in modes:
@@ -373,12 +378,7 @@ def main() -> None:
             changes.append(enrolled(server, step + label(server.mmap, modes)))
             print(changes[-1])
             server.stop(crash=True)
-            if args.cold:
-                drop_caches()
-            server = Server(root, next(numbers), embedder, mmap)
-            step = f"after a crash{label(mmap, modes)}"
-            starts.append(measured(server, step, astronaut_png(), args.queries))
-            print(starts[-1])
+            server = restart(mmap, "after a crash", astronaut_png())
         erasure = gallery.get("erased", 0)
         step = f"after a crash{label(server.mmap, modes)}"
         last = args.size // PER_PERSON - 2  # (synthetic persons, erased from the last one down)
