@@ -1,17 +1,20 @@
-"""HNSW links per face (M): recall@1 against latency for one gallery, graphs side by side.
+"""HNSW links per face (M) and build order: recall@1 against latency, graphs side by side.
 
-For each M an ``HnswIndex`` is built as the service builds it (``IndexOptions`` with only M
-changed: graph type, projection, ef_construction, orphan list), saved, and restored from its
-snapshot as a restart does (2 MiB pages where Linux allows). Then, for each ef of a grid, every
-query is searched once (k=1, one thread) on each graph, the graphs taking turns on every query so
-that a noisy neighbour slows them alike. The summary gives, per M, the first ef at which
-recall@1 reaches the goal and the p50 there.
+For each M (and each build order: ``locality``, the service's default, near faces inserted
+together, see ``facerec.storage.build_order``; ``given``, the gallery's own order) an
+``HnswIndex`` is built as the service builds it (``IndexOptions`` with only those changed:
+graph type, projection, ef_construction, orphan list), saved, and restored from its snapshot as
+a restart does (2 MiB pages where Linux allows). Then, for each ef of a grid, every query is
+searched once (k=1, one thread) on each graph, the graphs taking turns on every query so that a
+noisy neighbour slows them alike. The summary gives, per graph, the first ef at which recall@1
+reaches the goal and the p50 there.
 
     python bench/bench_connectivity.py --size 1000000 --dim 512 --connectivity 16,32
     python bench/bench_connectivity.py --size 100000 --dim 512 --data spread
+    python bench/bench_connectivity.py --size 1000000 --dim 512 --connectivity 32 --order both
 
-Writes the ``index_connectivity_<data>_<size>`` section of BENCHMARKS.md (``--no-write``: only
-print it).
+Writes the ``index_connectivity_<data>_<size>`` section of BENCHMARKS.md, or with ``--order
+both`` the ``index_build_order_<data>_<size>_<dim>`` one (``--no-write``: only print it).
 """
 
 from __future__ import annotations
@@ -53,7 +56,7 @@ GOAL = 0.999
 
 @dataclass
 class Graph:
-    connectivity: int
+    label: str  # M, and the build order when compared
     index: HnswIndex
     build_s: float
     load_s: float
@@ -63,7 +66,7 @@ class Graph:
 
 @dataclass
 class Point:
-    connectivity: int
+    label: str
     ef: int
     p50_ms: float
     p95_ms: float
@@ -71,10 +74,22 @@ class Point:
 
 
 def built(
-    connectivity: int, data: NDArray[np.float32], metric: Metric, threads: int, root: Path
+    variant: tuple[int, str],
+    data: NDArray[np.float32],
+    metric: Metric,
+    threads: int,
+    root: Path,
+    label: str,
 ) -> Graph:
-    """Built as the service builds it, then restored from its snapshot as a restart does."""
-    options = replace(IndexOptions(), connectivity=connectivity, build_threads=threads)
+    """Built as the service builds it (M and build order from ``variant``), then restored from
+    its snapshot as a restart does."""
+    connectivity, order = variant
+    options = replace(
+        IndexOptions(),
+        connectivity=connectivity,
+        build_threads=threads,
+        ordered_build=order == "locality",
+    )
     index = configured_hnsw(
         options, EmbeddingSpace(f"bench@{data.shape[1]}", data.shape[1], metric)
     )
@@ -82,7 +97,7 @@ def built(
     started = time.perf_counter()
     index.add(ids, data)
     build = time.perf_counter() - started
-    path = root / f"m{connectivity}.hnsw"
+    path = root / f"m{connectivity}-{order}.hnsw"
     index.save(path)
     del index
     gc.collect()
@@ -93,11 +108,11 @@ def built(
     path.unlink()
     memory = restored.memory_bytes() / 2**20
     print(
-        f"M {connectivity}: built in {build:.1f} s, restored in {load:.2f} s, {memory:.0f} MB, "
+        f"{label}: built in {build:.1f} s, restored in {load:.2f} s, {memory:.0f} MB, "
         f"{restored.orphans} orphans, graph {graph_name(restored)}",
         flush=True,
     )
-    return Graph(connectivity, restored, build, load, memory, options.expansion_search)
+    return Graph(label, restored, build, load, memory, options.expansion_search)
 
 
 def ef_rows(
@@ -139,15 +154,15 @@ def sweep(
     """Every ef of the grid on every graph that has not yet reached recall@1 1.0, side by
     side; stops once each has."""
     points: list[Point] = []
-    done: set[int] = set()
+    done: set[str] = set()
     for ef in EFS:
-        active = [g for g in graphs if g.connectivity not in done]
+        active = [g for g in graphs if g.label not in done]
         if not active:
             break
         for point in measured_at(active, ef, data, qs, truth, metric):
             points.append(point)
             if point.recall >= 1.0:
-                done.add(point.connectivity)
+                done.add(point.label)
     return points
 
 
@@ -166,10 +181,10 @@ def measured_at(
     measured = timed_side_by_side([top_key(g.index) for g in graphs], qs)
     for graph, (times, found) in zip(graphs, measured, strict=True):
         recall = recall_at_1(data, qs, found, truth, metric)
-        point = Point(graph.connectivity, ef, percentile(times, 50), percentile(times, 95), recall)
+        point = Point(graph.label, ef, percentile(times, 50), percentile(times, 95), recall)
         points.append(point)
         print(
-            f"  M {point.connectivity:3d} ef {ef:3d}: p50 {point.p50_ms:.3f} ms, p95 "
+            f"  {point.label} ef {ef:3d}: p50 {point.p50_ms:.3f} ms, p95 "
             f"{point.p95_ms:.3f} ms, recall@1 {recall:.4f}",
             flush=True,
         )
@@ -185,18 +200,18 @@ def write(
 ) -> None:
     """``service``: every graph at the service's configured ef, side by side."""
     summary = [
-        f"| M | graph | build s | restart s | index MB | orphans | first ef at recall@1 ≥ {GOAL}"
-        f" | p50 ms there | p95 ms there | at the service's ef ({graphs[0].build_ef}): recall@1,"
-        " p50 ms |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| graph build | graph | build s | restart s | index MB | orphans | first ef at recall@1 "
+        f"≥ {GOAL} | p50 ms there | p95 ms there | at the service's ef "
+        f"({graphs[0].build_ef}): recall@1, p50 ms |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
-    at_service = {p.connectivity: p for p in service}
+    at_service = {p.label: p for p in service}
     for graph in graphs:
-        own = at_service[graph.connectivity]
-        reached = [p for p in points if p.connectivity == graph.connectivity and p.recall >= GOAL]
+        own = at_service[graph.label]
+        reached = [p for p in points if p.label == graph.label and p.recall >= GOAL]
         first = reached[0] if reached else None
         summary.append(
-            f"| {graph.connectivity} | {graph_name(graph.index)} | {graph.build_s:.0f} | "
+            f"| {graph.label} | {graph_name(graph.index)} | {graph.build_s:.0f} | "
             f"{graph.load_s:.1f} | {graph.memory_mb:.0f} | {graph.index.orphans} | "
             + (
                 f"{first.ef} | **{first.p50_ms:.3f}** | {first.p95_ms:.3f} |"
@@ -205,20 +220,22 @@ def write(
             )
             + f" {own.recall:.4f}, {own.p50_ms:.3f} |"
         )
-    detail = ["| M | ef | p50 ms | p95 ms | recall@1 |", "|---:|---:|---:|---:|---:|"] + [
-        f"| {p.connectivity} | {p.ef} | {p.p50_ms:.3f} | {p.p95_ms:.3f} | {p.recall:.4f} |"
-        for p in sorted(points, key=lambda p: (p.connectivity, p.ef))
+    detail = ["| graph | ef | p50 ms | p95 ms | recall@1 |", "|---|---:|---:|---:|---:|"] + [
+        f"| {p.label} | {p.ef} | {p.p50_ms:.3f} | {p.p95_ms:.3f} | {p.recall:.4f} |"
+        for p in sorted(points, key=lambda p: (p.label, p.ef))
     ]
     body = (
         f"- gallery: {args.size:,} synthetic faces, {args.dim}-D, `{args.data}` "
         "(`bench_index.sweep_data`: identities of 4 faces, about 0.7 cosine within one); "
         f"{args.queries} queries, new faces of enrolled identities; recall@1: the face found is "
         "as near as the exact nearest (float64).\n"
-        f"- each graph built as the service builds it (`IndexOptions`, only M changed; "
-        f"{args.threads} build threads; its orphan self-check at the configured ef, "
+        "- each graph built as the service builds it (`IndexOptions` with only M and the build "
+        f"order changed; {args.threads} build threads; its orphan self-check at the configured ef, "
         f"{graphs[0].build_ef}), saved and restored from its snapshot (2 MiB pages where "
         "Linux allows); one k=1 search per query and graph on one thread, the graphs taking "
-        "turns on every query. A graph leaves the grid once it reaches recall@1 1.0; the others "
+        "turns on every query. Build order locality: near faces inserted together (k-means "
+        "clusters, `facerec.storage.build_order`, the service's default); given: the gallery's "
+        "own order. A graph leaves the grid once it reaches recall@1 1.0; the others "
         "go on alone from there (no longer side by side). Then every graph is measured again at "
         "the service's configured ef, side by side.\n"
         f"- load average (1 / 5 / 15 min) before: {load[0]:.2f} / {load[1]:.2f} / "
@@ -229,12 +246,24 @@ def write(
     )
     if args.no_write:
         print(body)
+    elif args.order == "both":
+        write_section(
+            f"index_build_order_{args.data}_{size_label(args.size)}_{args.dim}",
+            f"HNSW build order, side by side: {args.data} gallery, {args.size:,} faces, "
+            f"{args.dim}-D",
+            body,
+        )
     else:
         write_section(
             f"index_connectivity_{args.data}_{size_label(args.size)}",
             f"HNSW links per face (M), side by side: {args.data} gallery, {args.size:,} faces",
             body,
         )
+
+
+def variant_label(connectivity: str, order: str, args: argparse.Namespace) -> str:
+    """``M 32``, or ``M 32, given order`` when build orders are compared or not the default."""
+    return f"M {connectivity}" + ("" if args.order == "locality" else f", {order} order")
 
 
 def size_label(size: int) -> str:
@@ -250,6 +279,12 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=512)
     parser.add_argument("--data", default="clustered", choices=("clustered", "spread"))
     parser.add_argument("--connectivity", default="16,32", help="the values of M to compare")
+    parser.add_argument(
+        "--order",
+        default="locality",
+        choices=("locality", "given", "both"),
+        help="the build order (locality: the service's; both: compare them)",
+    )
     parser.add_argument("--queries", type=int, default=3000)
     parser.add_argument("--threads", type=int, default=2, help="build threads")
     parser.add_argument("--no-write", action="store_true")
@@ -260,8 +295,11 @@ def main() -> None:
     truth = sweep_truth(data, qs, metric)
     root = Path(tempfile.mkdtemp(prefix="facerec-bench-m-"))
     try:
+        orders = ("locality", "given") if args.order == "both" else (args.order,)
         graphs = [
-            built(int(m), data, metric, args.threads, root) for m in args.connectivity.split(",")
+            built((int(m), order), data, metric, args.threads, root, variant_label(m, order, args))
+            for m in args.connectivity.split(",")
+            for order in orders
         ]
     finally:
         shutil.rmtree(root, ignore_errors=True)

@@ -31,6 +31,7 @@ from numpy.typing import NDArray
 from facerec.errors import InvalidInputError
 from facerec.storage import huge_pages as huge_pages_
 from facerec.storage import projection
+from facerec.storage.build_order import add_in_order
 from facerec.storage.graph_search import graph_search, scrub_free_slots
 from facerec.storage.orphans import Orphans, unlisted, unreachable
 from facerec.storage.projected_build import projected_build
@@ -64,6 +65,7 @@ class HnswIndex:
         rescore: int = 4,
         graph_dim: int = 0,
         huge_pages: bool = True,
+        ordered_build: bool = True,
     ) -> None:
         self.dim = dim
         self.metric: Metric = metric
@@ -73,6 +75,7 @@ class HnswIndex:
         self.connectivity = connectivity
         self.expansion_add = expansion_add
         self.huge_pages = huge_pages  # collapse a built or restored graph (see huge_pages)
+        self.ordered_build = ordered_build  # a first build takes near faces together (build_order)
         self.graph_memory: list[huge_pages_.Range] = []  # mapped while it was built/restored
         # Asked for; the projection exists once the first add has fitted (and kept) it.
         self.graph_dim = projection.graph_dim_for(graph_dim, dim, metric)
@@ -146,7 +149,7 @@ class HnswIndex:
                     graph_rows = projected_build(self, keys, matrix)
                 else:
                     graph_rows = matrix
-                    self._index.add(keys, matrix, threads=self.threads)
+                    add_in_order(self._index, keys, matrix, self.threads, self.ordered_build)
         else:
             graph_rows = self._graph_rows(matrix)
             self._index.add(keys, graph_rows, threads=self.threads)

@@ -63,6 +63,7 @@ def configured_hnsw(options: IndexOptions, spec: EmbeddingSpace) -> HnswIndex:
         rescore=options.rescore,
         graph_dim=options.graph_dim,
         huge_pages=options.huge_pages,
+        ordered_build=options.ordered_build,
     )
 
 

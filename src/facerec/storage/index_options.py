@@ -53,6 +53,7 @@ class IndexOptions:
     graph_dim: int = 128  # cosine spaces: the graph on this many principal directions; 0: all
     mmap_snapshots: bool = False  # map snapshot rows copy-on-write instead of reading them
     huge_pages: bool = True  # collapse built or restored graphs into 2 MiB pages (Linux)
+    ordered_build: bool = True  # a graph's first build takes near faces together (build_order)
     milvus: MilvusOptions = field(default_factory=MilvusOptions)
 
     @classmethod

@@ -9,6 +9,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from facerec.storage import projection
+from facerec.storage.build_order import add_in_order
 
 if TYPE_CHECKING:
     from facerec.storage.hnsw_index import HnswIndex
@@ -30,7 +31,7 @@ def projected_build(
         index.projection = matrix_p = projection.narrowest(rows, matrix_p)
         index._index = index._graph(matrix_p.shape[1], index.expansion_search)
         graph_rows = projection.project(matrix, matrix_p)
-        index._index.add(keys, graph_rows, threads=index.threads)
+        add_in_order(index._index, keys, graph_rows, index.threads, index.ordered_build)
 
         def nearest_other(row: int) -> int:
             found, _ = index._candidates(rows[row], 2)
@@ -56,5 +57,5 @@ def projected_build(
         )
     index.projection = None
     index._index = index._graph(index.dim, index.expansion_search)
-    index._index.add(keys, matrix, threads=index.threads)
+    add_in_order(index._index, keys, matrix, index.threads, index.ordered_build)
     return matrix
