@@ -34,12 +34,13 @@ import numpy as np
 from numpy.typing import NDArray
 
 from facerec.errors import NotFoundError
+from facerec.storage import change_apply
 from facerec.storage.change_feed import ChangeNotifier, PersonsChanged
 from facerec.storage.index_builds import IndexBuilds
 from facerec.storage.index_options import IndexOptions
 from facerec.storage.models import EmbeddingSpace, SearchHit
 from facerec.storage.protocols import Change, GallerySize, IndexSource
-from facerec.storage.shards import Shard, ShardKey, best_persons, exact_index, reconciled
+from facerec.storage.shards import Shard, ShardKey, best_persons, exact_index
 from facerec.storage.snapshot_replay import built_elsewhere, take_over
 from facerec.storage.snapshot_writer import SnapshotWriter
 from facerec.storage.snapshots import SnapshotStore
@@ -247,35 +248,19 @@ class IndexRegistry(SyncedSearch):
     # ---- internals ---------------------------------------------------------------------------
 
     async def _apply(self, batch: Sequence[Change]) -> None:
-        gone = {c.collection for c in batch if c.op == "collection_remove" and c.collection}
+        """Apply one batch of the log (:mod:`change_apply`): erased faces leave no snapshot
+        behind, loaded here or not."""
+        gone = change_apply.removed_collections(batch)
         self._drop([key for key in self._shards if key[0] in gone])
-        # Erased faces leave no snapshot behind, loaded here or not. (Off the event loop: a
-        # removal reads the start of the snapshot file, on whatever disk index_dir is.)
-        forget = self._snapshots.forget
-        for collection in gone:
-            await asyncio.to_thread(forget, collection)
-        removals = {(c.collection, c.space): c.seq for c in batch if c.op == "face_remove"}
-        for (owner, space), seq in removals.items():  # (the batch's last of each)
-            if owner and space:
-                await asyncio.to_thread(forget, owner, space, before=seq)
+        await change_apply.forget_erased(self._snapshots, batch)
         if self._complete:  # the first face of a (collection, space): its index starts empty
-            for c in batch:
-                key = (c.collection or "", c.space or "")
-                if c.op == "face_add" and all(key) and key not in self._shards:
-                    spec = await self._space(key[1])
-                    if spec is not None:
-                        self._shards[key] = Shard(spec, exact_index(spec, 0), {})
-        touched: dict[ShardKey, set[str]] = {}
-        for c in batch:
-            if c.face_id and c.collection and c.space and (c.collection, c.space) in self._shards:
-                touched.setdefault((c.collection, c.space), set()).add(c.face_id)
-        if touched:
-            faces = set().union(*touched.values())
-            present = {v.face_id: v for v in await self._source.face_vectors(faces)}
-            for key, face_ids in touched.items():
-                if await reconciled(self._shards[key], face_ids, present):
-                    await asyncio.to_thread(forget, *key, before=batch[-1].seq)
-                self._builds.maybe_upgrade(key)
+            for key in change_apply.first_faces(batch, self._shards):
+                spec = await self._space(key[1])
+                if spec is not None:
+                    self._shards[key] = Shard(spec, exact_index(spec, 0), {})
+        changed = change_apply.reconcile_batch(self._shards, batch, self._source, self._snapshots)
+        for key in await changed:
+            self._builds.maybe_upgrade(key)
         await self._notifier.changed(batch)
 
     async def _shard(self, collection: str, space: str) -> Shard | None:
