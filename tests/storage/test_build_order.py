@@ -3,6 +3,7 @@ face once, and the same answers as a build in the gallery's own order."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,9 @@ from numpy.typing import NDArray
 from facerec.storage import build_order
 from facerec.storage.build_order import ORDER_FROM, add_in_order, locality_order
 from facerec.storage.hnsw_index import HnswIndex
+from facerec.storage.index_builds import configured_hnsw
+from facerec.storage.index_options import IndexOptions
+from facerec.storage.models import EmbeddingSpace
 
 
 def clustered(clusters: int, per_cluster: int, dim: int, seed: int = 0) -> NDArray[np.float32]:
@@ -79,3 +83,24 @@ def test_an_ordered_build_finds_what_the_given_order_finds(metric: Any, tmp_path
         found[ordered] = [restored.search(rows[i], 1)[0][0] for i in picks]
         assert found[ordered] == [ids[i] for i in picks]  # each face finds itself
         assert sorted(restored.ids()) == sorted(ids)
+
+
+@pytest.mark.parametrize("ordered", [True, False])
+def test_the_service_builds_in_locality_order_unless_told_not_to(
+    ordered: bool, monkeypatch: Any
+) -> None:
+    options = replace(IndexOptions(), ordered_build=ordered)
+    index = configured_hnsw(options, EmbeddingSpace("s@16", 16, "l2"))
+    calls: list[int] = []
+    real = build_order.locality_order
+
+    def spy(rows: NDArray[np.float32]) -> NDArray[np.intp] | None:
+        calls.append(len(rows))
+        return real(rows)
+
+    monkeypatch.setattr(build_order, "locality_order", spy)
+    rows = clustered(20, 600, 16)
+    index.add([f"f{i}" for i in range(len(rows))], rows)
+    assert calls == ([len(rows)] if ordered else [])
+    index.add(["late"], rows[:1] + 1.0)  # later faces are appended, never reordered
+    assert calls == ([len(rows)] if ordered else [])
