@@ -85,10 +85,15 @@ class SnapshotStore:
         """The lock file of (collection, space)'s graph builds (``build_claims``)."""
         return self.path(collection, space).with_suffix(".build")
 
+    def summary(self, collection: str, space: str) -> tuple[int, int] | None:
+        """(faces its graph was built with, seq) of the snapshot; None without one. Blocking
+        (reads the start of the file): run it in a thread."""
+        return None if self.directory is None else peek(self.path(collection, space))
+
     def built_faces(self, collection: str, space: str) -> int | None:
         """How many faces the snapshot's graph was built with; None without a snapshot.
-        Blocking (reads the start of the file): run it in a thread."""
-        found = None if self.directory is None else peek(self.path(collection, space))
+        Blocking: run it in a thread."""
+        found = self.summary(collection, space)
         return None if found is None else found[0]
 
     def write(
@@ -100,7 +105,7 @@ class SnapshotStore:
         nothing), or the directory refuses it (logged); returns whether it wrote. Blocking:
         run it in a thread."""
         path = self.path(collection, space)
-        summary = None if self.directory is None else peek(path)
+        summary = self.summary(collection, space)
         if summary == (index.built_faces, seq):
             return False
         there = None if summary is None else summary[0]
