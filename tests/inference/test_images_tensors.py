@@ -101,12 +101,14 @@ def test_scratch_does_not_keep_arrays_over_the_limit() -> None:
     [
         ((750, 1000), (480, 640), cv2.INTER_LINEAR),  # SCRFD on a 4000 px photo's 1/4 decode
         ((720, 960), (480, 640), cv2.INTER_LINEAR),  # a 1920 px photo's 1/2 decode
+        ((1125, 960), (640, 546), cv2.INTER_LINEAR),  # a 1920 x 2250 portrait's 1/2 (0.57)
+        ((1200, 900), (640, 480), cv2.INTER_AREA),  # 0.53: below the bound
         ((1500, 2000), (768, 1024), cv2.INTER_AREA),  # RetinaFace on a 4000 px photo's 1/2
         ((3000, 4000), (480, 640), cv2.INTER_AREA),  # a PNG, never reduced while decoded
         ((150, 200), (480, 640), cv2.INTER_LINEAR),  # letterbox(enlarge=True) of a face chip
     ],
 )
-def test_shrink_is_bilinear_only_down_to_six_tenths(
+def test_shrink_is_bilinear_only_down_to_055(
     source: tuple[int, int], target: tuple[int, int], interpolation: int
 ) -> None:
     image = np.random.default_rng(3).integers(0, 256, (*source, 3), np.uint8)

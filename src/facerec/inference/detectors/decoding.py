@@ -104,18 +104,21 @@ class Letterboxed:
 
 
 # Down to this scale a detector's input is resized bilinearly, below it by pixel area.
-LINEAR_DOWN_TO = 0.6
+LINEAR_DOWN_TO = 0.55
 
 
 def resize_for_detector(image: ImageBGR, width: int, height: int) -> ImageBGR:
     """``image`` resized to ``width`` × ``height`` for a detector: bilinear when enlarging and
     down to ``LINEAR_DOWN_TO``, by pixel area below. The area filter costs 5-10x as much (1000 x
-    750 to 640 x 480: 4.8 against 0.6 ms; 1024 x 768: 8.2 against 0.9). Where a reduced JPEG decode
-    lands for the 640 px detectors (SCRFD, YOLO, YuNet; 0.64 of a 4000 px photo's 1/4 decode,
-    0.67 of a 1920 px photo's 1/2) bilinear moved SCRFD's landmarks by a median 0.005 (p95 0.011)
-    of the eye distance on faces-dev, and MobileFaceNet's vectors by a cosine distance of 0.0004
-    (p95 0.0035). Nearer half size it skips ever more pixels: RetinaFace at 1024 px (0.51 of a
-    4000 px photo's 1/2 decode) keeps the area filter, which small faces need."""
+    750 to 640 x 480: 4.8 against 0.6 ms; 1024 x 768: 8.2 against 0.9; a 1920 x 2250 portrait's
+    1/2 decode to SCRFD's 640 px, 0.57 of it: 2.3 against 0.33). A reduced JPEG decode reaches
+    the detector at 0.5-1 of its size. On faces-dev (``bench/bench_resize.py``), at every scale
+    from 0.51 to 0.65, bilinear moves SCRFD's and RetinaFace's landmarks, and every embedder's
+    vectors, by about half or less of what moving the photo one pixel does (median and p95;
+    MobileFaceNet's and w600k_mbf's median by a sixth to a ninth). Below 0.55 single faces moved
+    further than any one-pixel move did (at 0.53, under RetinaFace, a MobileFaceNet vector by
+    0.33 cosine against at most 0.27), so the area filter stays below 0.55, where large photos
+    never reduced while decoded (PNG, WEBP) land."""
     h, w = image.shape[:2]
     linear = min(width / w, height / h) >= LINEAR_DOWN_TO
     interpolation = cv2.INTER_LINEAR if linear else cv2.INTER_AREA
