@@ -13,8 +13,9 @@ reaches the goal and the p50 there.
     python bench/bench_connectivity.py --size 100000 --dim 512 --data spread
     python bench/bench_connectivity.py --size 1000000 --dim 512 --connectivity 32 --order both
 
-Writes the ``index_connectivity_<data>_<size>`` section of BENCHMARKS.md, or with ``--order
-both`` the ``index_build_order_<data>_<size>_<dim>`` one (``--no-write``: only print it).
+Writes the ``index_connectivity_<data>_<size>`` section of BENCHMARKS.md (``..._<dim>`` unless
+512-D), or with ``--order both`` the ``index_build_order_<data>_<size>_<dim>`` one
+(``--no-write``: only print it).
 """
 
 from __future__ import annotations
@@ -37,9 +38,11 @@ if str(REPO) not in sys.path:  # run as a script: make ``bench`` importable
     sys.path.insert(0, str(REPO))
 
 from bench.bench_index import (  # noqa: E402
+    Nearest,
+    identity_recall_at_1,
     recall_at_1,
     sweep_data,
-    sweep_truth,
+    sweep_nearest,
     timed_side_by_side,
     top_key,
 )
@@ -50,6 +53,7 @@ from facerec.storage.index_options import IndexOptions  # noqa: E402
 from facerec.storage.models import EmbeddingSpace  # noqa: E402
 from facerec.values import Metric  # noqa: E402
 
+PER_ID = 4  # faces per synthetic identity
 EFS = (16, 20, 24, 28, 32, 40, 48, 56, 64, 80, 96)
 GOAL = 0.999
 
@@ -71,6 +75,7 @@ class Point:
     p50_ms: float
     p95_ms: float
     recall: float
+    identity: float  # identity recall@1: the face found is the exact nearest one's identity
 
 
 def built(
@@ -148,7 +153,7 @@ def sweep(
     graphs: list[Graph],
     data: NDArray[np.float32],
     qs: NDArray[np.float32],
-    truth: NDArray[np.float64],
+    truth: Nearest,
     metric: Metric,
 ) -> list[Point]:
     """Every ef of the grid on every graph that has not yet reached recall@1 1.0, side by
@@ -171,7 +176,7 @@ def measured_at(
     ef: int,
     data: NDArray[np.float32],
     qs: NDArray[np.float32],
-    truth: NDArray[np.float64],
+    truth: Nearest,
     metric: Metric,
 ) -> list[Point]:
     """Each graph at ``ef``, side by side."""
@@ -180,12 +185,14 @@ def measured_at(
     points = []
     measured = timed_side_by_side([top_key(g.index) for g in graphs], qs)
     for graph, (times, found) in zip(graphs, measured, strict=True):
-        recall = recall_at_1(data, qs, found, truth, metric)
-        point = Point(graph.label, ef, percentile(times, 50), percentile(times, 95), recall)
+        recall = recall_at_1(data, qs, found, truth.distance, metric)
+        identity = identity_recall_at_1(found, truth.row, PER_ID)
+        p50, p95 = percentile(times, 50), percentile(times, 95)
+        point = Point(graph.label, ef, p50, p95, recall, identity)
         points.append(point)
         print(
-            f"  {point.label} ef {ef:3d}: p50 {point.p50_ms:.3f} ms, p95 "
-            f"{point.p95_ms:.3f} ms, recall@1 {recall:.4f}",
+            f"  {point.label} ef {ef:3d}: p50 {p50:.3f} ms, p95 {p95:.3f} ms, recall@1 "
+            f"{recall:.4f}, identity {identity:.4f}",
             flush=True,
         )
     return points
@@ -202,7 +209,7 @@ def write(
     summary = [
         "| graph build | graph | build s | restart s | index MB | orphans | first ef at recall@1 "
         f"≥ {GOAL} | p50 ms there | p95 ms there | at the service's ef "
-        f"({graphs[0].build_ef}): recall@1, p50 ms |",
+        f"({graphs[0].build_ef}): recall@1, identity recall@1, p50 ms |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     at_service = {p.label: p for p in service}
@@ -218,17 +225,22 @@ def write(
                 if first
                 else "not reached | - | - |"
             )
-            + f" {own.recall:.4f}, {own.p50_ms:.3f} |"
+            + f" {own.recall:.4f}, {own.identity:.4f}, {own.p50_ms:.3f} |"
         )
-    detail = ["| graph | ef | p50 ms | p95 ms | recall@1 |", "|---|---:|---:|---:|---:|"] + [
-        f"| {p.label} | {p.ef} | {p.p50_ms:.3f} | {p.p95_ms:.3f} | {p.recall:.4f} |"
+    detail = [
+        "| graph | ef | p50 ms | p95 ms | recall@1 | identity recall@1 |",
+        "|---|---:|---:|---:|---:|---:|",
+    ] + [
+        f"| {p.label} | {p.ef} | {p.p50_ms:.3f} | {p.p95_ms:.3f} | {p.recall:.4f} "
+        f"| {p.identity:.4f} |"
         for p in sorted(points, key=lambda p: (p.label, p.ef))
     ]
     body = (
         f"- gallery: {args.size:,} synthetic faces, {args.dim}-D, `{args.data}` "
         "(`bench_index.sweep_data`: identities of 4 faces, about 0.7 cosine within one); "
         f"{args.queries} queries, new faces of enrolled identities; recall@1: the face found is "
-        "as near as the exact nearest (float64).\n"
+        "as near as the exact nearest (float64); identity recall@1: the face found belongs to "
+        "the exact nearest face's identity (what a decision by person needs).\n"
         "- each graph built as the service builds it (`IndexOptions` with only M and the build "
         f"order changed; {args.threads} build threads; its orphan self-check at the configured ef, "
         f"{graphs[0].build_ef}), saved and restored from its snapshot (2 MiB pages where "
@@ -254,9 +266,11 @@ def write(
             body,
         )
     else:
+        dim = "" if args.dim == 512 else f"_{args.dim}"  # 512-D sections keep their names
         write_section(
-            f"index_connectivity_{args.data}_{size_label(args.size)}",
-            f"HNSW links per face (M), side by side: {args.data} gallery, {args.size:,} faces",
+            f"index_connectivity_{args.data}_{size_label(args.size)}{dim}",
+            f"HNSW links per face (M), side by side: {args.data} gallery, {args.size:,} faces, "
+            f"{args.dim}-D",
             body,
         )
 
@@ -291,8 +305,8 @@ def main() -> None:
     args = parser.parse_args()
     load = os.getloadavg()
     metric: Metric = "cosine" if args.dim > 128 else "l2"
-    data, qs = sweep_data(args.data, args.size, args.dim, 4, args.queries)
-    truth = sweep_truth(data, qs, metric)
+    data, qs = sweep_data(args.data, args.size, args.dim, PER_ID, args.queries)
+    truth = sweep_nearest(data, qs, metric)
     root = Path(tempfile.mkdtemp(prefix="facerec-bench-m-"))
     try:
         orders = ("locality", "given") if args.order == "both" else (args.order,)

@@ -29,6 +29,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import psutil
@@ -494,11 +495,30 @@ def recall_at_1(
     return float(np.mean(near <= truth + 1e-5))
 
 
+def identity_recall_at_1(found: list[int], nearest: NDArray[np.int64], per_id: int) -> float:
+    """Share of queries whose found row (``found``) shows the identity of the exact nearest row
+    (``nearest``, from :func:`sweep_nearest`): what a 1:N decision by person needs. Rows of
+    :func:`sweep_data` come identity by identity, ``per_id`` each."""
+    return float(np.mean(np.asarray(found, np.int64) // per_id == nearest // per_id))
+
+
 def sweep_truth(
     data: NDArray[np.float32], qs: NDArray[np.float32], metric: str
 ) -> NDArray[np.float64]:
-    """Exact nearest distance per query: top 8 in float32, then decided in float64 (float32
-    alone misranks near ties and would count a correct answer as a miss)."""
+    """Exact nearest distance per query (see :func:`sweep_nearest`)."""
+    return sweep_nearest(data, qs, metric).distance
+
+
+class Nearest(NamedTuple):
+    """The exact nearest row of each query and its float64 distance."""
+
+    distance: NDArray[np.float64]
+    row: NDArray[np.int64]
+
+
+def sweep_nearest(data: NDArray[np.float32], qs: NDArray[np.float32], metric: str) -> Nearest:
+    """Exact nearest distance and row per query: top 8 in float32, then decided in float64
+    (float32 alone misranks near ties and would count a correct answer as a miss)."""
     unit_q = qs / np.linalg.norm(qs, axis=1, keepdims=True) if metric == "cosine" else qs
     cands = np.empty((len(qs), 0), np.int64)
     cand_d = np.empty((len(qs), 0), np.float32)
@@ -517,7 +537,9 @@ def sweep_truth(
     exact = np.stack(
         [exact_distances(data, qs, cands[:, j], metric) for j in range(cands.shape[1])], 1
     )
-    return np.asarray(exact.min(1), np.float64)
+    best = exact.argmin(1)
+    rows = np.take_along_axis(cands, best[:, None], 1)[:, 0]
+    return Nearest(np.asarray(exact.min(1), np.float64), np.asarray(rows, np.int64))
 
 
 def sweep_config(
