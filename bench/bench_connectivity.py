@@ -155,12 +155,13 @@ def sweep(
     qs: NDArray[np.float32],
     truth: Nearest,
     metric: Metric,
+    efs: tuple[int, ...] = EFS,
 ) -> list[Point]:
     """Every ef of the grid on every graph that has not yet reached recall@1 1.0, side by
     side; stops once each has."""
     points: list[Point] = []
     done: set[str] = set()
-    for ef in EFS:
+    for ef in efs:
         active = [g for g in graphs if g.label not in done]
         if not active:
             break
@@ -299,6 +300,9 @@ def main() -> None:
         choices=("locality", "given", "both"),
         help="the build order (locality: the service's; both: compare them)",
     )
+    parser.add_argument(
+        "--efs", default=",".join(map(str, EFS)), help="the ef grid (search expansion)"
+    )
     parser.add_argument("--queries", type=int, default=3000)
     parser.add_argument("--threads", type=int, default=2, help="build threads")
     parser.add_argument("--no-write", action="store_true")
@@ -317,7 +321,7 @@ def main() -> None:
         ]
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    points = sweep(graphs, data, qs, truth, metric)
+    points = sweep(graphs, data, qs, truth, metric, tuple(int(e) for e in args.efs.split(",")))
     service = measured_at(graphs, graphs[0].build_ef, data, qs, truth, metric)
     write(graphs, points, service, args, load)
 

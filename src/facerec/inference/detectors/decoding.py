@@ -117,8 +117,11 @@ def resize_for_detector(image: ImageBGR, width: int, height: int) -> ImageBGR:
     vectors, by about half or less of what moving the photo one pixel does (median and p95;
     MobileFaceNet's and w600k_mbf's median by a sixth to a ninth). Below 0.55 single faces moved
     further than any one-pixel move did (at 0.53, under RetinaFace, a MobileFaceNet vector by
-    0.33 cosine against at most 0.27), so the area filter stays below 0.55, where large photos
-    never reduced while decoded (PNG, WEBP) land."""
+    0.33 cosine against at most 0.27), and at 0.51 the reduced decode's own test (a ~28 px face
+    for RetinaFace in a 4000 x 3000 photo, tests/domain/test_analysis_images.py) moves its dlib
+    vector by 0.056 against the 0.05 it allows. So the area filter stays below 0.55: RetinaFace
+    on a 4000 px photo's 1/2 decode or a 1920 px one (0.51-0.53), a 4000 x 4688 portrait's 1/4
+    decode for SCRFD (0.546), and large photos never reduced while decoded (PNG, WEBP)."""
     h, w = image.shape[:2]
     linear = min(width / w, height / h) >= LINEAR_DOWN_TO
     interpolation = cv2.INTER_LINEAR if linear else cv2.INTER_AREA
