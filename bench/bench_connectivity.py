@@ -117,7 +117,7 @@ def built(
         f"{restored.orphans} orphans, graph {graph_name(restored)}",
         flush=True,
     )
-    return Graph(label, restored, build, load, memory, options.expansion_search)
+    return Graph(label, restored, build, load, memory, options.search_ef(metric))
 
 
 def ef_rows(

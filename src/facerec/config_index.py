@@ -44,9 +44,12 @@ class IndexSettings(BaseModel):
     # take 1.1-1.4x as long and the graph ~0.25 KB more per face (BENCHMARKS.md,
     # index_connectivity_*). A snapshot of another M is not loaded: rebuilt in the background.
     hnsw_connectivity: int = Field(32, ge=4, le=128)
-    # HNSW search breadth (ef); higher: better recall, slower. At 64 with M 32, recall@1 was
-    # 0.9993-1.000 on 100k and 1M 512-D synthetic galleries (BENCHMARKS.md, index_connectivity_*).
-    hnsw_expansion_search: int = Field(64, ge=1, le=4096)
+    # HNSW search breadth (ef); higher: better recall, slower. Unset: 64 for cosine models'
+    # graphs (recall@1 0.9993-1.000 with M 32 on 100k and 1M 512-D synthetic galleries, and a
+    # recognize walks at least 160 wide through their re-ranking), 256 for L2 ones (dlib's f32
+    # graph: 0.999 against 0.983 at 64 on a 1M 128-D gallery, 2.8 against 1.0 ms; BENCHMARKS.md,
+    # index_connectivity_*; storage.index_options.DEFAULT_EF).
+    hnsw_expansion_search: int | None = Field(None, ge=1, le=4096)
     # HNSW build breadth (ef_construction) of graphs built from now on. 256 finds more at a
     # given ef (1M 512-D faces, ef 40: recall@1 0.999 against 0.996) but builds ~1.9x as long
     # and each hop costs more: no faster at equal recall (BENCHMARKS.md, index_sweep).

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -270,6 +271,29 @@ def test_a_restored_graph_searches_as_configured_now(tmp_path: Path) -> None:
     assert restored.index.search(queries[0], 3)[0] == index.search(queries[0], 3)[0]
     as_saved = SnapshotStore(tmp_path, dtype="i8", graph_dim=32).read("default", space, 0, 9)
     assert as_saved is not None and as_saved.index.expansion_search == 64
+
+
+def test_the_search_breadth_follows_the_metric_unless_configured(tmp_path: Path) -> None:
+    """Unset, ``HNSW_EXPANSION_SEARCH`` is 64 for cosine graphs (re-ranked: a recognize walks
+    160 wide anyway) and 256 for L2 ones (dlib's f32 graph, walked only as wide as ef), for a
+    graph built now and one restored from a snapshot saved at another breadth; set, it is the
+    breadth of both."""
+    default, set_to_40 = IndexOptions(), IndexOptions(expansion_search=40)
+    assert IndexOptions.from_settings(Settings()).expansion_search is None
+    assert (default.search_ef("cosine"), default.search_ef("l2")) == (64, 256)
+    assert (set_to_40.search_ef("cosine"), set_to_40.search_ef("l2")) == (40, 40)
+    data, _ = faces(300, 4)
+    for metric, built_at in (("cosine", 64), ("l2", 256)):
+        space = EmbeddingSpace(f"{metric}@1", DIM, metric)
+        for options, wanted in ((default, built_at), (set_to_40, 40)):
+            builds = IndexBuilds(None, options, {}, asyncio.Lock())  # type: ignore[arg-type]
+            index = builds.hnsw_from(space, ids_of(data), data)
+            assert index.expansion_search == wanted
+            index.expansion_search = 24  # saved at another breadth
+            store = SnapshotStore.configured(replace(options, index_dir=tmp_path))
+            store.write("default", space.name, index, 5, {})
+            restored = store.read("default", space, 0, 9)
+            assert restored is not None and restored.index.expansion_search == wanted
 
 
 def test_graphs_are_built_with_the_configured_breadth_and_links() -> None:

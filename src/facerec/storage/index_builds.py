@@ -57,7 +57,7 @@ def configured_hnsw(options: IndexOptions, spec: EmbeddingSpace) -> HnswIndex:
         spec.metric,
         connectivity=options.connectivity,
         expansion_add=options.expansion_add,
-        expansion_search=options.expansion_search,
+        expansion_search=options.search_ef(spec.metric),
         threads=options.build_threads,
         dtype=graph_dtype(options.dtype, spec.metric),
         rescore=options.rescore,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from facerec.storage.models import EmbeddingSpace
 from facerec.storage.projection import graph_dim_for
 from facerec.storage.quantised_rows import DtypeSetting, graph_dtype
 from facerec.storage.vector_index import HnswIndex
+from facerec.values import Metric
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +41,10 @@ class SnapshotStore:
     """``dtype``, ``graph_dim`` and ``connectivity``: the graph wanted (a snapshot of another
     type, projection setting or number of links per face is deleted, so the index is rebuilt
     as configured; None: any number of links); ``expansion_search``: the
-    search breadth of a restored graph (the configured one, not the one it was saved with;
-    None: as saved); ``mmap``: map the exact rows copy-on-write (see ``hnsw_snapshot``);
-    ``huge_pages``: collapse a restored graph into 2 MiB pages (see ``huge_pages``)."""
+    search breadth of a restored graph (the configured one, not the one it was saved with:
+    one for every space, or one per metric; None: as saved); ``mmap``: map the exact rows
+    copy-on-write (see ``hnsw_snapshot``); ``huge_pages``: collapse a restored graph into 2 MiB
+    pages (see ``huge_pages``)."""
 
     def __init__(
         self,
@@ -50,7 +53,7 @@ class SnapshotStore:
         dtype: DtypeSetting = "auto",
         graph_dim: int = 0,
         connectivity: int | None = None,
-        expansion_search: int | None = None,
+        expansion_search: int | Callable[[Metric], int] | None = None,
         mmap: bool = False,
         huge_pages: bool = True,
     ) -> None:
@@ -58,7 +61,9 @@ class SnapshotStore:
         self.dtype: DtypeSetting = dtype
         self.graph_dim = graph_dim
         self.connectivity = connectivity
-        self.expansion_search = expansion_search
+        self.expansion_search = (
+            (lambda _: expansion_search) if isinstance(expansion_search, int) else expansion_search
+        )
         self.mmap = mmap
         self.huge_pages = huge_pages
         self.instance = 0  # set once the database's instance id is known
@@ -71,7 +76,7 @@ class SnapshotStore:
             dtype=options.dtype,
             graph_dim=options.graph_dim,
             connectivity=options.connectivity,
-            expansion_search=options.expansion_search,
+            expansion_search=options.search_ef,
             mmap=options.mmap_snapshots,
             huge_pages=options.huge_pages,
         )
@@ -158,7 +163,7 @@ class SnapshotStore:
             path.unlink(missing_ok=True)  # unusable, and it may hold faces erased since
             return None
         if self.expansion_search is not None:
-            index.expansion_search = self.expansion_search
+            index.expansion_search = self.expansion_search(index.metric)
         return snapshot
 
     def forget(
