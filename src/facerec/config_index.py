@@ -47,8 +47,8 @@ class IndexSettings(BaseModel):
     # HNSW search breadth (ef); higher: better recall, slower. Unset: 64 for cosine models'
     # graphs (recall@1 0.9993-1.000 with M 32 on 100k and 1M 512-D synthetic galleries, and a
     # recognize walks at least 160 wide through their re-ranking), 256 for L2 ones (dlib's f32
-    # graph: 0.999 against 0.983 at 64 on a 1M 128-D gallery, 2.8 against 1.0 ms; BENCHMARKS.md,
-    # index_connectivity_*; storage.index_options.DEFAULT_EF).
+    # graph: recall@1 0.998 against 0.980 at 64 on a hard 1M 128-D gallery, 2.5 against 0.8 ms;
+    # BENCHMARKS.md, index_connectivity_*; storage.index_options.DEFAULT_EF).
     hnsw_expansion_search: int | None = Field(None, ge=1, le=4096)
     # HNSW build breadth (ef_construction) of graphs built from now on. 256 finds more at a
     # given ef (1M 512-D faces, ef 40: recall@1 0.999 against 0.996) but builds ~1.9x as long
