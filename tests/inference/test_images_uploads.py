@@ -16,7 +16,8 @@ from pydantic import BaseModel
 from facerec.api import uploads
 from facerec.api.uploads import OFFLOAD_CHARS, OffloadedJSONRoute, image_bytes, parse_json
 from facerec.config import LimitSettings
-from facerec.errors import InvalidInputError
+from facerec.errors import InvalidInputError, PayloadTooLargeError
+from facerec.inference import image_formats
 from facerec.inference.image_formats import decode_base64
 
 
@@ -117,3 +118,32 @@ def test_base64_accepts_and_refuses_what_the_standard_library_does(text: str) ->
     except InvalidInputError as exc:
         got = b"" if exc.code == "empty_image" else str(exc.details["reason"])
     assert got == expected
+
+
+@pytest.mark.parametrize("length", [1, 2, 3, 4, 5, 1000, 3 * OFFLOAD_CHARS])
+def test_plain_base64_is_decoded_in_one_pass_as_the_full_path_decodes_it(
+    length: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = (bytes(range(256)) * (length // 256 + 1))[:length]
+    text = base64.b64encode(data).decode()
+    for wrapped in (text, "data:image/jpeg;base64," + text):
+        assert decode_base64(wrapped, LimitSettings()) == data
+    # Answered by the fast path alone: the full path's decoder is not needed...
+    with monkeypatch.context() as patched:
+        patched.setattr(image_formats, "_b64decode", lambda raw: b"the full path")
+        assert decode_base64(text, LimitSettings()) == data
+        # ...while whatever is not plain, padded base64 still goes the full path.
+        for other in (text + "\n", text.replace("+", "-").replace("/", "_"), text.rstrip("=")):
+            if other != text:
+                assert decode_base64(other, LimitSettings()) == b"the full path"
+
+
+def test_plain_base64_over_the_limit_is_refused_as_too_large() -> None:
+    limits = LimitSettings(max_upload_bytes=1024)
+    assert len(decode_base64(base64.b64encode(bytes(1023)).decode(), limits)) == 1023
+    with pytest.raises(PayloadTooLargeError) as refused:
+        decode_base64(base64.b64encode(bytes(1026)).decode(), limits)
+    assert refused.value.code == "file_too_large"
+    # Whitespace does not count against the limit.
+    wrapped = "\n".join(base64.b64encode(bytes(1023)).decode())
+    assert len(decode_base64(wrapped, limits)) == 1023

@@ -53,6 +53,8 @@ def decode_base64(text: str, limits: LimitSettings) -> bytes:
         raise InvalidInputError("image_base64 is empty", code="empty_image")
     match = _DATA_URL.match(text.lstrip()[:256])
     start = len(text) - len(text.lstrip()) + (match.end() if match else 0)
+    if (data := _plain_base64(text[start:], limits)) is not None:
+        return data
     raw = text[start:].encode("ascii", errors="replace")
     # A memchr per whitespace byte: a regex search of a few MB of base64 costs tens of ms.
     if any(space in raw for space in _SPACES):
@@ -77,6 +79,25 @@ def decode_base64(text: str, limits: LimitSettings) -> bytes:
     if not data:
         raise InvalidInputError("image_base64 decodes to no bytes", code="empty_image")
     return data
+
+
+def _plain_base64(text: str, limits: LimitSettings) -> bytes | None:
+    """The bytes of standard, padded base64 with no whitespace (what nearly every client sends)
+    in one pass over the text, or None for anything else, which the full path then decodes or
+    refuses. Of a 19 MB text the full path's ASCII copy, whitespace search and decoding take ~10
+    ms holding the GIL, this ~2.5 ms."""
+    if len(text) * 3 // 4 > limits.max_upload_bytes:  # the full path tells too large from spaces
+        return None
+    return plain_base64(text) or None
+
+
+def plain_base64(text: str) -> bytes | None:
+    """``text`` decoded if it is nothing but standard, padded base64 (no whitespace, no ``-_``,
+    no missing padding, ASCII only), else None; one SIMD pass."""
+    try:
+        return pybase64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        return None
 
 
 def webp_size(data: bytes) -> tuple[int, int] | None:
