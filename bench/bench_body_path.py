@@ -58,6 +58,7 @@ def launch_before(argv: list[str]) -> int:
     from facerec.api import idempotency
     from facerec.cli import main as facerec_main
     from facerec.domain import queries
+    from facerec.domain.probes import image_digest
     from facerec.inference import image_formats
 
     async def fingerprint_on_the_loop(route: str, request: Any, *uploads: Any) -> str:
@@ -74,7 +75,7 @@ def launch_before(argv: list[str]) -> int:
         return digest.hexdigest()
 
     async def digest_on_the_loop(data: bytes) -> str:
-        return queries.digest_of(data)
+        return image_digest(data)
 
     def full_path_only(text: str, limits: object) -> None:
         return None
@@ -169,9 +170,9 @@ def run(args: argparse.Namespace) -> str:
     with ExitStack() as stack:
         ports = {}
         for name in SERVERS:
-            launcher = ("-m", "bench.bench_body_path", "--launch-before")
-            if name != "before":
-                launcher = ("-m", "facerec.cli")
+            launcher: tuple[str, ...] = ("-m", "facerec.cli")
+            if name == "before":
+                launcher = ("-m", "bench.bench_body_path", "--launch-before")
             server = stack.enter_context(running_server(env, launcher=launcher))
             face = base64.b64encode(grace_hopper_jpeg()).decode()
             grace = {"person_name": "grace", "face_image_base64": face}
