@@ -6,15 +6,17 @@ was against now, side by side on the real service.
   search for each whitespace byte, then the decoder), the photo's SHA-256 (the recent-results
   cache key) computed on the event loop, and an ``Idempotency-Key``'s request digest made from
   ``json.dumps`` of the whole request, on the event loop;
+  and an uploaded file over 1 MiB spooled to disk by Starlette, then read back in 1 MiB pieces;
 - *now*: ``facerec serve`` as it is (plain base64 decoded in one pass; a photo over 256 KiB
   hashed in a worker thread, where hashlib releases the GIL; the request digest in a worker
-  thread, long base64 hashed as it is).
+  thread, long base64 hashed as it is; uploads up to the limit kept in memory, read at once).
 
 Two measurements, the servers taken in turn:
 
-1. a recognize of the same photo again and again (base64 JSON; the recent-results cache
-   answers, so what is left is the body: its transfer, parsing, decoding and hashing), and of a
-   14 MB body that is no image (refused after it is decoded and hashed: 400 ``invalid_image``);
+1. a recognize of the same photo again and again (base64 JSON, or a multipart upload; the
+   recent-results cache answers, so what is left is the body: its transfer, parsing, decoding
+   and hashing), and of a 14 MB body that is no image (refused after it is decoded and hashed:
+   400 ``invalid_image``);
 2. ``/health`` every millisecond from a second connection while the 14 MB bodies are sent one
    after another (to recognize, and to add-face with an ``Idempotency-Key``): how long the
    event loop kept other requests waiting.
@@ -36,6 +38,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -49,13 +52,15 @@ from bench.server import running_server
 SERVERS = ("before", "now")
 SIZES = (512, 1920, 4000)
 NOT_AN_IMAGE = 14_000_000  # bytes: a body near the 15 MiB upload limit
+JUNK = "14 MB, no image"
 KEYED = "add-face with an Idempotency-Key, 14 MB, no image"
 
 
 def launch_before(argv: list[str]) -> int:
     """``--launch-before <facerec arguments>``: facerec's command line with the earlier body path
     (workers=1: uvicorn serves in this process, so the patches hold)."""
-    from facerec.api import idempotency
+    from facerec import app
+    from facerec.api import idempotency, uploads
     from facerec.cli import main as facerec_main
     from facerec.domain import queries
     from facerec.domain.probes import image_digest
@@ -80,9 +85,24 @@ def launch_before(argv: list[str]) -> int:
     def full_path_only(text: str, limits: object) -> None:
         return None
 
+    async def read_in_pieces(upload: Any, limit: int) -> bytes:
+        chunks: list[bytes] = []
+        size = 0
+        while chunk := await upload.read(1 << 20):
+            size += len(chunk)
+            if size > limit:
+                raise RuntimeError("too large")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def spooled_as_starlette_does(limit: int) -> None:
+        return None
+
     setattr(image_formats, "_plain_base64", full_path_only)  # noqa: B010
     setattr(queries, "image_key_digest", digest_on_the_loop)  # noqa: B010
     setattr(idempotency, "fingerprint", fingerprint_on_the_loop)  # noqa: B010
+    setattr(uploads, "read_upload", read_in_pieces)  # noqa: B010
+    setattr(app, "keep_uploads_in_memory", spooled_as_starlette_does)  # noqa: B010
     return facerec_main(argv)
 
 
@@ -93,8 +113,8 @@ class Connection:
     def __init__(self, port: int) -> None:
         self._conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
 
-    def post(self, path: str, body: bytes, key: str | None = None) -> int:
-        headers = {"content-type": "application/json"}
+    def post(self, path: str, body: bytes, content_type: str, key: str | None = None) -> int:
+        headers = {"content-type": content_type}
         if key is not None:
             headers["Idempotency-Key"] = key
         self._conn.request("POST", path, body=body, headers=headers)
@@ -109,25 +129,42 @@ class Connection:
         return response.status
 
 
-def recognize_body(data: bytes) -> bytes:
-    return json.dumps({"face_image_base64": base64.b64encode(data).decode()}).encode()
+@dataclass(frozen=True)
+class Case:
+    label: str
+    path: str
+    body: bytes
+    content_type: str = "application/json"
+    expect: int = 200
+    keyed: bool = False  # a new Idempotency-Key each time
+
+    def send(self, conn: Connection) -> float:
+        key = uuid.uuid4().hex if self.keyed else None
+        started = time.perf_counter()
+        status = conn.post(self.path, self.body, self.content_type, key)
+        elapsed = (time.perf_counter() - started) * 1000
+        if status != self.expect:
+            raise RuntimeError(f"{self.label}: {self.path} answered {status}, not {self.expect}")
+        return elapsed
 
 
-def enroll_body(data: bytes) -> bytes:
-    return json.dumps(
-        {"person_name": "junk", "face_image_base64": base64.b64encode(data).decode()}
-    ).encode()
+def json_case(label: str, data: bytes, expect: int = 200, keyed: bool = False) -> Case:
+    fields = {"face_image_base64": base64.b64encode(data).decode()}
+    if keyed:
+        fields["person_name"] = "junk"
+    path = API + ("/add-face" if keyed else "/recognize")
+    return Case(label, path, json.dumps(fields).encode(), expect=expect, keyed=keyed)
 
 
-def timed(conn: Connection, body: bytes, expect: int, enroll: bool = False) -> float:
-    """A recognize, or with ``enroll`` an add-face under a new ``Idempotency-Key``."""
-    path, key = (API + "/add-face", uuid.uuid4().hex) if enroll else (API + "/recognize", None)
-    started = time.perf_counter()
-    status = conn.post(path, body, key)
-    elapsed = (time.perf_counter() - started) * 1000
-    if status != expect:
-        raise RuntimeError(f"{path} answered {status}, not {expect}")
-    return elapsed
+def upload_case(label: str, data: bytes, expect: int = 200) -> Case:
+    boundary = uuid.uuid4().hex
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="p.jpg"\r\n'
+        "Content-Type: image/jpeg\r\n\r\n"
+    )
+    body = head.encode() + data + f"\r\n--{boundary}--\r\n".encode()
+    content_type = f"multipart/form-data; boundary={boundary}"
+    return Case(label, API + "/recognize-upload", body, content_type, expect)
 
 
 def health_while(port: int, send: Iterator[None]) -> list[float]:
@@ -161,12 +198,20 @@ def run(args: argparse.Namespace) -> str:
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
     }
     rng = np.random.default_rng(0)
-    noise = [rng.integers(0, 256, NOT_AN_IMAGE, dtype=np.uint8).tobytes() for _ in range(2)]
-    junk = [recognize_body(bytes([0xAB]) + data) for data in noise]
-    junk_enrollments = [enroll_body(bytes([0xAB]) + data) for data in noise]
-    photos = {size: recognize_body(compose(size)) for size in SIZES}
+    noise = [bytes([0xAB]) + rng.integers(0, 256, NOT_AN_IMAGE, dtype=np.uint8).tobytes()]
+    noise.append(noise[0][::-1])
+    cases = [json_case(f"{size} px", compose(size)) for size in SIZES]
+    cases.append(upload_case("4000 px, upload", compose(4000)))
+    cases.append(json_case(JUNK, noise[0], 400))
+    cases.append(upload_case(JUNK + ", upload", noise[0], 400))
+    cases.append(json_case(KEYED, noise[0], 400, keyed=True))
+    # What the event loop is asked to wait behind: the two kinds of 14 MB body, each in turn.
+    stall_kinds = {
+        "recognize": [json_case(JUNK, data, 400) for data in noise],
+        KEYED: [json_case(KEYED, data, 400, keyed=True) for data in noise],
+    }
     samples: dict[tuple[str, str], list[float]] = {}
-    stalls: dict[tuple[str, bool], list[float]] = {}
+    stalls: dict[tuple[str, str], list[float]] = {}
     with ExitStack() as stack:
         ports = {}
         for name in SERVERS:
@@ -179,41 +224,42 @@ def run(args: argparse.Namespace) -> str:
             server.client.post(API + "/add-face", json=grace).raise_for_status()
             ports[name] = int(str(server.client.base_url).rstrip("/").rsplit(":", 1)[1])
         conns = {name: Connection(port) for name, port in ports.items()}
-        cases = [(f"{size} px", body, 200, False) for size, body in photos.items()]
-        cases.append(("14 MB, no image", junk[0], 400, False))
-        cases.append((KEYED, junk_enrollments[0], 400, True))
-        for case, body, expect, enroll in cases:
+        for case in cases:
             for round_no in range(args.warmup + args.rounds):
                 for name in SERVERS:
-                    elapsed = timed(conns[name], body, expect, enroll)
+                    elapsed = case.send(conns[name])
                     if round_no >= args.warmup:
-                        samples.setdefault((case, name), []).append(elapsed)
-            print(f"{case} done", flush=True)
+                        samples.setdefault((case.label, name), []).append(elapsed)
+            print(f"{case.label} done", flush=True)
         for _ in range(args.stall_rounds):
             for name in SERVERS:
-                for enroll in (False, True):
-                    bodies = junk_enrollments if enroll else junk
+                for kind, bodies in stall_kinds.items():
 
-                    def send(name: str = name, bodies: list[bytes] = bodies) -> Iterator[None]:
+                    def send(
+                        conn: Connection = conns[name], bodies: list[Case] = bodies
+                    ) -> Iterator[None]:
                         for i in range(args.stall_bodies):
-                            timed(conns[name], bodies[i % 2], 400, bodies is junk_enrollments)
+                            bodies[i % len(bodies)].send(conn)
                             yield None
 
-                    stalls.setdefault((name, enroll), []).extend(health_while(ports[name], send()))
+                    stalls.setdefault((name, kind), []).extend(health_while(ports[name], send()))
         print("stalls done", flush=True)
-    body_mb = {case: len(body) / 1e6 for case, body, _, _ in cases}
+    body_mb = {case.label: len(case.body) / 1e6 for case in cases}
     lines = [
         "*before*: the service launched with the earlier body path put back (every base64 text "
         "through the full decoding path; the photo's SHA-256, the cache key, on the event loop; "
         "an Idempotency-Key's request digest from `json.dumps` of the whole request, on the "
         "event loop); *now*: as it is (plain base64 in one pass; a photo over 256 KiB hashed in "
-        "a worker thread; the request digest in a worker thread, long base64 hashed as it is). "
+        "a worker thread; the request digest in a worker thread, long base64 hashed as it is; "
+        "uploads kept in memory up to the limit, where Starlette spooled a file over 1 MiB to "
+        "disk). "
         "Both one worker, default settings, taken in turn. Client: the standard "
         "library's `http.client` on a kept-alive connection. Load average at the start: "
         f"{load_at_start}.",
         "",
         f"Recognize, the same body again and again ({args.rounds} rounds after {args.warmup} "
-        "warm-up rounds; a photo is answered by the recent-results cache, the 14 MB body of "
+        "warm-up rounds; base64 JSON, or the file itself to /recognize-upload (multipart); a "
+        "photo is answered by the recent-results cache, the 14 MB body of "
         "random bytes is refused as no image after it is decoded and hashed; with an "
         "Idempotency-Key, a new one each time, the add-face is refused after its request "
         "digest is made and stored), milliseconds p50:",
@@ -221,11 +267,12 @@ def run(args: argparse.Namespace) -> str:
         "| body | MB | before | now | now / before |",
         "|---|---:|---:|---:|---:|",
     ]
-    for case, _, _, _ in cases:
-        before = percentile(samples[(case, "before")], 50)
-        now = percentile(samples[(case, "now")], 50)
+    for case in cases:
+        before = percentile(samples[(case.label, "before")], 50)
+        now = percentile(samples[(case.label, "now")], 50)
         lines.append(
-            f"| {case} | {body_mb[case]:.2f} | {before:.2f} | {now:.2f} | {now / before:.2f} |"
+            f"| {case.label} | {body_mb[case.label]:.2f} | {before:.2f} | {now:.2f} | "
+            f"{now / before:.2f} |"
         )
     lines += [
         "",
@@ -239,11 +286,11 @@ def run(args: argparse.Namespace) -> str:
         "| bodies to | server | polls | p50 | p99 | max | over 5 ms |",
         "|---|---|---:|---:|---:|---:|---:|",
     ]
-    for enroll in (False, True):
+    for kind in stall_kinds:
         for name in SERVERS:
-            lat = stalls[(name, enroll)]
+            lat = stalls[(name, kind)]
             lines.append(
-                f"| {KEYED if enroll else 'recognize'} | {name} | {len(lat)} | "
+                f"| {kind} | {name} | {len(lat)} | "
                 f"{percentile(lat, 50):.2f} | {percentile(lat, 99):.2f} | {max(lat):.2f} | "
                 f"{sum(x > 5 for x in lat)} |"
             )

@@ -34,6 +34,7 @@ from facerec.api.routes import (
     system,
     verification,
 )
+from facerec.api.uploads import keep_uploads_in_memory
 from facerec.cache.allocator import trim_periodically, tune_allocator
 from facerec.config import Settings
 from facerec.lifecycle import (
@@ -115,6 +116,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     install_auth(app, settings)
     install_middleware(app, settings)
+    keep_uploads_in_memory(settings.limits.max_upload_bytes)
 
     return app
 

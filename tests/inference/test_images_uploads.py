@@ -5,18 +5,25 @@ from __future__ import annotations
 
 import base64
 import json
+import tempfile
 import threading
 from typing import Any
 
 import pytest
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, FastAPI, UploadFile
 from fastapi.testclient import TestClient
 from pydantic import BaseModel
 
 from facerec.api import uploads
-from facerec.api.uploads import OFFLOAD_CHARS, OffloadedJSONRoute, image_bytes, parse_json
+from facerec.api.uploads import (
+    OFFLOAD_CHARS,
+    OffloadedJSONRoute,
+    image_bytes,
+    keep_uploads_in_memory,
+    parse_json,
+)
 from facerec.config import LimitSettings
-from facerec.errors import InvalidInputError, PayloadTooLargeError
+from facerec.errors import InvalidImageError, InvalidInputError, PayloadTooLargeError
 from facerec.inference import image_formats
 from facerec.inference.image_formats import decode_base64
 
@@ -147,3 +154,31 @@ def test_plain_base64_over_the_limit_is_refused_as_too_large() -> None:
     # Whitespace does not count against the limit.
     wrapped = "\n".join(base64.b64encode(bytes(1023)).decode())
     assert len(decode_base64(wrapped, limits)) == 1023
+
+
+def test_uploads_up_to_the_limit_are_read_from_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Starlette would spool a part over 1 MiB to disk (a worker thread hop per 64 KiB)."""
+    limits = LimitSettings(max_upload_bytes=3 * 1024 * 1024)
+    keep_uploads_in_memory(limits.max_upload_bytes)
+
+    def no_disk(self: tempfile.SpooledTemporaryFile[bytes]) -> None:
+        raise AssertionError("the upload was spooled to disk")
+
+    monkeypatch.setattr(tempfile.SpooledTemporaryFile, "rollover", no_disk)
+    app = FastAPI()
+
+    @app.post("/upload")
+    async def upload(file: UploadFile) -> dict[str, int]:
+        return {"size": len(await image_bytes(file, limits))}
+
+    client = TestClient(app)
+    big = bytes(range(256)) * (limits.max_upload_bytes // 256)
+    response = client.post("/upload", files={"file": ("a.jpg", big, "image/jpeg")})
+    assert response.status_code == 200, response.text
+    assert response.json() == {"size": len(big)}
+    with pytest.raises(PayloadTooLargeError) as refused:
+        client.post("/upload", files={"file": ("a.jpg", big + b"x", "image/jpeg")})
+    assert refused.value.code == "file_too_large"
+    with pytest.raises(InvalidImageError) as empty:
+        client.post("/upload", files={"file": ("a.jpg", b"", "image/jpeg")})
+    assert empty.value.code == "empty_image"
