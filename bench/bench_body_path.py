@@ -7,7 +7,7 @@ was against now, side by side on the real service.
   cache key) computed on the event loop, and an ``Idempotency-Key``'s request digest made from
   ``json.dumps`` of the whole request, on the event loop;
   and an uploaded file over 1 MiB spooled to disk by Starlette, then read back in 1 MiB pieces;
-- *now*: ``facerec serve`` as it is (plain base64 decoded in one pass; a photo over 256 KiB
+- *now*: ``facerec serve`` as it is (plain base64 decoded in one pass; a photo over 1 MiB
   hashed in a worker thread, where hashlib releases the GIL; the request digest in a worker
   thread, long base64 hashed as it is; uploads up to the limit kept in memory, read at once).
 
@@ -249,7 +249,7 @@ def run(args: argparse.Namespace) -> str:
         "*before*: the service launched with the earlier body path put back (every base64 text "
         "through the full decoding path; the photo's SHA-256, the cache key, on the event loop; "
         "an Idempotency-Key's request digest from `json.dumps` of the whole request, on the "
-        "event loop); *now*: as it is (plain base64 in one pass; a photo over 256 KiB hashed in "
+        "event loop); *now*: as it is (plain base64 in one pass; a photo over 1 MiB hashed in "
         "a worker thread; the request digest in a worker thread, long base64 hashed as it is; "
         "uploads kept in memory up to the limit, where Starlette spooled a file over 1 MiB to "
         "disk). "
