@@ -53,9 +53,11 @@ def decode_base64(text: str, limits: LimitSettings) -> bytes:
         raise InvalidInputError("image_base64 is empty", code="empty_image")
     match = _DATA_URL.match(text.lstrip()[:256])
     start = len(text) - len(text.lstrip()) + (match.end() if match else 0)
-    if (data := _plain_base64(text[start:], limits)) is not None:
+    body = text[start:] if start else text
+    if (data := _plain_base64(body, limits)) is not None:
         return data
-    raw = text[start:].encode("ascii", errors="replace")
+    raw = body.encode("ascii", errors="replace")
+    del body  # a prefixed text's slice: one full-size copy at a time
     # A memchr per whitespace byte: a regex search of a few MB of base64 costs tens of ms.
     if any(space in raw for space in _SPACES):
         raw = raw.translate(None, _SPACES)
