@@ -242,6 +242,7 @@ def test_a_bad_frame_gets_an_error_and_the_socket_stays_open(client: TestClient)
     [
         (b"\xff\xd8\xff binary before the config", 1003, "config_expected"),
         ("not json", 1003, "invalid_json"),
+        ("[" * 100_000, 1003, "invalid_json"),  # nested past the parsers' recursion limits
         ("[1, 2]", 1003, "invalid_message"),
         ('{"type": "frame", "image_base64": "AAAA"}', 1003, "config_expected"),
         ('{"type": "config", "max_fps": -1}', 4400, "invalid_config"),
