@@ -5,8 +5,8 @@ was against now, side by side on the real service.
   earlier steps put back: every base64 text through the full decoding path (an ASCII copy, a
   search for each whitespace byte, then the decoder), the photo's SHA-256 (the recent-results
   cache key) computed on the event loop, and an ``Idempotency-Key``'s request digest made from
-  ``json.dumps`` of the whole request, on the event loop;
-  and an uploaded file over 1 MiB spooled to disk by Starlette, then read back in 1 MiB pieces;
+  ``json.dumps`` of the whole request, on the event loop, and an uploaded file over 1 MiB
+  spooled to disk by Starlette, then read back in 1 MiB pieces;
 - *now*: ``facerec serve`` as it is (plain base64 decoded in one pass; a photo over 1 MiB
   hashed in a worker thread, where hashlib releases the GIL; the request digest in a worker
   thread, long base64 hashed as it is; uploads up to the limit kept in memory, read at once).
@@ -21,7 +21,7 @@ Two measurements, the servers taken in turn:
    after another (to recognize, and to add-face with an ``Idempotency-Key``): how long the
    event loop kept other requests waiting.
 
-    python -m bench.bench_body_path --rounds 30
+    python -m bench.bench_body_path --rounds 40 --stall-rounds 4
 """
 
 from __future__ import annotations
