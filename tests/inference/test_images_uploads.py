@@ -1,5 +1,6 @@
 """Large image bodies are decoded off the event loop: the JSON body by ``OffloadedJSONRoute``
-(with ``json.loads`` semantics) and the base64 text by ``image_bytes``."""
+(with ``json.loads`` semantics) and the base64 text by ``image_bytes``; plain base64 in one
+pass with the full path's answers; uploads up to the limit read from memory."""
 
 from __future__ import annotations
 
