@@ -28,6 +28,7 @@ from facerec.inference.align import ARCFACE_112, Points, template_for, warp_chip
 from facerec.inference.base import AlignedChip, FaceEmbedder, RuntimeOptions, onnx_session
 from facerec.inference.catalogue import EmbedderSpec
 from facerec.inference.downloads import sha256_file
+from facerec.inference.onnx_graph import OnnxFormatError, free_first_dimension
 from facerec.inference.types import ImageBGR, ModelInfo, ModelTask
 from facerec.values import Detection
 
@@ -113,21 +114,15 @@ def wrap_session(session: Any, spec: EmbedderSpec) -> OnnxEmbedderSession:
 def free_batch_dimension(path: Path, spec: EmbedderSpec) -> bytes:
     """The graph with the batch dimension of its input and output made symbolic.
 
-    For graphs that declare batch 1 but run any batch: onnxruntime otherwise warns on every
-    batched run that the output shape differs from the declared one.
+    For graphs that declare batch 1 but run any batch: onnxruntime otherwise refuses a batch
+    and warns that the output shape differs from the declared one. Edited on the file's bytes
+    (:mod:`facerec.inference.onnx_graph`): the ``onnx`` package took 1.2-1.5 s to import at
+    every start.
     """
-    import onnx
-
-    model = onnx.load(str(path))
-    graph = model.graph
-    names = {spec.input_name or graph.input[0].name, spec.output_name or graph.output[0].name}
-    for value in (*graph.input, *graph.output):
-        dims = value.type.tensor_type.shape.dim
-        if value.name in names and len(dims) > 0:
-            dims[0].dim_param = "N"
-    del graph.value_info[:]  # intermediate shapes inferred for batch 1; re-inferred on load
-    data: bytes = model.SerializeToString()
-    return data
+    try:
+        return free_first_dimension(path.read_bytes(), spec.input_name, spec.output_name)
+    except OnnxFormatError as exc:
+        raise ModelLoadError(f"cannot read ONNX model: {exc}", path=str(path)[:200]) from exc
 
 
 @functools.lru_cache(maxsize=64)
