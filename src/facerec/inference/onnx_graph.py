@@ -151,8 +151,8 @@ def free_first_dimension(model: bytes, input_name: str | None, output_name: str 
     if not inputs or not outputs:
         raise OnnxFormatError("the graph has no input or no output")
     names = {
-        input_name or (inputs[0] or b"").decode(),
-        output_name or (outputs[0] or b"").decode(),
+        input_name or (inputs[0] or b"").decode("utf-8", "replace"),
+        output_name or (outputs[0] or b"").decode("utf-8", "replace"),
     }
     value = _value_with_free_batch(names)
     graph_edits: dict[int, Edit] = {
