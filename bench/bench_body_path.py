@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import base64
 import hashlib
-import http.client
 import json
 import os
 import sys
@@ -47,7 +46,7 @@ from tests.images import grace_hopper_jpeg
 from bench.bench_body import ROOT
 from bench.bench_sizes import API, compose
 from bench.report import load_average, percentile, write_section
-from bench.server import running_server
+from bench.server import Connection, multipart_body, running_server
 
 SERVERS = ("before", "now")
 SIZES = (512, 1920, 4000)
@@ -106,29 +105,6 @@ def launch_before(argv: list[str]) -> int:
     return facerec_main(argv)
 
 
-class Connection:
-    """A kept-alive HTTP/1.1 connection (the standard library's client: little work of its own
-    per request, unlike httpx)."""
-
-    def __init__(self, port: int) -> None:
-        self._conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-
-    def post(self, path: str, body: bytes, content_type: str, key: str | None = None) -> int:
-        headers = {"content-type": content_type}
-        if key is not None:
-            headers["Idempotency-Key"] = key
-        self._conn.request("POST", path, body=body, headers=headers)
-        response = self._conn.getresponse()
-        response.read()
-        return response.status
-
-    def get(self, path: str) -> int:
-        self._conn.request("GET", path)
-        response = self._conn.getresponse()
-        response.read()
-        return response.status
-
-
 @dataclass(frozen=True)
 class Case:
     label: str
@@ -157,13 +133,7 @@ def json_case(label: str, data: bytes, expect: int = 200, keyed: bool = False) -
 
 
 def upload_case(label: str, data: bytes, expect: int = 200) -> Case:
-    boundary = uuid.uuid4().hex
-    head = (
-        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="p.jpg"\r\n'
-        "Content-Type: image/jpeg\r\n\r\n"
-    )
-    body = head.encode() + data + f"\r\n--{boundary}--\r\n".encode()
-    content_type = f"multipart/form-data; boundary={boundary}"
+    body, content_type = multipart_body(data)
     return Case(label, API + "/recognize-upload", body, content_type, expect)
 
 
@@ -222,7 +192,7 @@ def run(args: argparse.Namespace) -> str:
             face = base64.b64encode(grace_hopper_jpeg()).decode()
             grace = {"person_name": "grace", "face_image_base64": face}
             server.client.post(API + "/add-face", json=grace).raise_for_status()
-            ports[name] = int(str(server.client.base_url).rstrip("/").rsplit(":", 1)[1])
+            ports[name] = server.port
         conns = {name: Connection(port) for name, port in ports.items()}
         for case in cases:
             for round_no in range(args.warmup + args.rounds):

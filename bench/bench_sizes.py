@@ -6,13 +6,16 @@ and per model pair, each round runs every step once, in turn, so machine load hi
 alike; the tables give p50 over the rounds and the ratio HTTP / raw detect + embed.
 
 - raw decode: ``decode_image`` at the scale detection needs (what the service decodes);
-- raw detect: the detector's ``detect`` on the image detection sees (longer side at most
-  ``limits.detect_max_side``);
+- raw detect: the detector on that image, with the resize to its input side (the pack detectors'
+  640 px, or ``limits.detect_max_side``), as the service's detection does it;
 - raw embed: the embedder's ``embed`` of the face on the decoded image (alignment + network);
 - service: ``Analyzer.analyse`` in process (decode, detect, quality, subject, embed);
 - HTTP: POST /api/face-recognition/recognize to a real ``facerec serve`` (base64 JSON, SQLite,
   a gallery of 2 persons), a new image each call (bytes after the JPEG's end: no cache hit), with
-  the server's own processing time; HTTP upload: the same to /recognize-upload (multipart);
+  the server's own processing time; HTTP upload: the same to /recognize-upload (multipart). The
+  client is the standard library's ``http.client`` on a kept-alive connection, each body made
+  before the clock starts, so the time is the server's and the socket's (httpx would add ~1 ms
+  of its own per call);
 - insightface: ``cv2.imdecode`` + ``FaceAnalysis.get`` (SCRFD-500M + w600k_mbf), built from the
   same ONNX files in ../shared/models, no download.
 
@@ -36,6 +39,7 @@ import itertools
 import json
 import pstats
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -51,14 +55,18 @@ from PIL import Image
 from tests.images import astronaut_png, grace_hopper_jpeg
 
 from bench.report import load_average, percentile, write_section
-from bench.server import running_server
+from bench.server import Connection, multipart_body, running_server
 from facerec.config import Settings
 from facerec.domain.analysis import Analyzer
-from facerec.domain.detection import DetectionService, DetectOptions
+from facerec.domain.detection import (
+    DetectionService,
+    DetectOptions,
+    detect_downscaled,
+    detector_side,
+)
 from facerec.domain.probes import AnalysisOptions, FaceChoice
 from facerec.domain.timing import StageTimer
 from facerec.inference.base import FaceDetector, FaceEmbedder
-from facerec.inference.detectors.decoding import resize_for_detector
 from facerec.inference.images import decode_image
 from facerec.inference.manager import ModelManager
 from facerec.inference.registry import build_models
@@ -176,46 +184,30 @@ class Bench:
         return data + next(self.counter).to_bytes(8, "little")
 
     def raw_steps(self, pair: Pair, data: bytes) -> dict[str, Callable[[], object]]:
-        limit = self.limits.detect_max_side
-        decoded = decode_image(data, self.limits, reduce_to=limit)
-        pixels = decoded.pixels
-        height, width = pixels.shape[:2]
-        factor = min(1.0, limit / max(height, width))
-        small = pixels
-        if factor < 1.0:
-            size = (max(1, round(width * factor)), max(1, round(height * factor)))
-            small = resize_for_detector(pixels, *size)  # what the service's detection does
-        opts = DetectOptions()
+        """The models on their own: the decode at the scale the detector needs, the detector
+        on that image (with the resize to its input: what its library's own call does), the
+        embedder on the biggest face found."""
         models = self.models[pair.mirror]
+        opts = DetectOptions()
         with models.use(pair.detector, FaceDetector) as detector:
-            found = detector.detect(small, conf_threshold=0.5, iou_threshold=0.4, max_faces=50)
-        face = max(found, key=lambda f: f.bbox.area)
-        in_pixels = _scaled(face, 1.0 / factor)
+            side = detector_side(detector, self.limits)
+        pixels = decode_image(data, self.limits, reduce_to=side).pixels
 
-        def detect() -> object:
+        def detect() -> list[Detection]:
             with models.use(pair.detector, FaceDetector) as model:
-                return model.detect(
-                    small,
-                    conf_threshold=opts.conf_threshold,
-                    iou_threshold=opts.iou_threshold,
-                    max_faces=opts.max_faces,
-                )
+                return detect_downscaled(model, pixels, side, opts)
+
+        face = max(detect(), key=lambda f: f.bbox.area)
 
         def embed() -> object:
             with models.use(pair.embedder, FaceEmbedder) as model:
-                return model.embed(pixels, [in_pixels])
+                return model.embed(pixels, [face])
 
         return {
-            "decode": lambda: decode_image(data, self.limits, reduce_to=limit),
+            "decode": lambda: decode_image(data, self.limits, reduce_to=side),
             "detect": detect,
             "embed": embed,
         }
-
-
-def _scaled(face: Detection, factor: float) -> Detection:
-    from facerec.domain.detection import scale_detection
-
-    return scale_detection(face, factor)
 
 
 def run_sizes(args: argparse.Namespace) -> str:
@@ -249,10 +241,10 @@ def run_sizes(args: argparse.Namespace) -> str:
                 "FACEREC_MODELS__PRELOAD": f'["{detector}","dlib_resnet","w600k_mbf"]',
                 "FACEREC_AUTH__RATE_PER_SECOND": "0",
             }
-            servers[(detector, mirror)] = stack.enter_context(running_server(env)).client
+            servers[(detector, mirror)] = stack.enter_context(running_server(env))
         for pair in PAIRS:
             for name, data in (("grace", grace_hopper_jpeg()), ("astronaut", astronaut_png())):
-                response = servers[(pair.detector, pair.mirror)].post(
+                response = servers[(pair.detector, pair.mirror)].client.post(
                     API + "/add-face",
                     json={
                         "person_name": name,
@@ -282,24 +274,32 @@ def run_sizes(args: argparse.Namespace) -> str:
                 }
             ).encode()
 
+        local = threading.local()  # one kept-alive connection per server and client thread
+
+        def post(pair: Pair, path: str, body: bytes, content_type: str) -> bytes:
+            port = servers[(pair.detector, pair.mirror)].port
+            conns = local.__dict__.setdefault("conns", {})
+            conn = conns.get(port) or conns.setdefault(port, Connection(port))
+            status, answer = conn.exchange("POST", path, body, {"content-type": content_type})
+            if status != 200:
+                raise RuntimeError(f"{path} answered {status}: {answer[:200]!r}")
+            return answer
+
         def send(pair: Pair, samples: Samples | None, content: bytes) -> None:
-            response = servers[(pair.detector, pair.mirror)].post(
-                API + "/recognize", content=content, headers={"content-type": "application/json"}
-            )
-            response.raise_for_status()
+            answer = post(pair, API + "/recognize", content, "application/json")
             if samples is not None:
-                samples.add("server", float(response.json()["processing_time"]) * 1000)
+                samples.add("server", float(json.loads(answer)["processing_time"]) * 1000)
 
         def http(pair: Pair, data: bytes, samples: Samples | None = None) -> Prepared:
             return Prepared(partial(body, pair, data), partial(send, pair, samples))
 
-        def upload(pair: Pair, data: bytes) -> None:
-            response = servers[(pair.detector, pair.mirror)].post(
-                API + "/recognize-upload",
-                files={"file": ("photo.jpg", bench.fresh(data), "image/jpeg")},
-                data={"model_name": pair.embedder, "check_liveness": "false"},
-            )
-            response.raise_for_status()
+        def form(pair: Pair, data: bytes) -> tuple[bytes, str]:
+            """A recognize-upload's multipart body, made before the clock starts."""
+            fields = {"model_name": pair.embedder, "check_liveness": "false"}
+            return multipart_body(bench.fresh(data), fields)
+
+        def upload(pair: Pair, prepared: tuple[bytes, str]) -> None:
+            post(pair, API + "/recognize-upload", *prepared)
 
         for size, data in photos.items():
             steps: list[tuple[Pair, str, Callable[[], object] | Prepared]] = []
@@ -312,7 +312,9 @@ def run_sizes(args: argparse.Namespace) -> str:
                 steps.append((pair, "service", partial(service, pair, options, data)))
                 samples = results.setdefault((size, pair.label), Samples())
                 steps.append((pair, "http", http(pair, data, samples)))
-                steps.append((pair, "upload", partial(upload, pair, data)))
+                steps.append(
+                    (pair, "upload", Prepared(partial(form, pair, data), partial(upload, pair)))
+                )
                 if pair.peer:
                     steps.append((pair, "insightface", partial(insightface_call, app, data)))
             for _ in range(args.warmup):
@@ -364,7 +366,8 @@ def report(
         "scale: about 20 ms at 4000 px). HTTP: the client's time for a recognize (base64 JSON "
         "body, encoded before the clock starts: the client's base64 and JSON are its own "
         "work), and in brackets the server's own processing time; HTTP upload: the same photo "
-        "to /recognize-upload (multipart, no base64). HTTP / models: target ≤ 1.15. "
+        "to /recognize-upload (multipart, no base64). Client: `http.client`, kept-alive. "
+        "HTTP / models: target ≤ 1.15. "
         "Mirror sum: w600k_mbf embeds each face and its mirror image (two network runs, the "
         "default, `FACEREC_MODELS__MIRROR_SUM`); insightface runs one, so the like-for-like "
         f"row is the one with it off. Load average when the run started: {args.load_at_start}.",

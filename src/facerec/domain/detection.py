@@ -139,7 +139,7 @@ class DetectionService:
         """The longest side the detector sees: ``limits.detect_max_side``, or the network's own
         input side when that is smaller (the pack detectors letterbox into 640 px)."""
         with self._models.use(self.resolve(model_name), FaceDetector) as detector:
-            return _side(detector, self._limits)
+            return detector_side(detector, self._limits)
 
     def detect_faces(
         self, image: ImageBGR, options: DetectOptions, timer: StageTimer
@@ -147,7 +147,9 @@ class DetectionService:
         """Raw detections in original-image pixels, best first (no quality filtering)."""
         name = self.resolve(options.model_name)
         with self._models.use(name, FaceDetector) as detector, timer.stage("detect", name):
-            faces = detect_downscaled(detector, image, _side(detector, self._limits), options)
+            faces = detect_downscaled(
+                detector, image, detector_side(detector, self._limits), options
+            )
         return name, faces
 
     def detect(
@@ -183,6 +185,7 @@ class DetectionService:
         )
 
 
-def _side(detector: FaceDetector, limits: LimitSettings) -> int:
+def detector_side(detector: FaceDetector, limits: LimitSettings) -> int:
+    """The longest side ``detector`` sees (:meth:`DetectionService.detect_side`)."""
     own = detector.input_side()
     return limits.detect_max_side if own is None else min(own, limits.detect_max_side)
