@@ -1,118 +1,29 @@
-"""Pure ASGI middleware: request metrics, cross-origin rules and the request body limit.
+"""Pure ASGI middleware: request metrics and cross-origin rules here, the request body limits in
+:mod:`facerec.api.body_limit`.
 
 Order, outermost first (:func:`install_middleware`): metrics (so refusals are counted too), then
-cross-origin (a refused cross-site request costs nothing), then the body limit. Every refusal is
+cross-origin (a refused cross-site request costs nothing), then the body limits. Every refusal is
 the project's JSON error envelope.
 """
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
 from starlette.datastructures import Headers, MutableHeaders
-from starlette.exceptions import HTTPException
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from facerec.api.body_limit import BodyLimitMiddleware, body_limits
 from facerec.api.errors import envelope
 from facerec.config import Settings
-
-# Base64 inflates by 4/3; JSON fields and whitespace add a little more.
-BODY_OVERHEAD = 1.5
-BODY_SLACK = 64 * 1024
-# Routes whose body carries more than one image: how many.
-IMAGES_PER_ROUTE = {"/api/face-recognition/compare": 2, "/api/face-recognition/compare-upload": 2}
-REGISTER_MULTIPLE = "/api/face-recognition/register-multiple"
-# A body is buffered in memory several times over (chunks, the joined body, its parsed JSON):
-# one request's body may take at most this share of ``limits.max_request_memory_mb``.
-BODY_MEMORY_SHARE = 4
 
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 UNMATCHED = "unmatched"
-
-
-def body_limits(settings: Settings) -> tuple[int, dict[str, int]]:
-    """The default body limit (one image) and the larger ones of routes taking several."""
-    limits = settings.limits
-    one = int(limits.max_upload_bytes * BODY_OVERHEAD) + BODY_SLACK
-    per_route = {path: n * one for path, n in IMAGES_PER_ROUTE.items()}
-    memory_cap = limits.max_request_memory_mb * 1024 * 1024 // BODY_MEMORY_SHARE
-    per_route[REGISTER_MULTIPLE] = max(one, min(limits.max_images_per_request * one, memory_cap))
-    return one, per_route
-
-
-class _BodyTooLarge(HTTPException):
-    """Raised from ``receive`` to stop whoever reads the body; an HTTPException so that FastAPI's
-    body parsing lets it through instead of turning it into a 400."""
-
-    def __init__(self, limit: int) -> None:
-        super().__init__(413, f"request body is larger than the limit of {limit} bytes")
-
-
-class BodyLimitMiddleware:
-    """413 ``payload_too_large`` as soon as a request body passes its route's limit: from
-    Content-Length when it is declared, else by counting the bytes as they arrive (chunked)."""
-
-    def __init__(self, app: ASGIApp, *, default: int, per_route: dict[str, int]) -> None:
-        self.app = app
-        self.default = default
-        self.per_route = per_route
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        limit = self.per_route.get(str(scope.get("path", "")).rstrip("/"), self.default)
-        declared = Headers(scope=scope).get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            await _too_large(limit)(scope, receive, send)
-            return
-        received = 0
-        refused = False
-        started = False
-
-        async def counting_receive() -> Message:
-            nonlocal received, refused
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > limit:
-                    refused = True
-                    raise _BodyTooLarge(limit)
-            return message
-
-        async def guarded_send(message: Message) -> None:
-            nonlocal started
-            if refused:  # whatever the app answers once the body was cut off, the client gets 413
-                if not started:
-                    started = True
-                    await _too_large(limit)(scope, receive, send)
-                return
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
-        with contextlib.suppress(_BodyTooLarge):
-            await self.app(scope, counting_receive, guarded_send)
-        if refused and not started:
-            await _too_large(limit)(scope, receive, send)
-
-
-def _too_large(limit: int) -> Any:
-    response = envelope(
-        413,
-        "payload_too_large",
-        f"request body is larger than the limit of {limit} bytes",
-        {"limit_bytes": limit},
-    )
-    # The rest of the body is not read: the connection cannot carry another request.
-    response.headers["Connection"] = "close"
-    return response
 
 
 def _origin_of(value: str) -> str:
@@ -263,6 +174,11 @@ class MetricsMiddleware:
 def install_middleware(app: Any, settings: Settings) -> None:
     """Body limit innermost, then cross-origin, then metrics outermost."""
     default, per_route = body_limits(settings)
-    app.add_middleware(BodyLimitMiddleware, default=default, per_route=per_route)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        default=default,
+        per_route=per_route,
+        in_flight=settings.limits.max_body_bytes_in_flight,
+    )
     app.add_middleware(CrossOriginMiddleware, allowed=settings.server.cors_origins)
     app.add_middleware(MetricsMiddleware)
