@@ -42,7 +42,13 @@ def machine() -> str:
 
 
 def command() -> str:
-    return "python " + " ".join(shlex.quote(arg) for arg in sys.argv)
+    """The command that ran the script, as one would type it again: ``python -m bench.x ...``
+    for a script run as a module (the benches importing ``bench.*`` must be)."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    args = [shlex.quote(arg) for arg in sys.argv[1:]]
+    if spec is not None and spec.name:
+        return " ".join(["python", "-m", spec.name, *args])
+    return " ".join(["python", shlex.quote(sys.argv[0]), *args])
 
 
 def load_average() -> str:
