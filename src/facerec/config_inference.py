@@ -93,9 +93,10 @@ class LimitSettings(BaseModel):
     # header before decoding; an image that does not fit is refused (413 image_too_large).
     max_request_memory_mb: int = Field(200, ge=16)
     # Bytes of request bodies one worker process holds at once (each from its first byte until
-    # its answer: its bytes, parsed JSON or form and image stay in memory until then); a body
-    # that would pass it is cut off with 429 ``overloaded``. Never below the largest body limit.
-    max_body_bytes_in_flight: int = Field(256 * 1024 * 1024, ge=1024 * 1024)
+    # its answer: its bytes, parsed JSON or form and image stay in memory until then, about
+    # three times the body); a body that would pass it is refused with 429 ``overloaded``.
+    # Never below the largest body limit.
+    max_body_bytes_in_flight: int = Field(128 * 1024 * 1024, ge=1024 * 1024)
     # Sum of the header pixels over the images of one register-multiple (its total work);
     # beyond it the request is refused (413 too_many_pixels) before any image is decoded.
     max_pixels_per_request: int = Field(200_000_000, ge=1)

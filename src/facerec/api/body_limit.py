@@ -47,8 +47,11 @@ class BodyBudget:
         self.limit = limit
         self.held = 0
 
+    def fits(self, size: int) -> bool:
+        return self.held + size <= self.limit
+
     def take(self, size: int) -> bool:
-        if self.held + size > self.limit:
+        if not self.fits(size):
             return False
         self.held += size
         return True
@@ -68,10 +71,13 @@ class _BodyRefused(HTTPException):
 class BodyLimitMiddleware:
     """413 ``payload_too_large`` as soon as a request body passes its route's limit: from
     Content-Length when it is declared, else by counting the bytes as they arrive (chunked).
-    429 ``overloaded`` (``Retry-After``) when a body's bytes, as they arrive, would take this
-    process's requests past ``in_flight`` bytes held at once; the bytes count until the request
-    is answered. The budget is never below the largest route limit, so a body that its route
-    accepts always fits while nothing else is held."""
+    429 ``overloaded`` (``Retry-After``) when a body's bytes would take this process's requests
+    past ``in_flight`` bytes held at once: before it is read when its Content-Length does not
+    fit, else as its bytes arrive. Bytes count as they arrive (a slow sender holds only what it
+    sent) and until the request is answered. After a 429 uvicorn reads the rest of the body and
+    drops it, so the connection carries the client's next request. The budget is never below
+    the largest route limit, so a body that its route accepts always fits while nothing else is
+    held."""
 
     def __init__(
         self, app: ASGIApp, *, default: int, per_route: dict[str, int], in_flight: int
@@ -87,9 +93,13 @@ class BodyLimitMiddleware:
             return
         limit = self.per_route.get(str(scope.get("path", "")).rstrip("/"), self.default)
         declared = Headers(scope=scope).get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            await _too_large(limit)(scope, receive, send)
-            return
+        if declared is not None and declared.isdigit():
+            if int(declared) > limit:
+                await _too_large(limit)(scope, receive, send)
+                return
+            if not self.budget.fits(int(declared)):
+                await _overloaded(self.budget.limit)(scope, receive, send)
+                return
         received = 0
         refusal: Any = None  # the answer once the body was cut off
         started = False
@@ -141,11 +151,9 @@ def _too_large(limit: int) -> Any:
 
 
 def _overloaded(budget: int) -> Any:
-    response = envelope(
+    return envelope(
         429,
         "overloaded",
         "the service holds too many request bodies at once; retry shortly",
         {"in_flight_limit_bytes": budget},
     )
-    response.headers["Connection"] = "close"  # the rest of the body is not read
-    return response
