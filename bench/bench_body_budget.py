@@ -6,7 +6,8 @@ Each of ``--clients`` threads sends ``--bodies`` recognize requests one after an
 a ~19 MB JSON body (14 MB of random bytes in base64: no image, refused with 400 once received,
 parsed and decoded), on its own kept-alive connection; the clients start together, so their
 bodies arrive and are held at the same time. A 429 is counted and not retried. The server's
-peak RSS (sampled every 50 ms) is taken over the burst, against its RSS before it.
+peak RSS (sampled every 50 ms) is taken over the burst, against its RSS before it and 5 s after
+it (what the allocator gave back).
 
     .venv/bin/python -m bench.bench_body_budget [--clients 24] [--bodies 3]
 """
@@ -30,6 +31,7 @@ from bench.server import Connection, running_server
 NOT_AN_IMAGE = 14_000_000  # bytes, base64-encoded into the body: ~19 MB
 UNBOUNDED = 1 << 40
 MIB = 1024 * 1024
+SETTLE_S = 5.0  # after the burst, before the RSS is read again
 
 
 def burst(port: int, body: bytes, clients: int, bodies: int) -> tuple[Counter[int], float]:
@@ -73,25 +75,28 @@ def run(args: argparse.Namespace) -> str:
             statuses, seconds = burst(server.port, body, args.clients, args.bodies)
             peak = server.rss.peak
             health = server.client.get("/health").status_code
-        rows.append((label, idle, peak, statuses, seconds, health))
+            time.sleep(SETTLE_S)
+            after = psutil.Process(server.rss.process.pid).memory_info().rss
+        rows.append((label, idle, peak, after, statuses, seconds, health))
         print(f"{label}: {dict(statuses)} peak {peak / MIB:.0f} MiB", flush=True)
     lines = [
         f"{args.clients} clients at once, each sending {args.bodies} recognize bodies of "
         f"{len(body) / 1e6:.1f} MB (random bytes in base64: 400 once decoded) one after another "
         "on its own connection; one worker, default settings otherwise. RSS of the server "
-        "process before the burst and its peak during it (sampled every 50 ms); statuses as the "
+        "process before the burst, its peak during it (sampled every 50 ms) and 5 s after it; "
+        "statuses as the "
         "clients got them (429: the budget cut the body off; -1: the connection was closed "
         f"under the client). Load average at the start: {load_at_start}.",
         "",
-        "| in-flight budget | RSS before MiB | peak RSS MiB | 400 | 429 | other | seconds | "
-        "/health after |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| in-flight budget | RSS before MiB | peak RSS MiB | RSS 5 s after MiB | 400 | 429 "
+        "| other | seconds | /health after |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for label, idle, peak, statuses, seconds, health in rows:
+    for label, idle, peak, after, statuses, seconds, health in rows:
         other = sum(n for status, n in statuses.items() if status not in (400, 429))
         lines.append(
-            f"| {label} | {idle / MIB:.0f} | {peak / MIB:.0f} | {statuses[400]} | "
-            f"{statuses[429]} | {other} | {seconds:.1f} | {health} |"
+            f"| {label} | {idle / MIB:.0f} | {peak / MIB:.0f} | {after / MIB:.0f} "
+            f"| {statuses[400]} | {statuses[429]} | {other} | {seconds:.1f} | {health} |"
         )
     return "\n".join(lines)
 

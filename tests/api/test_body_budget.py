@@ -5,18 +5,22 @@ back when it is answered, failed or not, and the next request is served."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import json
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
+from bench.server import multipart_body
+from fastapi.testclient import TestClient
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from facerec.api.body_limit import BodyLimitMiddleware
+from facerec.api.body_limit import BodyBudget, BodyLimitMiddleware
 from facerec.app import create_app
-from tests.api.conftest import make_settings
+from tests.api.conftest import b64, make_settings
+from tests.images import grace_hopper_jpeg
 
 LIMIT = 1000  # per request
 BUDGET = 2500  # all requests at once
@@ -128,3 +132,60 @@ def test_the_service_wires_the_setting(tmp_path: Path) -> None:
     app = create_app(settings)
     (wired,) = [m for m in app.user_middleware if m.cls is BodyLimitMiddleware]
     assert wired.kwargs["in_flight"] == 300 << 20
+
+
+def _budget_of(app: object) -> BodyBudget:
+    """The running app's body budget (its middleware stack, built at start-up)."""
+    layer = getattr(app, "middleware_stack", None)
+    while layer is not None and not isinstance(layer, BodyLimitMiddleware):
+        layer = getattr(layer, "app", None)
+    assert isinstance(layer, BodyLimitMiddleware)
+    return layer.budget
+
+
+def _in_parts(body: bytes, size: int = 10_000) -> Iterator[bytes]:
+    """A body sent chunked (no Content-Length): counted as it arrives."""
+    for at in range(0, len(body), size):
+        yield body[at : at + size]
+
+
+def test_the_service_refuses_a_body_past_the_budget_by_route_and_form(client: TestClient) -> None:
+    """The real app, its budget all but taken: a chunked JSON body, a chunked multipart upload and
+    a declared one get 429 ``overloaded`` (never a 400 or 500 from the parser it cut off); with the
+    room back, the same requests are served."""
+    budget = _budget_of(client.app)
+    photo = grace_hopper_jpeg()
+    form, content_type = multipart_body(photo)
+    json_body = json.dumps({"image_base64": b64(photo)}).encode()
+    sends = {
+        "json, chunked": lambda: client.post(
+            "/api/face-detection/detect",
+            content=_in_parts(json_body),
+            headers={"content-type": "application/json"},
+        ),
+        "upload, chunked": lambda: client.post(
+            "/api/face-detection/detect-upload",
+            content=_in_parts(form),
+            headers={"content-type": content_type},
+        ),
+        "upload, declared": lambda: client.post(
+            "/api/face-detection/detect-upload",
+            content=form,
+            headers={"content-type": content_type},
+        ),
+    }
+    taken = budget.limit - 20_000
+    assert budget.take(taken)
+    try:
+        for label, send in sends.items():
+            response = send()
+            assert response.status_code == 429, (label, response.text)
+            assert response.json()["error"]["code"] == "overloaded", label
+            assert budget.held == taken, label  # what the refused body read was given back
+    finally:
+        budget.give_back(taken)
+    for label, send in sends.items():
+        response = send()
+        assert response.status_code == 200, (label, response.text)
+        assert response.json()["faces_detected"] == 1, label
+    assert budget.held == 0
