@@ -26,7 +26,7 @@ import psutil
 
 from bench.bench_sizes import API
 from bench.report import load_average, write_section
-from bench.server import Connection, running_server
+from bench.server import Connection, run_threads, running_server
 
 NOT_AN_IMAGE = 14_000_000  # bytes, base64-encoded into the body: ~19 MB
 UNBOUNDED = 1 << 40
@@ -51,13 +51,7 @@ def burst(port: int, body: bytes, clients: int, bodies: int) -> tuple[Counter[in
             with lock:
                 statuses[status] += 1
 
-    threads = [threading.Thread(target=client) for _ in range(clients)]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return statuses, time.perf_counter() - started
+    return statuses, run_threads([client] * clients)
 
 
 def run(args: argparse.Namespace) -> str:

@@ -21,13 +21,14 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 
 from PIL import Image
 from tests.images import grace_hopper_jpeg, grace_hopper_rgb
 from websockets.sync.client import ClientConnection, connect
 
 from bench.report import percentile, write_section
-from bench.server import running_server
+from bench.server import run_threads, running_server
 
 FRAMES = 12
 
@@ -111,15 +112,8 @@ def flood(url: str, frames: list[bytes], seconds: float, fps: float, run: Run) -
 
 def measure(url: str, frames: list[bytes], sockets: int, seconds: float) -> tuple[list[Run], float]:
     runs = [Run() for _ in range(sockets)]
-    threads = [
-        threading.Thread(target=closed_loop, args=(url, frames, seconds, run)) for run in runs
-    ]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return runs, time.perf_counter() - started
+    wall = run_threads([partial(closed_loop, url, frames, seconds, run) for run in runs])
+    return runs, wall
 
 
 def row(label: str, runs: list[Run], elapsed: float) -> str:
