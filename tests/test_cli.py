@@ -90,3 +90,29 @@ def test_serve_parser_does_not_import_the_tools() -> None:
 
     full = build_parser()
     assert full.parse_args(["enroll", "somewhere"]).command == "enroll"
+
+
+def test_cores_advice_for_an_embedder_holding_the_gil(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """dlib's ResNet holds the GIL: one worker on several cores is told what to set; several
+    workers, one core or an embedder that lets go of the GIL are told nothing."""
+    from facerec import checks
+    from facerec.config import Settings
+    from facerec.inference.embedders.dlib_resnet import DlibResNetEmbedder
+    from facerec.inference.embedders.onnx_embedder import OnnxArcFaceEmbedder
+
+    assert DlibResNetEmbedder.holds_gil and not OnnxArcFaceEmbedder.holds_gil
+    monkeypatch.setattr(checks, "usable_cores", lambda: 4)
+    advice = checks.core_advice(Settings(models={"default_embedder": "dlib_resnet"}))
+    assert advice is not None
+    assert "dlib_resnet" in advice and "FACEREC_SERVER__WORKERS=4" in advice
+    assert checks.core_advice(Settings(server={"workers": 4})) is None
+    monkeypatch.setattr(checks, "usable_cores", lambda: 1)
+    assert checks.core_advice(Settings()) is None
+
+
+def test_check_lists_the_cores(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check"]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("cores"))
+    assert " ok " in row

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -70,6 +71,47 @@ def _default_models(settings: Settings) -> Callable[[], str]:
     return check
 
 
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity: a container's or taskset's limit)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def core_advice(settings: Settings) -> str | None:
+    """What to set when the default embedder holds the GIL and one worker process would leave
+    cores idle (threads of one process embed one at a time); None when there is nothing to say.
+    Reads the models' metadata, loads nothing."""
+    from facerec.inference.manager import ModelManager
+    from facerec.inference.registry import build_models
+    from facerec.inference.types import ModelTask
+
+    cores = usable_cores()
+    if settings.server.workers > 1 or cores < 2:
+        return None
+    manager = ModelManager(build_models(settings), settings.models)
+    if not manager.installed(ModelTask.EMBEDDING):
+        return None
+    embedder = manager.resolve(ModelTask.EMBEDDING, settings.models.default_embedder)
+    if not manager.peek(embedder).holds_gil:
+        return None
+    return (
+        f"the default embedder {embedder} holds Python's GIL while it runs, so one worker "
+        f"process embeds on one of the {cores} cores: set FACEREC_SERVER__WORKERS={cores} and "
+        "FACEREC_MODELS__INTRA_OP_THREADS=1 to use them all (docs/performance.md)"
+    )
+
+
+def _cores(settings: Settings) -> Callable[[], str]:
+    def check() -> str:
+        advice = core_advice(settings)
+        if advice is not None:
+            return advice
+        return f"{usable_cores()} usable, {settings.server.workers} worker process(es)"
+
+    return check
+
+
 def _writable(settings: Settings) -> Callable[[], str]:
     def check() -> str:
         paths = [settings.server.log_dir, settings.models.model_dir]
@@ -96,6 +138,7 @@ def run_checks(settings: Settings, *, with_models: bool = True) -> list[CheckRes
     ]
     if with_models:
         checks.append(("default models", _default_models(settings)))
+        checks.append(("cores", _cores(settings)))
     results = []
     for name, check in checks:
         try:

@@ -4,6 +4,7 @@ keys ... | db upgrade``."""
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -61,7 +62,7 @@ def _fresh_checks() -> list[CheckResult]:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from facerec.checks import format_table, run_checks
+    from facerec.checks import core_advice, format_table, run_checks
     from facerec.logging_setup import configure_logging
 
     # Everything the service writes (database, WAL, index snapshots, logs, pending purges) is
@@ -76,6 +77,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
             print(format_table(results), file=sys.stderr)
             print("\nfacerec: system checks failed; not starting.", file=sys.stderr)
             return 2
+    advice = core_advice(settings)
+    if advice is not None:
+        logging.getLogger("facerec").warning("%s", advice)
     server = settings.server
     uvicorn.run(
         "facerec.app:serve_app",

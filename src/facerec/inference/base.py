@@ -91,6 +91,9 @@ class Model(ABC):
     # Its runs spread over ``RuntimeOptions.intra_op_threads`` (onnxruntime); False: the thread
     # settings mean nothing to it (dlib), so a second session of it would only cost memory.
     threaded: bool = True
+    # Its runs hold Python's GIL throughout (dlib's ResNet, ``bench_throughput --gil``): threads
+    # of one process then run one at a time, and only worker processes use more cores.
+    holds_gil: bool = False
 
     def __init__(self, info: ModelInfo, *, session: Any | None = None) -> None:
         self.info = info

@@ -77,6 +77,7 @@ def hog_like_box(box: BBox) -> tuple[int, int, int, int]:
 
 class DlibResNetEmbedder(FaceEmbedder):
     threaded = False  # one core per call whatever the settings, the GIL held
+    holds_gil = True  # 12 of 12 calls (BENCHMARKS.md, "Which blocking steps release the GIL")
     dim = 128
     metric = "l2"
     # dlib's published decision threshold, confirmed on faces-dev (see the module docstring).
