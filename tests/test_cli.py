@@ -108,6 +108,8 @@ def test_cores_advice_for_an_embedder_holding_the_gil(
     assert advice is not None
     assert "dlib_resnet" in advice and "FACEREC_SERVER__WORKERS=4" in advice
     assert checks.core_advice(Settings(server={"workers": 4})) is None
+    unknown = Settings(models={"default_embedder": "no_such_model"})
+    assert checks.core_advice(unknown) is None  # the default models check reports that
     monkeypatch.setattr(checks, "usable_cores", lambda: 1)
     assert checks.core_advice(Settings()) is None
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from facerec.config import Settings
+from facerec.errors import FaceRecError
 
 
 @dataclass(frozen=True)
@@ -90,9 +91,10 @@ def core_advice(settings: Settings) -> str | None:
     if settings.server.workers > 1 or cores < 2:
         return None
     manager = ModelManager(build_models(settings), settings.models)
-    if not manager.installed(ModelTask.EMBEDDING):
+    try:
+        embedder = manager.resolve(ModelTask.EMBEDDING, settings.models.default_embedder)
+    except FaceRecError:  # none installed, or an unknown name: the default models check says
         return None
-    embedder = manager.resolve(ModelTask.EMBEDDING, settings.models.default_embedder)
     if not manager.peek(embedder).holds_gil:
         return None
     return (
