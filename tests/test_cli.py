@@ -95,23 +95,31 @@ def test_serve_parser_does_not_import_the_tools() -> None:
 def test_cores_advice_for_an_embedder_holding_the_gil(
     workdir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """dlib's ResNet holds the GIL: one worker on several cores is told what to set; several
-    workers, one core or an embedder that lets go of the GIL are told nothing."""
+    """dlib's ResNet holds the GIL: one run at a time in the process, one per helper process.
+    One worker with fewer runs than cores is told what to set; several workers, one core, as
+    many helpers as cores, or an embedder that lets go of the GIL are told nothing."""
     from facerec import checks
     from facerec.config import Settings
+    from facerec.inference.base import RuntimeOptions
     from facerec.inference.embedders.dlib_resnet import DlibResNetEmbedder
     from facerec.inference.embedders.onnx_embedder import OnnxArcFaceEmbedder
 
-    assert DlibResNetEmbedder.holds_gil and not OnnxArcFaceEmbedder.holds_gil
+    assert DlibResNetEmbedder().concurrent_runs(RuntimeOptions()) == 1
+    assert DlibResNetEmbedder().concurrent_runs(RuntimeOptions(dlib_processes=3)) == 3
+    onnx = object.__new__(OnnxArcFaceEmbedder)
+    assert OnnxArcFaceEmbedder.concurrent_runs(onnx, RuntimeOptions()) is None
     monkeypatch.setattr(checks, "usable_cores", lambda: 4)
-    advice = checks.core_advice(Settings(models={"default_embedder": "dlib_resnet"}))
-    assert advice is not None
-    assert "dlib_resnet" in advice and "FACEREC_SERVER__WORKERS=4" in advice
-    assert checks.core_advice(Settings(server={"workers": 4})) is None
+    dlib = {"default_embedder": "dlib_resnet"}
+    for processes in (0, 1, 3):
+        advice = checks.core_advice(Settings(models={**dlib, "dlib_processes": processes}))
+        assert advice is not None, processes
+        assert "dlib_resnet" in advice and "FACEREC_MODELS__DLIB_PROCESSES=4" in advice
+    assert checks.core_advice(Settings(models={**dlib, "dlib_processes": 4})) is None
+    assert checks.core_advice(Settings(models=dlib, server={"workers": 4})) is None
     unknown = Settings(models={"default_embedder": "no_such_model"})
     assert checks.core_advice(unknown) is None  # the default models check reports that
     monkeypatch.setattr(checks, "usable_cores", lambda: 1)
-    assert checks.core_advice(Settings()) is None
+    assert checks.core_advice(Settings(models=dlib)) is None
 
 
 def test_check_lists_the_cores(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:

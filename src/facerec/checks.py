@@ -80,9 +80,10 @@ def usable_cores() -> int:
 
 
 def core_advice(settings: Settings) -> str | None:
-    """What to set when the default embedder holds the GIL and one worker process would leave
-    cores idle (threads of one process embed one at a time); None when there is nothing to say.
-    Reads the models' metadata, loads nothing."""
+    """What to set when the default embedder can make fewer runs at once than one worker
+    process has cores (dlib's ResNet holds the GIL: one run per helper process, or one in the
+    process itself); None when there is nothing to say. Reads the models' metadata, loads
+    nothing."""
     from facerec.inference.manager import ModelManager
     from facerec.inference.registry import build_models
     from facerec.inference.types import ModelTask
@@ -95,12 +96,14 @@ def core_advice(settings: Settings) -> str | None:
         embedder = manager.resolve(ModelTask.EMBEDDING, settings.models.default_embedder)
     except FaceRecError:  # none installed, or an unknown name: the default models check says
         return None
-    if not manager.peek(embedder).holds_gil:
+    runs = manager.peek(embedder).concurrent_runs(manager.runtime)
+    if runs is None or runs >= cores:
         return None
     return (
-        f"the default embedder {embedder} holds Python's GIL while it runs, so one worker "
-        f"process embeds on one of the {cores} cores: set FACEREC_SERVER__WORKERS={cores} and "
-        "FACEREC_MODELS__INTRA_OP_THREADS=1 to use them all (docs/performance.md)"
+        f"the default embedder {embedder} makes {runs} run(s) at a time here (it holds Python's "
+        f"GIL: one run per helper process, models.dlib_processes = "
+        f"{settings.models.dlib_processes}); FACEREC_MODELS__DLIB_PROCESSES={cores} embeds on "
+        f"all {cores} cores, ~65 MiB per helper (docs/performance.md)"
     )
 
 

@@ -50,6 +50,7 @@ class RuntimeOptions:
     providers: tuple[str, ...] = ("CPUExecutionProvider",)
     intra_op_threads: int = 2
     inter_op_threads: int = 1
+    dlib_processes: int = 0  # dlib's ResNet in this many helper processes; 0: in this one
 
 
 def onnx_session(model: bytes | Path, runtime: RuntimeOptions) -> ort.InferenceSession:
@@ -91,9 +92,6 @@ class Model(ABC):
     # Its runs spread over ``RuntimeOptions.intra_op_threads`` (onnxruntime); False: the thread
     # settings mean nothing to it (dlib), so a second session of it would only cost memory.
     threaded: bool = True
-    # Its runs hold Python's GIL throughout (dlib's ResNet, ``bench_throughput --gil``): threads
-    # of one process then run one at a time, and only worker processes use more cores.
-    holds_gil: bool = False
 
     def __init__(self, info: ModelInfo, *, session: Any | None = None) -> None:
         self.info = info
@@ -137,6 +135,13 @@ class Model(ABC):
     @property
     def provider(self) -> str:
         return session_provider(self._session) if self._session is not None else ""
+
+    def concurrent_runs(self, runtime: RuntimeOptions) -> int | None:
+        """How many of its runs one worker process can make at once under ``runtime``; None: as
+        many as threads call it (it lets go of Python's GIL). dlib's ResNet holds the GIL for
+        its whole call (``bench_throughput --gil``): one at a time in the process, one per
+        helper process with ``models.dlib_processes``."""
+        return None
 
     def load(self, runtime: RuntimeOptions) -> None:
         if self._session is None:

@@ -125,6 +125,7 @@ class ModelManager(ModelChoice):
             providers=chosen,
             intra_op_threads=settings.intra_op_threads,
             inter_op_threads=settings.inter_op_threads,
+            dlib_processes=settings.dlib_processes,
         )
 
     @property

@@ -36,6 +36,7 @@ from numpy.typing import NDArray
 from facerec.inference import catalogue
 from facerec.inference.align import DLIB_150, Points, warp_chip
 from facerec.inference.base import AlignedChip, FaceEmbedder, RuntimeOptions
+from facerec.inference.embedders.dlib_processes import ProcessEncoder
 from facerec.inference.types import ImageBGR
 from facerec.values import BBox, Detection
 
@@ -77,7 +78,6 @@ def hog_like_box(box: BBox) -> tuple[int, int, int, int]:
 
 class DlibResNetEmbedder(FaceEmbedder):
     threaded = False  # one core per call whatever the settings, the GIL held
-    holds_gil = True  # 12 of 12 calls (BENCHMARKS.md, "Which blocking steps release the GIL")
     dim = 128
     metric = "l2"
     # dlib's published decision threshold, confirmed on faces-dev (see the module docstring).
@@ -111,14 +111,28 @@ class DlibResNetEmbedder(FaceEmbedder):
     def weights_bytes(self) -> int:
         return sum(os.path.getsize(path) for path in model_paths())
 
+    def concurrent_runs(self, runtime: RuntimeOptions) -> int | None:
+        # In this process the GIL is held through 12 of 12 calls (BENCHMARKS.md, "Which
+        # blocking steps release the GIL"): one at a time. Else one per helper process.
+        return max(1, runtime.dlib_processes)
+
     def _create_session(self, runtime: RuntimeOptions) -> DlibSession:
         import dlib
 
         encoder_path, predictor_path = model_paths()
-        return DlibSession(
-            encoder=dlib.face_recognition_model_v1(encoder_path),
-            predictor=dlib.shape_predictor(predictor_path),
-        )
+        encoder: Any
+        if runtime.dlib_processes:
+            encoder = ProcessEncoder(encoder_path, runtime.dlib_processes)
+        else:
+            encoder = dlib.face_recognition_model_v1(encoder_path)
+        return DlibSession(encoder=encoder, predictor=dlib.shape_predictor(predictor_path))
+
+    def unload(self) -> None:
+        if self._session is not None and not self._injected:
+            encoder = self._session.encoder
+            if isinstance(encoder, ProcessEncoder):
+                encoder.close()  # the helpers end now, not when the session is collected
+        super().unload()
 
     def chips(self, image: ImageBGR, faces: Sequence[Detection]) -> list[NDArray[np.uint8]]:
         """The 150x150 RGB chips the network sees, one per face. A landmark chip is cut from the
