@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import queue
+import select
 import struct
 import subprocess
 import sys
@@ -86,10 +87,12 @@ class _Helper:
         assert self.process.stdin is not None and self.process.stdout is not None
         self.stdin: IO[bytes] = self.process.stdin
         self.stdout: IO[bytes] = self.process.stdout
-        if self.stdout.readline() != READY:
+        started = select.select([self.stdout], [], [], START_TIMEOUT_S)[0]
+        if not started or self.stdout.readline() != READY:
             self.close()
             raise ModelLoadError(
-                "the dlib helper process did not start", model="dlib_resnet", reason="helper"
+                f"the dlib helper process did not start within {START_TIMEOUT_S:g} s",
+                model="dlib_resnet",
             )
 
     def run(self, chips: NDArray[np.uint8], jitters: int) -> NDArray[np.float32]:
@@ -108,7 +111,7 @@ class _Helper:
                 stream.close()
         try:
             self.process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
+        except subprocess.TimeoutExpired:  # stuck in a call, or never read its closed input
             self.process.kill()
             self.process.wait()
 
@@ -126,6 +129,7 @@ class ProcessEncoder:
         if processes < 1:
             raise ValueError("processes must be at least 1")
         self._path = encoder_path
+        self._closed = False
         self._lock = threading.Lock()
         self._helpers: list[_Helper] = []
         self._idle: queue.SimpleQueue[_Helper] = queue.SimpleQueue()
@@ -152,6 +156,8 @@ class ProcessEncoder:
             if dead in self._helpers:
                 self._helpers.remove(dead)
         dead.close()
+        if self._closed:  # closed under a running call: no new helper behind the finalizer
+            raise ModelLoadError("the dlib helper processes were closed", model="dlib_resnet")
         fresh = _Helper(self._path)
         with self._lock:
             self._helpers.append(fresh)
@@ -182,6 +188,7 @@ class ProcessEncoder:
             self._idle.put(helper)  # a dead one is replaced by the next call that meets it
 
     def close(self) -> None:
+        self._closed = True
         self._finalizer()
 
 
