@@ -41,10 +41,11 @@ class ModelSettings(BaseModel):
     inter_op_threads: int = Field(1, ge=1, le=256)
     # dlib's ResNet (the default embedder) holds the GIL for its whole call: in this process it
     # stalls every other thread, the event loop included (``/health`` waited up to ~160 ms), and
-    # a worker embeds on one core. N > 0 runs it in N helper processes (~65 MiB each; the
+    # a worker embeds on one core. N > 0 runs it in N helper processes (~65 MiB RSS each; the
     # worker then holds ~40 MiB less): N calls at once, and the worker's threads run meanwhile
-    # (inference/embedders/dlib_processes.py, bench/bench_dlib_processes.py). 0: in-process.
-    dlib_processes: int = Field(1, ge=0, le=64)
+    # (inference/embedders/dlib_processes.py, bench/bench_dlib_processes.py). 0 (the default:
+    # one helper took the worker and helper together past the 400 MB RSS goal under load).
+    dlib_processes: int = Field(0, ge=0, le=64)
     # Threads of each session bulk enrollment runs (sessions of its own for onnxruntime models,
     # preloaded with the service's): its photos already keep every executor thread busy, and two
     # runs that each spread over both cores spent 40% more CPU per face

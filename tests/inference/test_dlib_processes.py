@@ -124,7 +124,9 @@ def test_unloading_ends_the_helpers() -> None:
 
 
 def test_the_setting_reaches_the_model(tmp_path: Path) -> None:
-    settings = Settings(models={"model_dir": tmp_path})  # the default: one helper
+    default = Settings(models={"model_dir": tmp_path})
+    assert ModelManager(build_models(default), default.models).runtime.dlib_processes == 0
+    settings = Settings(models={"model_dir": tmp_path, "dlib_processes": 1})
     manager = ModelManager(build_models(settings), settings.models)
     assert manager.runtime.dlib_processes == 1
     assert manager.peek("dlib_resnet").concurrent_runs(manager.runtime) == 1
