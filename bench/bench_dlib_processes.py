@@ -68,7 +68,7 @@ def measure(processes: int, seconds: float, clients: int) -> dict[str, float]:
             counted[0] = sum(done)
             stop.set()
 
-        wall = run_threads(
+        run_threads(
             [
                 *(partial(client, slot) for slot in range(clients)),
                 partial(health_into, waits),
@@ -84,7 +84,6 @@ def measure(processes: int, seconds: float, clients: int) -> dict[str, float]:
             "max": max(waits),
             "server": process.memory_info().rss / MIB,
             "helpers": sum(c.memory_info().rss for c in helpers) / MIB,
-            "wall": wall,
         }
 
 
